@@ -45,6 +45,8 @@ internal static class DnsNames
 
     private static readonly SearchValues<char> HexDigits = SearchValues.Create("0123456789abcdefABCDEF");
 
+    private static readonly SearchValues<char> Digits = SearchValues.Create("0123456789");
+
     private static readonly ConcurrentDictionary<string, byte> ValidatedPunycode = new(StringComparer.Ordinal);
 
     private static readonly ConcurrentDictionary<string, byte>.AlternateLookup<ReadOnlySpan<char>> ValidatedPunycodeLookup =
@@ -101,7 +103,7 @@ internal static class DnsNames
             return !last[2..].ContainsAnyExcept(HexDigits);
         }
 
-        return !last.ContainsAnyExceptInRange('0', '9');
+        return !last.ContainsAnyExcept(Digits);
     }
 
     /// <summary>Classifies the characters of a raw host: returns <see cref="EgressTargetError.AmbiguousCharacter"/> for

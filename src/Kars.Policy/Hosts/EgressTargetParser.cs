@@ -87,8 +87,9 @@ public static class EgressTargetParser
                 return TryParseUrl(input, out target, out error);
             }
 
-            // "host:443" continues below; "scheme:opaque" is a URL without an authority.
-            if (!afterColon.IsEmpty && !char.IsAsciiDigit(afterColon[0]) && afterColon[0] is not ('+' or '-'))
+            // "host:443", "host:", "fe80::1" continue below as authorities (and fail or succeed there);
+            // "scheme:opaque" (a letter or '/' after the colon) is a URL without an authority, as RFC 3986 reads it.
+            if (!afterColon.IsEmpty && (char.IsAsciiLetter(afterColon[0]) || afterColon[0] == '/'))
             {
                 error = IsHttpScheme(input.AsSpan(0, colon), out _)
                     ? EgressTargetError.Malformed
@@ -401,13 +402,14 @@ public static class EgressTargetParser
 
         if (host.Contains(':'))
         {
-            error = EgressTargetError.InvalidIPAddress;
+            // An unbracketed IPv6 address is an address error; "name:port" passed as a host is a name error.
+            error = IPAddress.TryParse(host, out _) ? EgressTargetError.InvalidIPAddress : EgressTargetError.InvalidHostName;
             return false;
         }
 
         if (host.ContainsAny('[', ']'))
         {
-            error = EgressTargetError.InvalidIPAddress;
+            error = EgressTargetError.InvalidHostName;
             return false;
         }
 
@@ -502,7 +504,7 @@ public static class EgressTargetParser
         {
             ReadOnlySpan<char> part = tail[r];
             parts++;
-            if (part.IsEmpty || part.Length > 3 || part.ContainsAnyExceptInRange('0', '9') || (part.Length > 1 && part[0] == '0'))
+            if (part.IsEmpty || part.Length > 3 || !IsAllAsciiDigits(part) || (part.Length > 1 && part[0] == '0'))
             {
                 return false;
             }
@@ -514,6 +516,19 @@ public static class EgressTargetParser
         }
 
         return parts == 4;
+    }
+
+    private static bool IsAllAsciiDigits(ReadOnlySpan<char> text)
+    {
+        foreach (char c in text)
+        {
+            if (!char.IsAsciiDigit(c))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Parses a port: one or more ASCII digits (leading zeros allowed), value 1–65535, no sign or space.</summary>
