@@ -49,6 +49,8 @@ internal static class DnsNames
 
     private static readonly ConcurrentDictionary<string, byte> ValidatedPunycode = new(StringComparer.Ordinal);
 
+    private static int validatedPunycodeCount;
+
     private static readonly ConcurrentDictionary<string, byte>.AlternateLookup<ReadOnlySpan<char>> ValidatedPunycodeLookup =
         ValidatedPunycode.GetAlternateLookup<ReadOnlySpan<char>>();
 
@@ -294,9 +296,10 @@ internal static class DnsNames
                 return false;
             }
 
-            if (ValidatedPunycode.Count < PunycodeCacheCapacity)
+            // Bounded so hostile input cannot grow it without limit; once full, new names simply stay on the slow path.
+            if (Volatile.Read(ref validatedPunycodeCount) < PunycodeCacheCapacity && ValidatedPunycode.TryAdd(candidate, 0))
             {
-                ValidatedPunycode.TryAdd(candidate, 0);
+                Interlocked.Increment(ref validatedPunycodeCount);
             }
 
             canonical = candidate;
