@@ -11,7 +11,8 @@ namespace Kars.Policy.Benchmarks.Hosts;
 /// The baseline is the naive approach: build a <see cref="Uri"/> and read <see cref="Uri.IdnHost"/>, lower-cased.
 /// </summary>
 [MemoryDiagnoser]
-[SimpleJob(RuntimeMoniker.Net10_0, launchCount: 1, warmupCount: 3, iterationCount: 10)]
+[MedianColumn]
+[SimpleJob(RuntimeMoniker.Net10_0, launchCount: 1, warmupCount: 3, iterationCount: 15)]
 public class HostParsingBenchmark
 {
     private const string CanonicalHost = "objects.githubusercontent.com";

@@ -133,6 +133,26 @@ public sealed class DnsNamesTests
         error.Should().Be(EgressTargetError.Empty);
     }
 
+    [Fact]
+    public void TryNormalize_ManyThreads_GiveTheSameCanonicalForms()
+    {
+        string[] inputs = ["\u0430pple.com", "M\u00FCnchen.example", "fa\u00DF.de", "Example.COM.", "xn--ls8h.la"];
+        string[] expected = ["xn--pple-43d.com", "xn--mnchen-3ya.example", "xn--fa-hia.de", "example.com", "xn--ls8h.la"];
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+
+        Parallel.For(0, 4_000, i =>
+        {
+            int k = i % inputs.Length;
+            if (!DnsNames.TryNormalize(inputs[k], out string? canonical, out _) || canonical != expected[k])
+            {
+                failures.Add($"{inputs[k]} -> {canonical}");
+            }
+        });
+
+        failures.Should().BeEmpty();
+        expected.Should().OnlyContain(e => DnsNames.IsCanonical(e));
+    }
+
     [Theory]
     [InlineData("1", true)]
     [InlineData("a.1", true)]

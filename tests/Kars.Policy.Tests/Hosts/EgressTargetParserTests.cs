@@ -36,6 +36,7 @@ public sealed class EgressTargetParserTests
         { "https://evil.com?@good.com", "evil.com", 443, Dns },
         { "https://evil.com/@good.com", "evil.com", 443, Dns },
         { "https://evil.com/a@b@c", "evil.com", 443, Dns },
+        { "https://evil.com:443@good.com/", "good.com", 443, Dns },
         { "https://evil.com./", "evil.com", 443, Dns },
         { "https://api.example.com/p?q=a%20b", "api.example.com", 443, Dns },
         { "https://\u0430pple.com/", "xn--pple-43d.com", 443, Dns },
