@@ -206,11 +206,21 @@ public static class EgressTargetParser
         }
 
         // What System.Uri (and so HttpClient) will actually connect to.
-        string idnHost = uri.IdnHost;
-        bool agrees = uri.HostNameType == UriHostNameType.IPv6
-            ? TryParseIPv6Literal(idnHost, out var v6, out _) && v6.Equals(parsed.Address)
-            : TryParseHostCore(idnHost, idnHost, parsed.Port, out var viaUri, out _) && viaUri == parsed;
-        if (!agrees || uri.Port != parsed.Port)
+        bool agrees;
+        try
+        {
+            string idnHost = uri.IdnHost;
+            agrees = uri.Port == parsed.Port && (uri.HostNameType == UriHostNameType.IPv6
+                ? TryParseIPv6Literal(idnHost, out var v6, out _) && v6.Equals(parsed.Address)
+                : TryParseHostCore(idnHost, idnHost, parsed.Port, out var viaUri, out _) && viaUri == parsed);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or UriFormatException or ArgumentException)
+        {
+            // Never let a Uri property getter turn a bad input into a crash: treat it as a disagreement.
+            agrees = false;
+        }
+
+        if (!agrees)
         {
             error = EgressTargetError.Malformed;
             return false;

@@ -499,6 +499,11 @@ public sealed class EgressTargetParserTests
     [InlineData("https://good.com@evil.com/", "evil.com", 443)]
     [InlineData("https://evil.com#@good.com", "evil.com", 443)]
     [InlineData("http://\uFF45\uFF58\uFF41\uFF4D\uFF50\uFF4C\uFF45.com/", "example.com", 80)]
+    [InlineData("https://[::1]@evil.com/", "evil.com", 443)]
+    [InlineData("https://evil.com:443@good.com/", "good.com", 443)]
+    [InlineData("https://u@evil.com:8443/", "evil.com", 8443)]
+    [InlineData("https://-a.com/", "-a.com", 443)]
+    [InlineData("https://a_b.example/", "a_b.example", 443)]
     public void TryParseUri_AbsoluteHttpUri_AgreesWithIdnHost(string text, string host, int port)
     {
         var uri = new Uri(text);
