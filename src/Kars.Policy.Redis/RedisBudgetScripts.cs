@@ -1,0 +1,308 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Kars.Policy.Redis;
+
+/// <summary>The Lua scripts of the Redis budget store (one <c>EVALSHA</c> per admission, one per settlement).</summary>
+/// <remarks>
+/// <para>Key layout under the prefix <c>P</c> (see <c>docs/redis.md</c>):</para>
+/// <list type="bullet">
+/// <item><c>P c:{budgetKey}:{window}</c> — a hash per budget key and calendar window instance with fields
+/// <c>u</c> (used tokens) and <c>h</c> (held tokens); the window part is a letter and the UTC window id
+/// (<c>H2026112614</c>, <c>D20261126</c>, <c>W2026W48</c>, <c>M202611</c>, <c>Y2026</c>). It expires after its
+/// window end plus a margin, set with <c>EXPIRE</c> and a positive relative TTL.</item>
+/// <item><c>P l:{leaseId}</c> — the lease, JSON: state, tokens, expiry (ms), the counter keys it holds tokens in,
+/// and the expiry sets it is listed in. After settlement it becomes a small tombstone so settlement is idempotent.</item>
+/// <item><c>P x:{budgetKey}</c> — a sorted set of the budget key's open leases scored by lease expiry (ms); every
+/// admission sweeps the expired leases of every level it touches and charges their full hold.</item>
+/// </list>
+/// <para>Time comes from <c>redis.call('TIME')</c> inside the script unless the caller passes an explicit instant
+/// (replay and tests). Window ids and bounds are computed in Lua with integer civil-from-days arithmetic.</para>
+/// <para>Numbers travel as decimal strings formatted with <c>%d</c>; Lua numbers are doubles, so counters and
+/// limits are exact up to 2^53 tokens (the store clamps larger limits to that).</para>
+/// </remarks>
+internal static class RedisBudgetScripts
+{
+    /// <summary>Shared functions: civil calendar arithmetic, window computation, lease settlement and sweeping.</summary>
+    internal const string Common = """
+local function fmt(n) return string.format('%d', n) end
+
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+local function civil_from_days(z)
+  z = z + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m
+  if mp < 10 then m = mp + 3 else m = mp - 9 end
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+
+-- Returns the window id, start and end (epoch seconds, half-open) of the UTC calendar window of kind
+-- code (H, D, W, M, Y) that contains the instant t (epoch seconds).
+local function window(code, t)
+  local days = math.floor(t / 86400)
+  local y, m, d = civil_from_days(days)
+  if code == 'H' then
+    local s = math.floor(t / 3600) * 3600
+    local hour = math.floor((t - days * 86400) / 3600)
+    return string.format('%04d%02d%02d%02d', y, m, d, hour), s, s + 3600
+  elseif code == 'D' then
+    return string.format('%04d%02d%02d', y, m, d), days * 86400, days * 86400 + 86400
+  elseif code == 'W' then
+    local monday = days - (days + 3) % 7
+    local thursday = monday + 3
+    local wy = civil_from_days(thursday)
+    local week = math.floor((thursday - days_from_civil(wy, 1, 1)) / 7) + 1
+    return string.format('%04dW%02d', wy, week), monday * 86400, monday * 86400 + 7 * 86400
+  elseif code == 'M' then
+    local ny, nm = y, m + 1
+    if nm > 12 then ny = y + 1; nm = 1 end
+    return string.format('%04d%02d', y, m), days_from_civil(y, m, 1) * 86400, days_from_civil(ny, nm, 1) * 86400
+  elseif code == 'Y' then
+    return string.format('%04d', y), days_from_civil(y, 1, 1) * 86400, days_from_civil(y + 1, 1, 1) * 86400
+  end
+  error({ err = 'kars: unknown window ' .. tostring(code) })
+end
+
+local function clock(s_arg, us_arg)
+  if s_arg ~= nil and s_arg ~= '' then
+    return tonumber(s_arg), tonumber(us_arg)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]), tonumber(t[2])
+end
+
+-- Replaces the hold of an active lease with a charge (nil = the full hold). Returns status, charged:
+-- 1 settled now, 2 already settled, 3 already charged on expiry, 0 unknown lease.
+local function finish(P, lid, actual, state, tomb_ttl)
+  local lk = P .. 'l:' .. lid
+  local raw = redis.call('GET', lk)
+  if not raw then return 0, 0 end
+  local L = cjson.decode(raw)
+  if L.s ~= 'a' then
+    if L.s == 'S' then return 2, tonumber(L.c) end
+    return 3, tonumber(L.c)
+  end
+  local t = tonumber(L.t)
+  local charge = actual
+  if charge == nil then charge = t end
+  for i = 1, #L.k do
+    local ck = L.k[i]
+    if redis.call('EXISTS', ck) == 1 then
+      local h = tonumber(redis.call('HINCRBY', ck, 'h', fmt(-t)))
+      if h < 0 then redis.call('HSET', ck, 'h', '0') end
+      if charge > 0 then redis.call('HINCRBY', ck, 'u', fmt(charge)) end
+    end
+  end
+  for i = 1, #L.z do redis.call('ZREM', L.z[i], lid) end
+  redis.call('SET', lk, cjson.encode({ s = state, c = fmt(charge) }), 'EX', fmt(tomb_ttl))
+  return 1, charge
+end
+
+-- Charges the full hold of every lease of the expiry set zk that expired at or before now_ms.
+local function sweep(P, zk, now_ms, limit, tomb_ttl)
+  local ids = redis.call('ZRANGEBYSCORE', zk, '-inf', fmt(now_ms), 'LIMIT', '0', fmt(limit))
+  for i = 1, #ids do
+    local st = finish(P, ids[i], nil, 'E', tomb_ttl)
+    if st ~= 1 then redis.call('ZREM', zk, ids[i]) end
+  end
+end
+
+if redis.replicate_commands then redis.replicate_commands() end
+""";
+
+    /// <summary>
+    /// Admission. ARGV: prefix, now seconds ('' = server TIME), now microseconds, lease id, tokens, lease timeout
+    /// (ms), observe (1/0), counter TTL margin (s), tombstone TTL (s), sweep limit, level count, then per level:
+    /// budget key, window count, then per window: code, limit.
+    /// Returns: status (1 admitted, 0 rejected, 2 admitted in observe mode although it would be rejected,
+    /// -1 duplicate lease id), now seconds, now microseconds, retry-after seconds, never (1 when the tokens exceed a
+    /// limit outright), window count, then per window: used, held, limit, start, end (held includes this request
+    /// when admitted).
+    /// </summary>
+    internal const string Admit = Common + "\n" + """
+local P = ARGV[1]
+local now_s, now_us = clock(ARGV[2], ARGV[3])
+local now_ms = now_s * 1000 + math.floor(now_us / 1000)
+local lid = ARGV[4]
+local tokens = tonumber(ARGV[5])
+local lease_ms = tonumber(ARGV[6])
+local observe = ARGV[7] == '1'
+local margin = tonumber(ARGV[8])
+local tomb_ttl = tonumber(ARGV[9])
+local sweep_limit = tonumber(ARGV[10])
+local nlev = tonumber(ARGV[11])
+
+local lk = P .. 'l:' .. lid
+if redis.call('EXISTS', lk) == 1 then
+  return { -1, now_s, now_us, 0, 0, 0 }
+end
+
+local idx = 12
+local windows = {}
+local zsets = {}
+for l = 1, nlev do
+  local bk = ARGV[idx]
+  local nw = tonumber(ARGV[idx + 1])
+  idx = idx + 2
+  local zk = P .. 'x:' .. bk
+  zsets[#zsets + 1] = zk
+  sweep(P, zk, now_ms, sweep_limit, tomb_ttl)
+  for w = 1, nw do
+    local code = ARGV[idx]
+    local limit = tonumber(ARGV[idx + 1])
+    idx = idx + 2
+    local id, ws, we = window(code, now_s)
+    windows[#windows + 1] = { key = P .. 'c:' .. bk .. ':' .. code .. id, limit = limit, ws = ws, we = we }
+  end
+end
+
+local ok = true
+local retry = 0
+local never = 0
+for i = 1, #windows do
+  local w = windows[i]
+  local r = redis.call('HMGET', w.key, 'u', 'h')
+  w.u = tonumber(r[1]) or 0
+  w.h = tonumber(r[2]) or 0
+  if w.u + w.h + tokens > w.limit then
+    ok = false
+    if tokens > w.limit then never = 1 end
+    if w.we - now_s > retry then retry = w.we - now_s end
+  end
+end
+
+local status = 0
+if ok then status = 1 elseif observe then status = 2 end
+
+if status ~= 0 then
+  local maxttl = 0
+  local keys = {}
+  for i = 1, #windows do
+    local w = windows[i]
+    w.h = tonumber(redis.call('HINCRBY', w.key, 'h', fmt(tokens)))
+    local ttl = w.we - now_s + margin
+    redis.call('EXPIRE', w.key, fmt(ttl))
+    if ttl > maxttl then maxttl = ttl end
+    keys[#keys + 1] = w.key
+  end
+  if maxttl < margin then maxttl = margin end
+  local exp_ms = now_ms + lease_ms
+  redis.call('SET', lk, cjson.encode({ s = 'a', t = fmt(tokens), e = fmt(exp_ms), k = keys, z = zsets }), 'EX', fmt(maxttl))
+  for i = 1, #zsets do
+    redis.call('ZADD', zsets[i], fmt(exp_ms), lid)
+    if redis.call('TTL', zsets[i]) < maxttl then redis.call('EXPIRE', zsets[i], fmt(maxttl)) end
+  end
+end
+
+local out = { status, now_s, now_us, retry, never, #windows }
+for i = 1, #windows do
+  local w = windows[i]
+  out[#out + 1] = w.u
+  out[#out + 1] = w.h
+  out[#out + 1] = w.limit
+  out[#out + 1] = w.ws
+  out[#out + 1] = w.we
+end
+return out
+""";
+
+    /// <summary>
+    /// Settlement. ARGV: prefix, now seconds ('' = server TIME), now microseconds, lease id, actual tokens
+    /// ('' = charge the full hold), tombstone TTL (s).
+    /// Returns: status (1 settled now, 2 already settled, 3 charged its hold on expiry, 0 unknown lease), charged.
+    /// A lease settled at or after its expiry is charged its full hold (status 3).
+    /// </summary>
+    internal const string Settle = Common + "\n" + """
+local P = ARGV[1]
+local now_s, now_us = clock(ARGV[2], ARGV[3])
+local now_ms = now_s * 1000 + math.floor(now_us / 1000)
+local lid = ARGV[4]
+local actual = nil
+if ARGV[5] ~= '' then actual = tonumber(ARGV[5]) end
+local tomb_ttl = tonumber(ARGV[6])
+
+local raw = redis.call('GET', P .. 'l:' .. lid)
+if raw then
+  local L = cjson.decode(raw)
+  if L.s == 'a' and now_ms >= tonumber(L.e) then
+    local _, c = finish(P, lid, nil, 'E', tomb_ttl)
+    return { 3, c }
+  end
+end
+local st, c = finish(P, lid, actual, 'S', tomb_ttl)
+return { st, c }
+""";
+
+    /// <summary>
+    /// Status of one budget key. ARGV: prefix, now seconds ('' = server TIME), now microseconds, tombstone TTL (s),
+    /// sweep limit, budget key, window count, then the window codes.
+    /// Returns: now seconds, now microseconds, then per window: used, held, start, end.
+    /// </summary>
+    internal const string Status = Common + "\n" + """
+local P = ARGV[1]
+local now_s, now_us = clock(ARGV[2], ARGV[3])
+local now_ms = now_s * 1000 + math.floor(now_us / 1000)
+local tomb_ttl = tonumber(ARGV[4])
+local sweep_limit = tonumber(ARGV[5])
+local bk = ARGV[6]
+local nw = tonumber(ARGV[7])
+sweep(P, P .. 'x:' .. bk, now_ms, sweep_limit, tomb_ttl)
+local out = { now_s, now_us }
+for i = 1, nw do
+  local code = ARGV[7 + i]
+  local id, ws, we = window(code, now_s)
+  local r = redis.call('HMGET', P .. 'c:' .. bk .. ':' .. code .. id, 'u', 'h')
+  out[#out + 1] = tonumber(r[1]) or 0
+  out[#out + 1] = tonumber(r[2]) or 0
+  out[#out + 1] = ws
+  out[#out + 1] = we
+end
+return out
+""";
+
+    /// <summary>Test hook: ARGV is a list of epoch seconds; returns, per instant and per window code H, D, W, M, Y,
+    /// the id, start and end. Not used by the store.</summary>
+    internal const string WindowProbe = Common + "\n" + """
+local out = {}
+for i = 1, #ARGV do
+  local t = tonumber(ARGV[i])
+  for _, code in ipairs({ 'H', 'D', 'W', 'M', 'Y' }) do
+    local id, ws, we = window(code, t)
+    out[#out + 1] = id
+    out[#out + 1] = fmt(ws)
+    out[#out + 1] = fmt(we)
+  end
+end
+return out
+""";
+
+    /// <summary>The SHA-1 of <see cref="Admit"/>, as <c>EVALSHA</c> expects.</summary>
+    internal static readonly byte[] AdmitSha = Sha(Admit);
+
+    /// <summary>The SHA-1 of <see cref="Settle"/>.</summary>
+    internal static readonly byte[] SettleSha = Sha(Settle);
+
+    /// <summary>The SHA-1 of <see cref="Status"/>.</summary>
+    internal static readonly byte[] StatusSha = Sha(Status);
+
+    // Redis names scripts by SHA-1; this is an identifier, not a security use.
+#pragma warning disable CA5350
+    private static byte[] Sha(string script) => SHA1.HashData(Encoding.UTF8.GetBytes(script));
+#pragma warning restore CA5350
+}
