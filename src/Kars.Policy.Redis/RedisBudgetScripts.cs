@@ -127,33 +127,27 @@ if redis.replicate_commands then redis.replicate_commands() end
 """;
 
     /// <summary>
-    /// Admission. ARGV: prefix, now seconds ('' = server TIME), now microseconds, lease id, tokens, lease timeout
-    /// (ms), observe (1/0), counter TTL margin (s), tombstone TTL (s), sweep limit, level count, then per level:
-    /// budget key, window count, then per window: code, limit.
-    /// Returns: status (1 admitted, 0 rejected, 2 admitted in observe mode although it would be rejected,
-    /// -1 duplicate lease id), now seconds, now microseconds, retry-after seconds, never (1 when the tokens exceed a
-    /// limit outright), window count, then per window: used, held, limit, start, end (held includes this request
-    /// when admitted).
+    /// Admission. ARGV: prefix, now seconds ('' = server TIME), now microseconds, tokens, lease duration (ms),
+    /// observe (1/0), counter TTL margin (s), tombstone TTL (s), sweep limit, level count, then per level:
+    /// budget key, window count, then per window: code, limit ('' = counted but not limited).
+    /// Returns: status (1 admitted, 0 rejected, 2 admitted in observe mode although it would be rejected),
+    /// now seconds, now microseconds, retry-after seconds (until every blocking window has rolled over),
+    /// lease id (0 when rejected), lease expiry (ms), window count, then per level and window: used, held
+    /// (including this request when admitted), start, end.
     /// </summary>
     internal const string Admit = Common + "\n" + """
 local P = ARGV[1]
 local now_s, now_us = clock(ARGV[2], ARGV[3])
 local now_ms = now_s * 1000 + math.floor(now_us / 1000)
-local lid = ARGV[4]
-local tokens = tonumber(ARGV[5])
-local lease_ms = tonumber(ARGV[6])
-local observe = ARGV[7] == '1'
-local margin = tonumber(ARGV[8])
-local tomb_ttl = tonumber(ARGV[9])
-local sweep_limit = tonumber(ARGV[10])
-local nlev = tonumber(ARGV[11])
+local tokens = tonumber(ARGV[4])
+local lease_ms = tonumber(ARGV[5])
+local observe = ARGV[6] == '1'
+local margin = tonumber(ARGV[7])
+local tomb_ttl = tonumber(ARGV[8])
+local sweep_limit = tonumber(ARGV[9])
+local nlev = tonumber(ARGV[10])
 
-local lk = P .. 'l:' .. lid
-if redis.call('EXISTS', lk) == 1 then
-  return { -1, now_s, now_us, 0, 0, 0 }
-end
-
-local idx = 12
+local idx = 11
 local windows = {}
 local zsets = {}
 for l = 1, nlev do
@@ -174,15 +168,13 @@ end
 
 local ok = true
 local retry = 0
-local never = 0
 for i = 1, #windows do
   local w = windows[i]
   local r = redis.call('HMGET', w.key, 'u', 'h')
   w.u = tonumber(r[1]) or 0
   w.h = tonumber(r[2]) or 0
-  if w.u + w.h + tokens > w.limit then
+  if w.limit ~= nil and w.u + w.h + tokens > w.limit then
     ok = false
-    if tokens > w.limit then never = 1 end
     if w.we - now_s > retry then retry = w.we - now_s end
   end
 end
@@ -190,32 +182,34 @@ end
 local status = 0
 if ok then status = 1 elseif observe then status = 2 end
 
+local lid = 0
+local exp_ms = 0
 if status ~= 0 then
-  local maxttl = 0
+  lid = redis.call('INCR', P .. 'seq')
+  exp_ms = now_ms + lease_ms
+  local keep = margin + math.ceil(lease_ms / 1000)
   local keys = {}
   for i = 1, #windows do
     local w = windows[i]
     w.h = tonumber(redis.call('HINCRBY', w.key, 'h', fmt(tokens)))
     local ttl = w.we - now_s + margin
     redis.call('EXPIRE', w.key, fmt(ttl))
-    if ttl > maxttl then maxttl = ttl end
+    if ttl > keep then keep = ttl end
     keys[#keys + 1] = w.key
   end
-  if maxttl < margin then maxttl = margin end
-  local exp_ms = now_ms + lease_ms
-  redis.call('SET', lk, cjson.encode({ s = 'a', t = fmt(tokens), e = fmt(exp_ms), k = keys, z = zsets }), 'EX', fmt(maxttl))
+  local lk = P .. 'l:' .. fmt(lid)
+  redis.call('SET', lk, cjson.encode({ s = 'a', t = fmt(tokens), e = fmt(exp_ms), k = keys, z = zsets }), 'EX', fmt(keep))
   for i = 1, #zsets do
-    redis.call('ZADD', zsets[i], fmt(exp_ms), lid)
-    if redis.call('TTL', zsets[i]) < maxttl then redis.call('EXPIRE', zsets[i], fmt(maxttl)) end
+    redis.call('ZADD', zsets[i], fmt(exp_ms), fmt(lid))
+    if redis.call('TTL', zsets[i]) < keep then redis.call('EXPIRE', zsets[i], fmt(keep)) end
   end
 end
 
-local out = { status, now_s, now_us, retry, never, #windows }
+local out = { status, now_s, now_us, retry, lid, exp_ms, #windows }
 for i = 1, #windows do
   local w = windows[i]
   out[#out + 1] = w.u
   out[#out + 1] = w.h
-  out[#out + 1] = w.limit
   out[#out + 1] = w.ws
   out[#out + 1] = w.we
 end
@@ -225,7 +219,7 @@ return out
     /// <summary>
     /// Settlement. ARGV: prefix, now seconds ('' = server TIME), now microseconds, lease id, actual tokens
     /// ('' = charge the full hold), tombstone TTL (s).
-    /// Returns: status (1 settled now, 2 already settled, 3 charged its hold on expiry, 0 unknown lease), charged.
+    /// Returns: status (1 settled now, 2 already settled, 3 expired and charged its hold, 0 unknown lease), charged.
     /// A lease settled at or after its expiry is charged its full hold (status 3).
     /// </summary>
     internal const string Settle = Common + "\n" + """
@@ -250,9 +244,10 @@ return { st, c }
 """;
 
     /// <summary>
-    /// Status of one budget key. ARGV: prefix, now seconds ('' = server TIME), now microseconds, tombstone TTL (s),
-    /// sweep limit, budget key, window count, then the window codes.
-    /// Returns: now seconds, now microseconds, then per window: used, held, start, end.
+    /// Status. ARGV: prefix, now seconds ('' = server TIME), now microseconds, tombstone TTL (s), sweep limit,
+    /// level count, then per level: budget key, window count, then the window codes.
+    /// Returns: now seconds, now microseconds, then per level and window: used, held, start, end.
+    /// Expired leases of every level are charged first.
     /// </summary>
     internal const string Status = Common + "\n" + """
 local P = ARGV[1]
@@ -260,18 +255,28 @@ local now_s, now_us = clock(ARGV[2], ARGV[3])
 local now_ms = now_s * 1000 + math.floor(now_us / 1000)
 local tomb_ttl = tonumber(ARGV[4])
 local sweep_limit = tonumber(ARGV[5])
-local bk = ARGV[6]
-local nw = tonumber(ARGV[7])
-sweep(P, P .. 'x:' .. bk, now_ms, sweep_limit, tomb_ttl)
+local nlev = tonumber(ARGV[6])
+local idx = 7
 local out = { now_s, now_us }
-for i = 1, nw do
-  local code = ARGV[7 + i]
-  local id, ws, we = window(code, now_s)
-  local r = redis.call('HMGET', P .. 'c:' .. bk .. ':' .. code .. id, 'u', 'h')
+local reads = {}
+for l = 1, nlev do
+  local bk = ARGV[idx]
+  local nw = tonumber(ARGV[idx + 1])
+  idx = idx + 2
+  sweep(P, P .. 'x:' .. bk, now_ms, sweep_limit, tomb_ttl)
+  for i = 1, nw do
+    local code = ARGV[idx]
+    idx = idx + 1
+    local id, ws, we = window(code, now_s)
+    reads[#reads + 1] = { key = P .. 'c:' .. bk .. ':' .. code .. id, ws = ws, we = we }
+  end
+end
+for i = 1, #reads do
+  local r = redis.call('HMGET', reads[i].key, 'u', 'h')
   out[#out + 1] = tonumber(r[1]) or 0
   out[#out + 1] = tonumber(r[2]) or 0
-  out[#out + 1] = ws
-  out[#out + 1] = we
+  out[#out + 1] = reads[i].ws
+  out[#out + 1] = reads[i].we
 end
 return out
 """;
