@@ -49,29 +49,14 @@ public sealed partial class RedisBudgetStore : BudgetStore
     private long _failOpenSequence;
     private int _disposed;
 
-    /// <summary>Initializes a store that creates (and owns) its connection from
-    /// <see cref="RedisBudgetStoreOptions.Configuration"/>. It connects on first use.</summary>
+    /// <summary>Initializes a store. Without <paramref name="connection"/> it creates (and owns) a connection from
+    /// <see cref="RedisBudgetStoreOptions.Configuration"/> on first use; with one, it uses it and never disposes it.</summary>
     /// <param name="options">The options; validated and copied.</param>
+    /// <param name="connection">An existing connection, or <see langword="null"/> to create one.</param>
     /// <param name="logger">The logger, or <see langword="null"/>.</param>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option is invalid (the message names it).</exception>
-    public RedisBudgetStore(RedisBudgetStoreOptions options, ILogger<RedisBudgetStore>? logger = null)
-        : this(options, logger, connection: null)
-    {
-    }
-
-    /// <summary>Initializes a store over an existing connection, which the store does not dispose.</summary>
-    /// <param name="connection">The connection.</param>
-    /// <param name="options">The options (<see cref="RedisBudgetStoreOptions.Configuration"/> is ignored); validated and copied.</param>
-    /// <param name="logger">The logger, or <see langword="null"/>.</param>
-    /// <exception cref="ArgumentNullException"><paramref name="connection"/> or <paramref name="options"/> is <see langword="null"/>.</exception>
-    /// <exception cref="ArgumentException">An option is invalid (the message names it).</exception>
-    public RedisBudgetStore(IConnectionMultiplexer connection, RedisBudgetStoreOptions options, ILogger<RedisBudgetStore>? logger = null)
-        : this(options, logger, connection ?? throw new ArgumentNullException(nameof(connection)))
-    {
-    }
-
-    private RedisBudgetStore(RedisBudgetStoreOptions options, ILogger? logger, IConnectionMultiplexer? connection)
+    public RedisBudgetStore(RedisBudgetStoreOptions options, IConnectionMultiplexer? connection = null, ILogger<RedisBudgetStore>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrEmpty(options.KeyPrefix))
@@ -94,7 +79,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
         _operationTimeout = options.OperationTimeout;
         _margin = Seconds(options.CounterExpiryMargin);
         _tombstoneTtl = Seconds(options.SettledLeaseRetention);
-        _logger = logger ?? NullLogger.Instance;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
         _timeProvider = options.TimeProvider ?? TimeProvider.System;
 
         if (connection is not null)
