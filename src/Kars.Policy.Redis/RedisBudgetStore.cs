@@ -104,6 +104,9 @@ public sealed partial class RedisBudgetStore : BudgetStore
         }
 
         config.AbortOnConnectFail = false;
+
+        // While disconnected, fail at once instead of queueing admissions until they time out.
+        config.BacklogPolicy = BacklogPolicy.FailFast;
         config.ConnectTimeout = Milliseconds(options.ConnectTimeout);
         config.AsyncTimeout = Milliseconds(options.OperationTimeout);
         config.SyncTimeout = Milliseconds(options.OperationTimeout);

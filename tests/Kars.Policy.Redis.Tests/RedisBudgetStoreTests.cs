@@ -204,7 +204,7 @@ public sealed class RedisBudgetStoreTests
         var level = new BudgetLevel("a", new BudgetLimits(day: 100));
         (await store.TryReserveAsync(new BudgetRequest(level, 10, TimeSpan.FromMinutes(5)))).IsAdmitted.Should().BeTrue();
 
-        (await server.SendRawAsync("CLIENT", "PAUSE", "3000", "ALL")).Should().Be("+OK");
+        (await server.SendRawAsync("CLIENT", "PAUSE", "1500", "ALL")).Should().Be("+OK");
         var reserve = async () => await store.TryReserveAsync(new BudgetRequest(level, 10, TimeSpan.FromMinutes(5)));
 
         (await reserve.Should().ThrowAsync<BudgetStoreUnavailableException>()).Which.InnerException.Should().BeAssignableTo<TimeoutException>();
