@@ -17,6 +17,7 @@ namespace Kars.Policy.Benchmarks;
 /// without persistence, and prints the commands the server counted per operation when it ends.
 /// </summary>
 [MemoryDiagnoser]
+[MedianColumn]
 [SimpleJob(RunStrategy.Throughput, launchCount: 1, warmupCount: 3, iterationCount: 10)]
 public class RedisBudgetBenchmarks
 {

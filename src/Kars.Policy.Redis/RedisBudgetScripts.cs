@@ -171,6 +171,8 @@ local retry = 0
 for i = 1, #windows do
   local w = windows[i]
   local r = redis.call('HMGET', w.key, 'u', 'h')
+  if r[1] then w.r1 = true end
+  if r[2] then w.r2 = true end
   w.u = tonumber(r[1]) or 0
   w.h = tonumber(r[2]) or 0
   if w.limit ~= nil and w.u + w.h + tokens > w.limit then
@@ -191,9 +193,11 @@ if status ~= 0 then
   local keys = {}
   for i = 1, #windows do
     local w = windows[i]
+    local fresh = w.r1 == nil and w.r2 == nil
     w.h = tonumber(redis.call('HINCRBY', w.key, 'h', fmt(tokens)))
     local ttl = w.we - now_s + margin
-    redis.call('EXPIRE', w.key, fmt(ttl))
+    -- A counter gets its TTL when it is created (in this same atomic script); an existing one already has it.
+    if fresh then redis.call('EXPIRE', w.key, fmt(ttl)) end
     if ttl > keep then keep = ttl end
     keys[#keys + 1] = w.key
   end
