@@ -85,8 +85,8 @@ public class RedisBudgetBenchmarks
             IServer server = _naive.GetServer(_naive.GetEndPoints()[0]);
             var counted = server.Info("commandstats").SelectMany(g => g)
                 .Where(kv => kv.Key is "cmdstat_evalsha" or "cmdstat_eval" or "cmdstat_get" or "cmdstat_incrby")
-                .Select(kv => $"{kv.Key[8..]}={kv.Value.Split(',')[0].Split('=')[1]}");
-            Console.WriteLine($"// redis commands for {_operations} operations: {string.Join(" ", counted)} (script-internal GET/INCRBY are counted too)");
+                .Select(kv => $"{kv.Key[8..]}: {kv.Value}");
+            Console.WriteLine($"// redis commands for {_operations} operations: {string.Join(" | ", counted)} (script-internal GET/INCRBY are counted too; usec_per_call is server time)");
         }
 
         _store?.DisposeAsync().AsTask().GetAwaiter().GetResult();

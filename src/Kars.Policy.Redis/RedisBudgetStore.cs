@@ -333,8 +333,10 @@ public sealed partial class RedisBudgetStore : BudgetStore
         {
             throw;
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException or System.Net.Sockets.SocketException or IOException)
+        catch (Exception ex) when (ex is RedisException or TimeoutException or System.Net.Sockets.SocketException or IOException
+            or ObjectDisposedException or OperationCanceledException)
         {
+            // OperationCanceledException here is not the caller's cancellation (filtered above): the client gave up.
             Log.Unavailable(_logger, operation, ex.GetType().Name, ex);
             throw new BudgetStoreUnavailableException($"The Redis budget store could not complete the {operation}: {ex.Message}", ex);
         }
