@@ -46,6 +46,34 @@ public sealed class RedisBudgetStoreTests
     }
 
     [Fact]
+    public async Task TryReserveAsync_TwoReplicasWith32CallersEach_NeverOverspend()
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using var replicaA = NewStore(server, "k:");
+        await using var replicaB = NewStore(server, "k:");
+        var tenant = new BudgetLevel("tenant", new BudgetLimits(day: 1000));
+        var agent = new BudgetLevel("agent", new BudgetLimits(hour: 100_000, day: 100_000));
+        int admitted = 0;
+
+        var callers = Enumerable.Range(0, 64).Select(c => Task.Run(async () =>
+        {
+            RedisBudgetStore store = c % 2 == 0 ? replicaA : replicaB;
+            for (int i = 0; i < 10; i++)
+            {
+                if ((await store.TryReserveAsync(new BudgetRequest(agent, 7, TimeSpan.FromMinutes(5), tenant, at: FixedAt))).IsAdmitted)
+                {
+                    Interlocked.Increment(ref admitted);
+                }
+            }
+        }));
+        await Task.WhenAll(callers);
+
+        admitted.Should().Be(1000 / 7);
+        BudgetWindowStatus day = (await replicaA.GetStatusAsync(tenant, null, FixedAt)).Windows.Single();
+        day.Held.Should().Be(admitted * 7L);
+    }
+
+    [Fact]
     public async Task TryReserveAsync_ScriptCacheFlushed_ReloadsAndAdmits()
     {
         await using RedisServer server = await RedisServer.StartAsync();
