@@ -44,7 +44,9 @@ public sealed partial class RedisBudgetStore : BudgetStore
     private readonly RedisValue _sweepLimit = SweepLimit.ToString(CultureInfo.InvariantCulture);
     private readonly ILogger _logger;
     private readonly TimeProvider _timeProvider;
-    private readonly Lazy<Task<IConnectionMultiplexer>> _connection;
+    private readonly Func<Task<IConnectionMultiplexer>> _connect;
+    private readonly Lock _connectLock = new();
+    private Task<IConnectionMultiplexer>? _connection;
     private readonly bool _ownsConnection;
     private long _failOpenSequence;
     private int _disposed;
@@ -84,7 +86,8 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
         if (connection is not null)
         {
-            _connection = new Lazy<Task<IConnectionMultiplexer>>(Task.FromResult(connection));
+            _connection = Task.FromResult(connection);
+            _connect = () => Task.FromResult(connection);
             return;
         }
 
@@ -111,9 +114,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
         config.AsyncTimeout = Milliseconds(options.OperationTimeout);
         config.SyncTimeout = Milliseconds(options.OperationTimeout);
         _ownsConnection = true;
-        _connection = new Lazy<Task<IConnectionMultiplexer>>(
-            async () => await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false),
-            LazyThreadSafetyMode.ExecutionAndPublication);
+        _connect = async () => await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
     }
 
     /// <summary>Returns whether a lease was issued without a hold because Redis was unavailable and the store runs
@@ -247,14 +248,20 @@ public sealed partial class RedisBudgetStore : BudgetStore
     /// <inheritdoc/>
     protected override async ValueTask DisposeAsyncCore()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0 || !_ownsConnection || !_connection.IsValueCreated)
+        Task<IConnectionMultiplexer>? pending;
+        lock (_connectLock)
+        {
+            pending = _connection;
+        }
+
+        if (Interlocked.Exchange(ref _disposed, 1) != 0 || !_ownsConnection || pending is null || pending.IsFaulted || pending.IsCanceled)
         {
             return;
         }
 
         try
         {
-            IConnectionMultiplexer connection = await _connection.Value.ConfigureAwait(false);
+            IConnectionMultiplexer connection = await pending.ConfigureAwait(false);
             await connection.DisposeAsync().ConfigureAwait(false);
         }
         catch (RedisException)
@@ -316,7 +323,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         try
         {
-            IConnectionMultiplexer connection = await _connection.Value.WaitAsync(_operationTimeout, cancellationToken).ConfigureAwait(false);
+            IConnectionMultiplexer connection = await ConnectionAsync().WaitAsync(_operationTimeout, cancellationToken).ConfigureAwait(false);
             IDatabase db = connection.GetDatabase();
             try
             {
@@ -339,6 +346,20 @@ public sealed partial class RedisBudgetStore : BudgetStore
             // OperationCanceledException here is not the caller's cancellation (filtered above): the client gave up.
             Log.Unavailable(_logger, operation, ex.GetType().Name, ex);
             throw new BudgetStoreUnavailableException($"The Redis budget store could not complete the {operation}: {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>The connection, created on first use; a failed attempt is retried by the next call, never cached.</summary>
+    private Task<IConnectionMultiplexer> ConnectionAsync()
+    {
+        lock (_connectLock)
+        {
+            if (_connection is null || _connection.IsFaulted || _connection.IsCanceled)
+            {
+                _connection = _connect();
+            }
+
+            return _connection;
         }
     }
 
