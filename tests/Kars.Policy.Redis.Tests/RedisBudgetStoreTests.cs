@@ -74,6 +74,26 @@ public sealed class RedisBudgetStoreTests
     }
 
     [Fact]
+    public async Task SettleAsync_OnAnotherReplica_SettlesOnceAcrossReplicas()
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using var replicaA = NewStore(server, "k:");
+        await using var replicaB = NewStore(server, "k:");
+        var level = new BudgetLevel("a", new BudgetLimits(day: 1000));
+        BudgetDecision decision = await replicaA.TryReserveAsync(new BudgetRequest(level, 500, TimeSpan.FromMinutes(5), at: FixedAt));
+
+        BudgetSettlement onB = await replicaB.SettleAsync(decision.Lease.Id, 120, FixedAt);
+        BudgetSettlement againOnA = await replicaA.SettleAsync(decision.Lease.Id, 480, FixedAt);
+
+        onB.Status.Should().Be(BudgetSettlementStatus.Settled);
+        againOnA.Status.Should().Be(BudgetSettlementStatus.AlreadySettled);
+        againOnA.Charged.Should().Be(120);
+        BudgetWindowStatus day = (await replicaA.GetStatusAsync(level, null, FixedAt)).Windows.Single();
+        day.Used.Should().Be(120);
+        day.Held.Should().Be(0);
+    }
+
+    [Fact]
     public async Task TryReserveAsync_ScriptCacheFlushed_ReloadsAndAdmits()
     {
         await using RedisServer server = await RedisServer.StartAsync();
