@@ -7,12 +7,14 @@ namespace Kars.Policy.Redis;
 /// <remarks>
 /// <para>Key layout under the prefix <c>P</c> (see <c>docs/redis.md</c>):</para>
 /// <list type="bullet">
-/// <item><c>P c:{budgetKey}:{window}</c> — a hash per budget key and calendar window instance with fields
-/// <c>u</c> (used tokens) and <c>h</c> (held tokens); the window part is a letter and the UTC window id
-/// (<c>H2026112614</c>, <c>D20261126</c>, <c>W2026W48</c>, <c>M202611</c>, <c>Y2026</c>). It expires after its
-/// window end plus a margin, set with <c>EXPIRE</c> and a positive relative TTL.</item>
-/// <item><c>P l:{leaseId}</c> — the lease, JSON: state, tokens, expiry (ms), the counter keys it holds tokens in,
-/// and the expiry sets it is listed in. After settlement it becomes a small tombstone so settlement is idempotent.</item>
+/// <item><c>P c:{budgetKey}</c> — one hash per budget key holding the counters of every window: fields
+/// <c>{window}:{end}:u</c> (used tokens) and <c>{window}:{end}:h</c> (held tokens), where the window part is a letter and
+/// the UTC period id (<c>H2026112614</c>, <c>D20261126</c>, <c>W2026W48</c>, <c>M202611</c>, <c>Y2026</c>) and
+/// <c>{end}</c> the period's exclusive end in epoch seconds. One <c>HMGET</c> reads, and one <c>HSET</c> writes, all windows
+/// of a level. The hash expires (positive relative <c>EXPIRE</c>, only ever extended) after the latest window end plus
+/// a margin; when a new period starts, fields of periods that ended more than the margin ago are deleted.</item>
+/// <item><c>P l:{leaseId}</c> — the lease, JSON: state, tokens, expiry (ms), per level the hash and the period fields
+/// it holds tokens in, and the expiry sets it is listed in. After settlement it becomes a small tombstone so settlement is idempotent.</item>
 /// <item><c>P x:{budgetKey}</c> — a sorted set of the budget key's open leases scored by lease expiry (ms); every
 /// admission sweeps the expired leases of every level it touches and charges their full hold.</item>
 /// </list>
@@ -87,8 +89,23 @@ local function clock(s_arg, us_arg)
   return tonumber(t[1]), tonumber(t[2])
 end
 
--- Replaces the hold of an active lease with a charge (nil = the full hold). Returns status, charged:
--- 1 settled now, 2 already settled, 3 already charged on expiry, 0 unknown lease.
+-- Field names of a window's counters in a level hash: '{code}{id}:{end}:u' (used) and '...:h' (held).
+local function base(code, id, we) return code .. id .. ':' .. fmt(we) end
+
+-- Deletes the counter fields of periods that ended at least margin seconds ago.
+local function prune(ck, now_s, margin)
+  local names = redis.call('HKEYS', ck)
+  local dead = {}
+  for i = 1, #names do
+    local e = string.match(names[i], '^%a%w+:(%-?%d+):[uh]$')
+    if e and tonumber(e) + margin <= now_s then dead[#dead + 1] = names[i] end
+  end
+  if #dead > 0 then redis.call('HDEL', ck, unpack(dead)) end
+end
+
+-- Replaces the hold of an active lease with a charge (nil = the full hold), in the periods of admission: one
+-- HMGET and one HSET per level; a period whose counters are gone (expired or pruned) is skipped, never re-created.
+-- Returns status, charged: 1 settled now, 2 already settled, 3 already charged on expiry, 0 unknown lease.
 local function finish(P, lid, actual, state, tomb_ttl)
   local lk = P .. 'l:' .. lid
   local raw = redis.call('GET', lk)
@@ -101,12 +118,31 @@ local function finish(P, lid, actual, state, tomb_ttl)
   local t = tonumber(L.t)
   local charge = actual
   if charge == nil then charge = t end
-  for i = 1, #L.k do
-    local ck = L.k[i]
-    if redis.call('EXISTS', ck) == 1 then
-      local h = tonumber(redis.call('HINCRBY', ck, 'h', fmt(-t)))
-      if h < 0 then redis.call('HSET', ck, 'h', '0') end
-      if charge > 0 then redis.call('HINCRBY', ck, 'u', fmt(charge)) end
+  for i = 1, #L.c do
+    local ck = L.c[i].k
+    local fb = L.c[i].f
+    if #fb > 0 then
+      local names = {}
+      for j = 1, #fb do
+        names[#names + 1] = fb[j] .. ':u'
+        names[#names + 1] = fb[j] .. ':h'
+      end
+      local vals = redis.call('HMGET', ck, unpack(names))
+      local out = {}
+      for j = 1, #fb do
+        local h = vals[2 * j]
+        if h then
+          local nh = tonumber(h) - t
+          if nh < 0 then nh = 0 end
+          out[#out + 1] = names[2 * j]
+          out[#out + 1] = fmt(nh)
+          if charge > 0 then
+            out[#out + 1] = names[2 * j - 1]
+            out[#out + 1] = fmt((tonumber(vals[2 * j - 1]) or 0) + charge)
+          end
+        end
+      end
+      if #out > 0 then redis.call('HSET', ck, unpack(out)) end
     end
   end
   for i = 1, #L.z do redis.call('ZREM', L.z[i], lid) end
@@ -148,36 +184,46 @@ local sweep_limit = tonumber(ARGV[9])
 local nlev = tonumber(ARGV[10])
 
 local idx = 11
-local windows = {}
-local zsets = {}
+local levels = {}
+local total = 0
 for l = 1, nlev do
   local bk = ARGV[idx]
   local nw = tonumber(ARGV[idx + 1])
   idx = idx + 2
-  local zk = P .. 'x:' .. bk
-  zsets[#zsets + 1] = zk
-  sweep(P, zk, now_ms, sweep_limit, tomb_ttl)
+  local lv = { ck = P .. 'c:' .. bk, zk = P .. 'x:' .. bk, ws = {} }
+  sweep(P, lv.zk, now_ms, sweep_limit, tomb_ttl)
   for w = 1, nw do
     local code = ARGV[idx]
     local limit = tonumber(ARGV[idx + 1])
     idx = idx + 2
     local id, ws, we = window(code, now_s)
-    windows[#windows + 1] = { key = P .. 'c:' .. bk .. ':' .. code .. id, limit = limit, ws = ws, we = we }
+    lv.ws[w] = { fb = base(code, id, we), limit = limit, ws = ws, we = we }
   end
+  total = total + nw
+  levels[l] = lv
 end
 
 local ok = true
 local retry = 0
-for i = 1, #windows do
-  local w = windows[i]
-  local r = redis.call('HMGET', w.key, 'u', 'h')
-  if r[1] then w.r1 = true end
-  if r[2] then w.r2 = true end
-  w.u = tonumber(r[1]) or 0
-  w.h = tonumber(r[2]) or 0
-  if w.limit ~= nil and w.u + w.h + tokens > w.limit then
-    ok = false
-    if w.we - now_s > retry then retry = w.we - now_s end
+for l = 1, nlev do
+  local lv = levels[l]
+  if #lv.ws > 0 then
+    local names = {}
+    for w = 1, #lv.ws do
+      names[#names + 1] = lv.ws[w].fb .. ':u'
+      names[#names + 1] = lv.ws[w].fb .. ':h'
+    end
+    local vals = redis.call('HMGET', lv.ck, unpack(names))
+    for w = 1, #lv.ws do
+      local x = lv.ws[w]
+      x.fresh = not vals[2 * w]
+      x.u = tonumber(vals[2 * w - 1]) or 0
+      x.h = tonumber(vals[2 * w]) or 0
+      if x.limit ~= nil and x.u + x.h + tokens > x.limit then
+        ok = false
+        if x.we - now_s > retry then retry = x.we - now_s end
+      end
+    end
   end
 end
 
@@ -190,32 +236,56 @@ if status ~= 0 then
   lid = redis.call('INCR', P .. 'seq')
   exp_ms = now_ms + lease_ms
   local keep = margin + math.ceil(lease_ms / 1000)
-  local keys = {}
-  for i = 1, #windows do
-    local w = windows[i]
-    local fresh = w.r1 == nil and w.r2 == nil
-    w.h = tonumber(redis.call('HINCRBY', w.key, 'h', fmt(tokens)))
-    local ttl = w.we - now_s + margin
-    -- A counter gets its TTL when it is created (in this same atomic script); an existing one already has it.
-    if fresh then redis.call('EXPIRE', w.key, fmt(ttl)) end
-    if ttl > keep then keep = ttl end
-    keys[#keys + 1] = w.key
+  for l = 1, nlev do
+    for w = 1, #levels[l].ws do
+      local ttl = levels[l].ws[w].we - now_s + margin
+      if ttl > keep then keep = ttl end
+    end
   end
-  local lk = P .. 'l:' .. fmt(lid)
-  redis.call('SET', lk, cjson.encode({ s = 'a', t = fmt(tokens), e = fmt(exp_ms), k = keys, z = zsets }), 'EX', fmt(keep))
-  for i = 1, #zsets do
-    redis.call('ZADD', zsets[i], fmt(exp_ms), fmt(lid))
-    if redis.call('TTL', zsets[i]) < keep then redis.call('EXPIRE', zsets[i], fmt(keep)) end
+  local held = {}
+  local zsets = {}
+  for l = 1, nlev do
+    local lv = levels[l]
+    zsets[l] = lv.zk
+    local fbs = {}
+    if #lv.ws > 0 then
+      local out = {}
+      local fresh = false
+      for w = 1, #lv.ws do
+        local x = lv.ws[w]
+        x.h = x.h + tokens
+        out[#out + 1] = x.fb .. ':h'
+        out[#out + 1] = fmt(x.h)
+        if x.fresh then
+          out[#out + 1] = x.fb .. ':u'
+          out[#out + 1] = '0'
+          fresh = true
+        end
+        fbs[w] = x.fb
+      end
+      -- A new period started for some window: drop the counters of periods that ended margin ago.
+      if fresh then prune(lv.ck, now_s, margin) end
+      redis.call('HSET', lv.ck, unpack(out))
+      if redis.call('TTL', lv.ck) < keep then redis.call('EXPIRE', lv.ck, fmt(keep)) end
+    end
+    held[l] = { k = lv.ck, f = fbs }
+  end
+  redis.call('SET', P .. 'l:' .. fmt(lid), cjson.encode({ s = 'a', t = fmt(tokens), e = fmt(exp_ms), c = held, z = zsets }), 'EX', fmt(keep))
+  for l = 1, nlev do
+    redis.call('ZADD', zsets[l], fmt(exp_ms), fmt(lid))
+    if redis.call('TTL', zsets[l]) < keep then redis.call('EXPIRE', zsets[l], fmt(keep)) end
   end
 end
 
-local out = { status, now_s, now_us, retry, lid, exp_ms, #windows }
-for i = 1, #windows do
-  local w = windows[i]
-  out[#out + 1] = w.u
-  out[#out + 1] = w.h
-  out[#out + 1] = w.ws
-  out[#out + 1] = w.we
+local out = { status, now_s, now_us, retry, lid, exp_ms, total }
+for l = 1, nlev do
+  for w = 1, #levels[l].ws do
+    local x = levels[l].ws[w]
+    out[#out + 1] = x.u
+    out[#out + 1] = x.h
+    out[#out + 1] = x.ws
+    out[#out + 1] = x.we
+  end
 end
 return out
 """;
@@ -262,25 +332,31 @@ local sweep_limit = tonumber(ARGV[5])
 local nlev = tonumber(ARGV[6])
 local idx = 7
 local out = { now_s, now_us }
-local reads = {}
 for l = 1, nlev do
   local bk = ARGV[idx]
   local nw = tonumber(ARGV[idx + 1])
   idx = idx + 2
   sweep(P, P .. 'x:' .. bk, now_ms, sweep_limit, tomb_ttl)
-  for i = 1, nw do
-    local code = ARGV[idx]
-    idx = idx + 1
-    local id, ws, we = window(code, now_s)
-    reads[#reads + 1] = { key = P .. 'c:' .. bk .. ':' .. code .. id, ws = ws, we = we }
+  if nw > 0 then
+    local names = {}
+    local bounds = {}
+    for w = 1, nw do
+      local code = ARGV[idx]
+      idx = idx + 1
+      local id, ws, we = window(code, now_s)
+      local fb = base(code, id, we)
+      names[#names + 1] = fb .. ':u'
+      names[#names + 1] = fb .. ':h'
+      bounds[w] = { ws, we }
+    end
+    local vals = redis.call('HMGET', P .. 'c:' .. bk, unpack(names))
+    for w = 1, nw do
+      out[#out + 1] = tonumber(vals[2 * w - 1]) or 0
+      out[#out + 1] = tonumber(vals[2 * w]) or 0
+      out[#out + 1] = bounds[w][1]
+      out[#out + 1] = bounds[w][2]
+    end
   end
-end
-for i = 1, #reads do
-  local r = redis.call('HMGET', reads[i].key, 'u', 'h')
-  out[#out + 1] = tonumber(r[1]) or 0
-  out[#out + 1] = tonumber(r[2]) or 0
-  out[#out + 1] = reads[i].ws
-  out[#out + 1] = reads[i].we
 end
 return out
 """;

@@ -14,7 +14,7 @@ public sealed class RedisBudgetStoreTests
     private static readonly Instant FixedAt = Instant.FromUtc(2031, 6, 15, 12, 0);
 
     private static readonly string[] ScriptInternalCommands =
-        ["time", "get", "set", "exists", "incr", "hmget", "hincrby", "hset", "expire", "ttl", "zadd", "zrem", "zrangebyscore"];
+        ["time", "get", "set", "incr", "hmget", "hset", "hkeys", "hdel", "expire", "ttl", "zadd", "zrem", "zrangebyscore"];
 
     [Fact]
     public async Task TryReserveAsync_KeyAndParentAllWindows_OneRoundTripPerAdmissionAndSettlement()
@@ -145,32 +145,57 @@ public sealed class RedisBudgetStoreTests
         decision.IsAdmitted.Should().BeTrue();
         IDatabase db = admin.GetDatabase();
         RedisKey[] keys = admin.GetServer(admin.GetEndPoints()[0]).Keys(pattern: "k:*").ToArray();
-        keys.Select(k => (string)k!).Should().BeEquivalentTo(
-            "k:seq",
-            "k:l:1",
-            "k:x:agent",
-            "k:x:tenant",
-            "k:c:agent:H2031061512",
-            "k:c:agent:D20310615",
-            "k:c:agent:W2031W24",
-            "k:c:agent:M203106",
-            "k:c:agent:Y2031",
-            "k:c:tenant:H2031061512",
-            "k:c:tenant:D20310615",
-            "k:c:tenant:W2031W24",
-            "k:c:tenant:M203106",
-            "k:c:tenant:Y2031");
+        keys.Select(k => (string)k!).Should().BeEquivalentTo("k:seq", "k:l:1", "k:x:agent", "k:x:tenant", "k:c:agent", "k:c:tenant");
+        static string End(int y, int mo, int d, int h = 0) => Instant.FromUtc(y, mo, d, h, 0).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
+        string[] bases =
+        [
+            "H2031061512:" + End(2031, 6, 15, 13),
+            "D20310615:" + End(2031, 6, 16),
+            "W2031W24:" + End(2031, 6, 16), // Monday 2031-06-16 starts the next ISO week
+            "M203106:" + End(2031, 7, 1),
+            "Y2031:" + End(2032, 1, 1),
+        ];
+        foreach (string level in new[] { "k:c:agent", "k:c:tenant" })
+        {
+            HashEntry[] fields = await db.HashGetAllAsync(level);
+            fields.Select(f => (string)f.Name!).Should().BeEquivalentTo(bases.SelectMany(b => new[] { b + ":u", b + ":h" }), level);
+            fields.Where(f => ((string)f.Name!).EndsWith(":h", StringComparison.Ordinal)).Select(f => (long)f.Value).Should().AllBeEquivalentTo(10);
+            fields.Where(f => ((string)f.Name!).EndsWith(":u", StringComparison.Ordinal)).Select(f => (long)f.Value).Should().AllBeEquivalentTo(0);
+        }
+
         (await db.KeyTimeToLiveAsync("k:seq")).Should().BeNull("the lease sequence never expires");
         Instant yearEnd = Instant.FromUtc(2032, 1, 1, 0, 0);
+        TimeSpan longest = (yearEnd - FixedAt).ToTimeSpan() + TimeSpan.FromHours(1);
         foreach (RedisKey key in keys.Where(k => k != "k:seq"))
         {
             TimeSpan? ttl = await db.KeyTimeToLiveAsync(key);
             ttl.Should().NotBeNull($"{key} expires");
             ttl!.Value.Should().BePositive();
-            ttl.Value.Should().BeLessThanOrEqualTo((yearEnd - FixedAt).ToTimeSpan() + TimeSpan.FromHours(1), $"{key} lives at most until its window end plus the margin");
+            ttl.Value.Should().BeLessThanOrEqualTo(longest, $"{key} lives at most until the latest window end plus the margin");
+            ttl.Value.Should().BeCloseTo(longest, TimeSpan.FromMinutes(1), $"{key} lives as long as the year window it counts in");
+        }
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_NewPeriod_PrunesCountersOfPeriodsEndedBeforeTheMargin()
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using ConnectionMultiplexer admin = await AdminAsync(server);
+        await using var store = NewStore(server, "k:", o => o.CounterExpiryMargin = TimeSpan.FromHours(2));
+        var level = new BudgetLevel("a", new BudgetLimits(hour: 1000, day: 10_000));
+        Instant t0 = Instant.FromUtc(2031, 6, 15, 9, 30);
+
+        foreach (int hour in new[] { 0, 1, 2, 3 })
+        {
+            (await store.TryReserveAsync(new BudgetRequest(level, 10, TimeSpan.FromMinutes(5), at: t0 + Duration.FromHours(hour)))).IsAdmitted.Should().BeTrue();
         }
 
-        (await db.KeyTimeToLiveAsync("k:c:agent:H2031061512"))!.Value.Should().BeCloseTo(TimeSpan.FromHours(2), TimeSpan.FromMinutes(1));
+        // At 12:30 the 09:00 hour ended 2.5 h ago (pruned); 10:00 ended 1.5 h ago and 11:00 0.5 h ago (kept).
+        HashEntry[] fields = await admin.GetDatabase().HashGetAllAsync("k:c:a");
+        fields.Select(f => ((string)f.Name!).Split(':')[0]).Distinct().Should().BeEquivalentTo("H2031061510", "H2031061511", "H2031061512", "D20310615");
+        BudgetWindowStatus day = (await store.GetStatusAsync(level, null, t0 + Duration.FromHours(3))).Windows.Single(w => w.Window == BudgetWindow.Day);
+        (day.Used + day.Held).Should().Be(40, "pruning never touches the current periods (earlier leases expired and were charged)");
+        day.Held.Should().Be(10);
     }
 
     [Fact]
@@ -339,7 +364,8 @@ public sealed class RedisBudgetStoreTests
         (await store.TryReserveAsync(new BudgetRequest(level, 10, TimeSpan.FromMinutes(5), at: FixedAt))).IsAdmitted.Should().BeTrue();
 
         await using ConnectionMultiplexer admin = await AdminAsync(server);
-        (await admin.GetDatabase().KeyExistsAsync("first:c:a:D20310615")).Should().BeTrue();
+        (await admin.GetDatabase().KeyExistsAsync("first:c:a")).Should().BeTrue();
+        (await admin.GetDatabase().KeyExistsAsync("second:c:a")).Should().BeFalse();
     }
 
     private static RedisBudgetStore NewStore(RedisServer server, string prefix, Action<RedisBudgetStoreOptions>? configure = null)
