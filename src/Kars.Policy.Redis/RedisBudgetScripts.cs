@@ -81,6 +81,20 @@ local function window(code, t)
   error({ err = 'kars: unknown window ' .. tostring(code) })
 end
 
+-- window() memoised per code for one instant: a key and its parent share the same periods.
+local function windows_at(t)
+  local memo = {}
+  return function(code)
+    local m = memo[code]
+    if m == nil then
+      local id, ws, we = window(code, t)
+      m = { id, ws, we }
+      memo[code] = m
+    end
+    return m[1], m[2], m[3]
+  end
+end
+
 local function clock(s_arg, us_arg)
   if s_arg ~= nil and s_arg ~= '' then
     return tonumber(s_arg), tonumber(us_arg)
@@ -186,6 +200,7 @@ local nlev = tonumber(ARGV[10])
 local idx = 11
 local levels = {}
 local total = 0
+local win = windows_at(now_s)
 for l = 1, nlev do
   local bk = ARGV[idx]
   local nw = tonumber(ARGV[idx + 1])
@@ -196,7 +211,7 @@ for l = 1, nlev do
     local code = ARGV[idx]
     local limit = tonumber(ARGV[idx + 1])
     idx = idx + 2
-    local id, ws, we = window(code, now_s)
+    local id, ws, we = win(code)
     lv.ws[w] = { fb = base(code, id, we), limit = limit, ws = ws, we = we }
   end
   total = total + nw
@@ -332,6 +347,7 @@ local sweep_limit = tonumber(ARGV[5])
 local nlev = tonumber(ARGV[6])
 local idx = 7
 local out = { now_s, now_us }
+local win = windows_at(now_s)
 for l = 1, nlev do
   local bk = ARGV[idx]
   local nw = tonumber(ARGV[idx + 1])
@@ -343,7 +359,7 @@ for l = 1, nlev do
     for w = 1, nw do
       local code = ARGV[idx]
       idx = idx + 1
-      local id, ws, we = window(code, now_s)
+      local id, ws, we = win(code)
       local fb = base(code, id, we)
       names[#names + 1] = fb .. ':u'
       names[#names + 1] = fb .. ':h'
