@@ -21,7 +21,7 @@ namespace Kars.Policy.Redis;
 /// <para>Time comes from <c>redis.call('TIME')</c> inside the script unless the caller passes an explicit instant
 /// (replay and tests). Window ids and bounds are computed in Lua with integer civil-from-days arithmetic.</para>
 /// <para>Numbers travel as decimal strings formatted with <c>%d</c>; Lua numbers are doubles, so counters and
-/// limits are exact up to 2^53 tokens (the store clamps larger limits to that).</para>
+/// limits are exact up to 2^53 tokens; larger limits are compared approximately.</para>
 /// </remarks>
 internal static class RedisBudgetScripts
 {
