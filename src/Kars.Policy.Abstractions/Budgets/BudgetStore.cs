@@ -1,0 +1,162 @@
+using NodaTime;
+
+namespace Kars.Policy.Budgets;
+
+/// <summary>
+/// Where budget counters live: in memory, in a durable file, or in Redis shared by many replicas.
+/// </summary>
+/// <remarks>
+/// <para>The contract every store keeps (the shared contract test suite checks it):</para>
+/// <list type="bullet">
+/// <item><description>Admission is atomic across every limited window of the key and its parent, in one
+/// operation: admitted iff <c>used + held + tokens ≤ limit</c> everywhere; a rejection changes no counter.</description></item>
+/// <item><description>The store decides the current periods from its own clock (the injected <see cref="TimeProvider"/>,
+/// or the Redis server time) unless the call passes an explicit instant (<c>at</c>), which replay and tests do.</description></item>
+/// <item><description>An admission holds the tokens under a store-assigned lease id until it is settled, abandoned
+/// or expires. Settlement replaces the hold with the actual usage in the periods of admission, is idempotent per
+/// lease, and charges usage above the hold. Abandonment and expiry charge the full hold.</description></item>
+/// <item><description>Failures to reach or persist state throw <see cref="BudgetStoreUnavailableException"/>; bad
+/// persisted state throws <see cref="BudgetStateCorruptException"/>. A store never admits because it failed.</description></item>
+/// </list>
+/// <para>Stores are safe for concurrent use.</para>
+/// </remarks>
+public abstract class BudgetStore : IAsyncDisposable
+{
+    /// <summary>Reserves tokens for a request, or rejects it.</summary>
+    /// <param name="request">The request.</param>
+    /// <param name="cancellationToken">Cancels the call; a cancelled call admits nothing.</param>
+    /// <returns>The decision; when admitted it carries the lease.</returns>
+    /// <exception cref="ArgumentException">The request has no level, negative tokens or a non-positive lease duration.</exception>
+    /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
+    /// <exception cref="BudgetStoreUnavailableException">The store cannot decide durably.</exception>
+    public ValueTask<BudgetDecision> TryReserveAsync(BudgetRequest request, CancellationToken cancellationToken = default)
+    {
+        if (request.Level is null)
+        {
+            throw new ArgumentException("The request has no budget level (default BudgetRequest).", nameof(request));
+        }
+
+        if (request.Tokens < 0)
+        {
+            throw new ArgumentException("The tokens of a request are zero or more.", nameof(request));
+        }
+
+        if (request.LeaseDuration <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("The lease duration of a request is positive.", nameof(request));
+        }
+
+        if (request.Parent is not null && string.Equals(request.Parent.Key, request.Level.Key, StringComparison.Ordinal))
+        {
+            throw new ArgumentException("A budget key cannot be its own parent.", nameof(request));
+        }
+
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<BudgetDecision>(cancellationToken);
+        }
+
+        return TryReserveCoreAsync(request, cancellationToken);
+    }
+
+    /// <summary>Replaces a lease's hold with the actual usage, in the periods in which it was admitted.</summary>
+    /// <param name="leaseId">The lease id.</param>
+    /// <param name="actualTokens">The tokens actually used (0 or more; above the hold is charged too).</param>
+    /// <param name="at">The instant of settlement (decides whether the lease has expired); <see langword="null"/> for the store's clock.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The settlement; idempotent per lease.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive or <paramref name="actualTokens"/> is negative.</exception>
+    /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
+    /// <exception cref="BudgetStoreUnavailableException">The store cannot record it durably.</exception>
+    public ValueTask<BudgetSettlement> SettleAsync(long leaseId, long actualTokens, Instant? at = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(leaseId);
+        ArgumentOutOfRangeException.ThrowIfNegative(actualTokens);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<BudgetSettlement>(cancellationToken);
+        }
+
+        return SettleCoreAsync(leaseId, actualTokens, at, cancellationToken);
+    }
+
+    /// <summary>Gives a lease up with unknown usage: its full hold is charged in the periods of admission.</summary>
+    /// <param name="leaseId">The lease id.</param>
+    /// <param name="at">The instant of the call; <see langword="null"/> for the store's clock.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The settlement; idempotent per lease.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive.</exception>
+    /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
+    /// <exception cref="BudgetStoreUnavailableException">The store cannot record it durably.</exception>
+    public ValueTask<BudgetSettlement> AbandonAsync(long leaseId, Instant? at = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(leaseId);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<BudgetSettlement>(cancellationToken);
+        }
+
+        return AbandonCoreAsync(leaseId, at, cancellationToken);
+    }
+
+    /// <summary>Reads a key's counters in every window limited at the key or its parent.</summary>
+    /// <param name="level">The key and its limits.</param>
+    /// <param name="parent">The parent level, or <see langword="null"/>.</param>
+    /// <param name="at">The instant to describe; <see langword="null"/> for the store's clock.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The status.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="level"/> is <see langword="null"/>.</exception>
+    /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
+    /// <exception cref="BudgetStoreUnavailableException">The store cannot be read.</exception>
+    public ValueTask<BudgetStatus> GetStatusAsync(BudgetLevel level, BudgetLevel? parent = null, Instant? at = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(level);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<BudgetStatus>(cancellationToken);
+        }
+
+        return GetStatusCoreAsync(level, parent, at, cancellationToken);
+    }
+
+    /// <summary>Releases the store (flushes and closes files, connections).</summary>
+    /// <returns>A task that completes when released.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        await DisposeAsyncCore().ConfigureAwait(false);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Reserves tokens; arguments are already validated.</summary>
+    /// <param name="request">The request.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The decision.</returns>
+    protected abstract ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Settles a lease; arguments are already validated.</summary>
+    /// <param name="leaseId">The lease id.</param>
+    /// <param name="actualTokens">The actual usage.</param>
+    /// <param name="at">The explicit instant, or <see langword="null"/>.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The settlement.</returns>
+    protected abstract ValueTask<BudgetSettlement> SettleCoreAsync(long leaseId, long actualTokens, Instant? at, CancellationToken cancellationToken);
+
+    /// <summary>Abandons a lease; arguments are already validated.</summary>
+    /// <param name="leaseId">The lease id.</param>
+    /// <param name="at">The explicit instant, or <see langword="null"/>.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The settlement.</returns>
+    protected abstract ValueTask<BudgetSettlement> AbandonCoreAsync(long leaseId, Instant? at, CancellationToken cancellationToken);
+
+    /// <summary>Reads a key's status; arguments are already validated.</summary>
+    /// <param name="level">The key and its limits.</param>
+    /// <param name="parent">The parent level, or <see langword="null"/>.</param>
+    /// <param name="at">The explicit instant, or <see langword="null"/>.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The status.</returns>
+    protected abstract ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken);
+
+    /// <summary>Releases resources. The default does nothing.</summary>
+    /// <returns>A task that completes when released.</returns>
+    protected virtual ValueTask DisposeAsyncCore() => default;
+}
