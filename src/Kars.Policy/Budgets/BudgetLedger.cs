@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using NodaTime;
 
 namespace Kars.Policy.Budgets;
@@ -188,12 +189,14 @@ internal sealed class BudgetLedger
     public BudgetSettlement Settle(long id, long actual, Instant now)
     {
         ExpireDue(now);
-        if (_open.TryGetValue(id, out BudgetOpenLease lease))
+        ref BudgetOpenLease lease = ref CollectionsMarshal.GetValueRefOrNullRef(_open, id);
+        if (!Unsafe.IsNullRef(ref lease))
         {
+            long hold = lease.Tokens;
             if (now >= lease.ExpiresAt)
             {
-                Close(id, lease, lease.Tokens, BudgetSettlementStatus.Expired);
-                return new BudgetSettlement(BudgetSettlementStatus.Expired, lease.Tokens);
+                Close(id, lease, hold, BudgetSettlementStatus.Expired);
+                return new BudgetSettlement(BudgetSettlementStatus.Expired, hold);
             }
 
             Close(id, lease, actual, BudgetSettlementStatus.Settled);
@@ -413,12 +416,13 @@ internal sealed class BudgetLedger
 
     private void Close(long id, in BudgetOpenLease lease, long charged, BudgetSettlementStatus status)
     {
-        BudgetCounterRefs counters = lease.Counters;
-        for (int i = 0; i < 10; i++)
+        long tokens = lease.Tokens;
+        int count = lease.Parent is null ? 5 : 10;
+        for (int i = 0; i < count; i++)
         {
-            if (counters[i] is { } c)
+            if (lease.Counters[i] is { } c)
             {
-                c.Held -= lease.Tokens;
+                c.Held -= tokens;
                 c.Used += charged;
             }
         }
