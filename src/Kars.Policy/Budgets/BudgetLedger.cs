@@ -114,6 +114,8 @@ internal sealed class BudgetLedger
     private readonly List<long> _due = [];
     private BudgetPeriodSet? _periods;
     private Instant _nextExpiry = Instant.MaxValue;
+    private TimeSpan _leaseSpan;
+    private Duration _leaseDuration;
 
     /// <summary>Gets the next lease id to issue.</summary>
     public long NextLeaseId { get; private set; } = 1;
@@ -171,8 +173,20 @@ internal sealed class BudgetLedger
         }
 
         long id = NextLeaseId++;
-        Instant expiresAt = now + Duration.FromTimeSpan(request.LeaseDuration);
-        _open.Add(id, new BudgetOpenLease { Key = key, Parent = parentKey, At = now, ExpiresAt = expiresAt, Tokens = tokens, Counters = counters });
+        if (request.LeaseDuration != _leaseSpan)
+        {
+            _leaseSpan = request.LeaseDuration;
+            _leaseDuration = Duration.FromTimeSpan(_leaseSpan);
+        }
+
+        Instant expiresAt = now + _leaseDuration;
+        ref BudgetOpenLease entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_open, id, out _);
+        entry.Key = key;
+        entry.Parent = parentKey;
+        entry.At = now;
+        entry.ExpiresAt = expiresAt;
+        entry.Tokens = tokens;
+        entry.Counters = counters;
         if (expiresAt < _nextExpiry)
         {
             _nextExpiry = expiresAt;
@@ -352,30 +366,29 @@ internal sealed class BudgetLedger
 
     private static BudgetWindowValues Remaining(BudgetLevel level, BudgetLevel? parent, in BudgetCounterRefs counters)
     {
-        var values = default(BudgetWindowValues);
+        Span<long> values = stackalloc long[BudgetPeriods.WindowCount];
+        byte present = 0;
+        BudgetLimits own = level.Limits;
+        BudgetLimits? inherited = parent?.Limits;
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
             long remaining = long.MaxValue;
-            bool limited = false;
-            if (level.Limits.TryGetLimit((BudgetWindow)w, out long limit))
+            if (own.TryGetLimit((BudgetWindow)w, out long limit))
             {
                 remaining = Left(counters[w]!, limit);
-                limited = true;
+                present |= (byte)(1 << w);
             }
 
-            if (parent is not null && parent.Limits.TryGetLimit((BudgetWindow)w, out long parentLimit))
+            if (inherited is not null && inherited.TryGetLimit((BudgetWindow)w, out long parentLimit))
             {
                 remaining = Math.Min(remaining, Left(counters[w + 5]!, parentLimit));
-                limited = true;
+                present |= (byte)(1 << w);
             }
 
-            if (limited)
-            {
-                values = values.With((BudgetWindow)w, remaining);
-            }
+            values[w] = remaining;
         }
 
-        return values;
+        return BudgetWindowValues.Create(values, present);
     }
 
     private BudgetPeriodSet Periods(Instant now)
