@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Globalization;
 using System.IO.Abstractions;
 using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using NodaTime;
 using NodaTime.Extensions;
 
@@ -39,6 +41,7 @@ public sealed class FileBudgetStore : BudgetStore
     private readonly BudgetLedger _ledger = new();
     private readonly IFileSystem _fs;
     private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private readonly string _logPath;
     private readonly string _snapshotPath;
     private readonly SemaphoreSlim _signal = new(0);
@@ -53,11 +56,12 @@ public sealed class FileBudgetStore : BudgetStore
     private long _seq;
     private long _recordsSinceCompaction;
 
-    private FileBudgetStore(string directory, IFileSystem fileSystem, TimeProvider time)
+    private FileBudgetStore(string directory, IFileSystem fileSystem, TimeProvider time, ILogger logger)
     {
         Directory = directory;
         _fs = fileSystem;
         _time = time;
+        _logger = logger;
         _logPath = fileSystem.Path.Combine(directory, LogFileName);
         _snapshotPath = fileSystem.Path.Combine(directory, SnapshotFileName);
     }
@@ -73,16 +77,17 @@ public sealed class FileBudgetStore : BudgetStore
     /// <param name="directory">The store directory; created when missing.</param>
     /// <param name="fileSystem">The file system; the real one when <see langword="null"/>.</param>
     /// <param name="timeProvider">The clock; <see cref="TimeProvider.System"/> when <see langword="null"/>.</param>
+    /// <param name="logger">Where recovery, compaction and failures are logged; nowhere when <see langword="null"/>.</param>
     /// <param name="cancellationToken">Cancels the open.</param>
     /// <returns>The open store.</returns>
     /// <exception cref="ArgumentException"><paramref name="directory"/> is empty.</exception>
     /// <exception cref="BudgetStateCorruptException">The persisted state is corrupt or of an unknown version.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The directory cannot be read or written, or another process owns it.</exception>
-    public static async ValueTask<FileBudgetStore> OpenAsync(string directory, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, CancellationToken cancellationToken = default)
+    public static async ValueTask<FileBudgetStore> OpenAsync(string directory, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         cancellationToken.ThrowIfCancellationRequested();
-        var store = new FileBudgetStore(directory, fileSystem ?? new FileSystem(), timeProvider ?? TimeProvider.System);
+        var store = new FileBudgetStore(directory, fileSystem ?? new FileSystem(), timeProvider ?? TimeProvider.System, logger ?? NullLogger.Instance);
         try
         {
             await Task.Run(store.Recover, cancellationToken).ConfigureAwait(false);
@@ -283,6 +288,7 @@ public sealed class FileBudgetStore : BudgetStore
                 if (snapshot is not null)
                 {
                     WriteSnapshotAndResetLog(snapshot, snapshotSeq);
+                    BudgetLog.Compacted(_logger, Directory, snapshotSeq);
                 }
 
                 batch.Complete();
@@ -294,6 +300,8 @@ public sealed class FileBudgetStore : BudgetStore
                     _failure = ex;
                     _batch.Fail(ex, Directory);
                 }
+
+                BudgetLog.WriteFailed(_logger, ex, Directory);
 
                 batch.Fail(ex, Directory);
             }
@@ -331,9 +339,11 @@ public sealed class FileBudgetStore : BudgetStore
             ReplayLog(snapshotSeq, haveSnapshot);
         }
 
+        long replayed = _seq - snapshotSeq;
         Instant now = _time.GetCurrentInstant();
         _ledger.ExpireDue(now);
         WriteSnapshotAndResetLog(Snapshot(), _seq);
+        BudgetLog.StoreOpened(_logger, Directory, _ledger.Keys.Count, _ledger.OpenLeases.Count, replayed);
     }
 
     private long LoadSnapshot()
@@ -513,7 +523,11 @@ public sealed class FileBudgetStore : BudgetStore
             }
         }
 
-        _ = torn; // A torn final line was never acknowledged; the log is rewritten below without it.
+        if (torn >= 0)
+        {
+            // Never acknowledged (the fsync did not complete); the log is rewritten without it on open.
+            BudgetLog.TornTail(_logger, _logPath, torn);
+        }
     }
 
     private string Snapshot()

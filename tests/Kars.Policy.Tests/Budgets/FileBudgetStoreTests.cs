@@ -139,9 +139,11 @@ public sealed class FileBudgetStoreTests
         }
 
         _fs.File.AppendAllText(LogPath, "0123456789abcdef R 3 9 1 2 3 x");
+        var logger = new CapturingLogger();
 
-        await using var reopened = await OpenAsync();
+        await using var reopened = await FileBudgetStore.OpenAsync(Dir, _fs, _time, logger);
         Day(await reopened.GetStatusAsync(_agent)).Held.Should().Be(300);
+        logger.EventIds.Should().Contain(3002).And.Contain(3001);
     }
 
     [Fact]
@@ -314,6 +316,24 @@ public sealed class FileBudgetStoreTests
             if (Directory.Exists(dir))
             {
                 Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
+
+    private sealed class CapturingLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<int> EventIds { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (EventIds)
+            {
+                EventIds.Add(eventId.Id);
             }
         }
     }
