@@ -253,6 +253,23 @@ public sealed class FileBudgetStoreTests
     }
 
     [Fact]
+    public async Task WriteFailure_FailsTheCallAndEveryLaterOne()
+    {
+        // Real disk: the directory disappears under the store, so the next compaction cannot create its files.
+        string dir = Path.Combine(Path.GetTempPath(), "kars-fail-" + Guid.NewGuid().ToString("N"));
+        var store = await FileBudgetStore.OpenAsync(dir, new FileSystem(), _time);
+        store.CompactAfterRecords = 1;
+        Directory.Delete(dir, recursive: true);
+
+        var first = async () => await store.TryReserveAsync(Request(1));
+        var second = async () => await store.TryReserveAsync(Request(1));
+
+        await first.Should().ThrowAsync<BudgetStoreUnavailableException>();
+        (await second.Should().ThrowAsync<BudgetStoreUnavailableException>()).Which.Message.Should().Contain("stopped");
+        await store.DisposeAsync();
+    }
+
+    [Fact]
     public async Task DisposeAsync_ThenUse_Throws()
     {
         var store = await OpenAsync();
