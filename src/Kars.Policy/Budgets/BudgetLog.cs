@@ -16,4 +16,7 @@ internal static partial class BudgetLog
 
     [LoggerMessage(3004, LogLevel.Error, "Budget store '{Directory}' stopped deciding after a write failure", EventName = "BudgetStoreWriteFailed")]
     public static partial void WriteFailed(ILogger logger, Exception exception, string directory);
+
+    [LoggerMessage(3005, LogLevel.Warning, "Budget store '{Directory}' was corrupt and was restored from its backup generation (budget.snapshot.bak + budget.wal.bak + budget.wal)", EventName = "BudgetStoreRecoveredFromBackup")]
+    public static partial void RecoveredFromBackup(ILogger logger, Exception exception, string directory);
 }

@@ -18,10 +18,13 @@ namespace Kars.Policy.Budgets;
 /// <item><description>Every state change is appended to <c>budget.wal</c> and flushed to disk
 /// (<c>fsync</c>) before the call returns. Concurrent calls share one flush (group commit).</description></item>
 /// <item><description>After <see cref="CompactAfterRecords"/> records, and on every open, the state is written to
-/// <c>budget.snapshot</c> (temp file, fsync, rename; the previous one is kept as <c>budget.snapshot.bak</c>) and the log restarts.</description></item>
+/// <c>budget.snapshot</c> (temp file, fsync, rename) and the log restarts; the previous snapshot and the log that followed it are kept
+/// as <c>budget.snapshot.bak</c> and <c>budget.wal.bak</c> (the backup generation).</description></item>
 /// <item><description>On open, the snapshot and the log are replayed; holds whose lease has expired are charged
 /// in full. A torn final log line (a write that was never acknowledged) is dropped. Anything else that does not
-/// verify — a bad line in the middle, an unknown version, a log newer than its snapshot — throws
+/// verify — a bad line in the middle, an unknown version, a log newer than its snapshot — is first retried from
+/// the backup generation (previous snapshot + its log + the current log, sequence numbers chaining exactly); if that
+/// does not restore it either, the open throws
 /// <see cref="BudgetStateCorruptException"/>: the store never resets spend to zero.</description></item>
 /// <item><description>An I/O failure while running throws <see cref="BudgetStoreUnavailableException"/> for
 /// that call and every later one (the in-memory state may be ahead of the disk, so the store stops deciding).</description></item>
@@ -37,8 +40,10 @@ public sealed class FileBudgetStore : BudgetStore
     /// <summary>The snapshot file name inside the store directory.</summary>
     public const string SnapshotFileName = "budget.snapshot";
 
+    private const string BackupSuffix = ".bak";
+
     private readonly Lock _gate = new();
-    private readonly BudgetLedger _ledger = new();
+    private BudgetLedger _ledger = new();
     private readonly IFileSystem _fs;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -326,60 +331,89 @@ public sealed class FileBudgetStore : BudgetStore
     private void Recover()
     {
         _fs.Directory.CreateDirectory(Directory);
-        long snapshotSeq = 0;
-        bool haveSnapshot = _fs.File.Exists(_snapshotPath);
-        if (haveSnapshot)
+        long replayed;
+        try
         {
-            snapshotSeq = LoadSnapshot();
+            replayed = Load(_snapshotPath, [_logPath]);
+        }
+        catch (BudgetStateCorruptException ex) when (_fs.File.Exists(_snapshotPath + BackupSuffix) && _fs.File.Exists(_logPath + BackupSuffix))
+        {
+            // The backup generation: the previous snapshot, the log written after it, then the current log.
+            // Sequence numbers must chain exactly, so this restores the same state or fails closed.
+            _ledger = new BudgetLedger();
+            try
+            {
+                replayed = Load(_snapshotPath + BackupSuffix, [_logPath + BackupSuffix, _logPath]);
+            }
+            catch (BudgetStateCorruptException)
+            {
+                throw ex;
+            }
+
+            BudgetLog.RecoveredFromBackup(_logger, ex, Directory);
         }
 
-        _seq = snapshotSeq;
-        if (_fs.File.Exists(_logPath))
-        {
-            ReplayLog(snapshotSeq, haveSnapshot);
-        }
-
-        long replayed = _seq - snapshotSeq;
         Instant now = _time.GetCurrentInstant();
         _ledger.ExpireDue(now);
         WriteSnapshotAndResetLog(Snapshot(), _seq);
         BudgetLog.StoreOpened(_logger, Directory, _ledger.Keys.Count, _ledger.OpenLeases.Count, replayed);
     }
 
-    private long LoadSnapshot()
+    private long Load(string snapshotPath, string[] logPaths)
+    {
+        long snapshotSeq = 0;
+        bool haveSnapshot = _fs.File.Exists(snapshotPath);
+        if (haveSnapshot)
+        {
+            snapshotSeq = LoadSnapshot(snapshotPath);
+        }
+
+        _seq = snapshotSeq;
+        foreach (string logPath in logPaths)
+        {
+            if (_fs.File.Exists(logPath))
+            {
+                ReplayLog(logPath, _seq, haveSnapshot || _seq > 0);
+            }
+        }
+
+        return _seq - snapshotSeq;
+    }
+
+    private long LoadSnapshot(string path)
     {
         var lines = new List<(int Number, string Payload)>();
-        BudgetFileFormat.Split(_fs.File.ReadAllBytes(_snapshotPath), lines, out long torn, out int bad);
+        BudgetFileFormat.Split(_fs.File.ReadAllBytes(path), lines, out long torn, out int bad);
         if (bad != 0 || torn >= 0)
         {
-            throw Corrupt(_snapshotPath, $"line {(bad != 0 ? bad : lines.Count + 1)} does not verify (the snapshot is written atomically, so this is damage, not a torn write)");
+            throw Corrupt(path, $"line {(bad != 0 ? bad : lines.Count + 1)} does not verify (the snapshot is written atomically, so this is damage, not a torn write)");
         }
 
         if (lines.Count == 0)
         {
-            throw Corrupt(_snapshotPath, "the snapshot is empty");
+            throw Corrupt(path, "the snapshot is empty");
         }
 
         string[] header = lines[0].Payload.Split(' ');
         if (header.Length != 4 || header[0] != BudgetFileFormat.SnapshotMagic)
         {
-            throw Corrupt(_snapshotPath, "line 1 is not a snapshot header");
+            throw Corrupt(path, "line 1 is not a snapshot header");
         }
 
         if (header[1] != BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture))
         {
-            throw Corrupt(_snapshotPath, $"unknown snapshot version '{header[1]}' (this library reads version {BudgetFileFormat.Version})");
+            throw Corrupt(path, $"unknown snapshot version '{header[1]}' (this library reads version {BudgetFileFormat.Version})");
         }
 
-        long seq = ParseLong(header[2], _snapshotPath, 1);
-        _ledger.RestoreNextLeaseId(ParseLong(header[3], _snapshotPath, 1));
+        long seq = ParseLong(header[2], path, 1);
+        _ledger.RestoreNextLeaseId(ParseLong(header[3], path, 1));
         bool ended = false;
         for (int i = 1; i < lines.Count; i++)
         {
             (int number, string payload) = lines[i];
             if (ended)
             {
-                throw Corrupt(_snapshotPath, $"line {number} follows the end marker");
+                throw Corrupt(path, $"line {number} follows the end marker");
             }
 
             string[] f = payload.Split(' ');
@@ -391,17 +425,17 @@ public sealed class FileBudgetStore : BudgetStore
                         _ledger.RestoreCounter(
                             BudgetFileFormat.DecodeKey(f[6]) ?? throw new FormatException("missing key"),
                             ParseWindow(f[1]),
-                            Instant.FromUnixTimeTicks(ParseLong(f[2], _snapshotPath, number)),
-                            Instant.FromUnixTimeTicks(ParseLong(f[3], _snapshotPath, number)),
-                            ParseLong(f[4], _snapshotPath, number),
-                            ParseLong(f[5], _snapshotPath, number));
+                            Instant.FromUnixTimeTicks(ParseLong(f[2], path, number)),
+                            Instant.FromUnixTimeTicks(ParseLong(f[3], path, number)),
+                            ParseLong(f[4], path, number),
+                            ParseLong(f[5], path, number));
                         break;
                     case "L" when f.Length == 7:
                         _ledger.RestoreHold(
-                            ParseLong(f[1], _snapshotPath, number),
-                            Instant.FromUnixTimeTicks(ParseLong(f[2], _snapshotPath, number)),
-                            Instant.FromUnixTimeTicks(ParseLong(f[3], _snapshotPath, number)),
-                            ParseLong(f[4], _snapshotPath, number),
+                            ParseLong(f[1], path, number),
+                            Instant.FromUnixTimeTicks(ParseLong(f[2], path, number)),
+                            Instant.FromUnixTimeTicks(ParseLong(f[3], path, number)),
+                            ParseLong(f[4], path, number),
                             BudgetFileFormat.DecodeKey(f[5]) ?? throw new FormatException("missing key"),
                             BudgetFileFormat.DecodeKey(f[6]),
                             addToCounters: false);
@@ -409,67 +443,67 @@ public sealed class FileBudgetStore : BudgetStore
                     case "C" when f.Length == 4:
                         _ledger.RestoreClosed(new BudgetClosedLease
                         {
-                            Id = ParseLong(f[1], _snapshotPath, number),
-                            Status = (BudgetSettlementStatus)ParseLong(f[2], _snapshotPath, number),
-                            Charged = ParseLong(f[3], _snapshotPath, number),
+                            Id = ParseLong(f[1], path, number),
+                            Status = (BudgetSettlementStatus)ParseLong(f[2], path, number),
+                            Charged = ParseLong(f[3], path, number),
                         });
                         break;
                     case "E" when f.Length == 2:
-                        if (ParseLong(f[1], _snapshotPath, number) != lines.Count - 2)
+                        if (ParseLong(f[1], path, number) != lines.Count - 2)
                         {
-                            throw Corrupt(_snapshotPath, $"line {number}: the end marker counts {f[1]} records, the file has {lines.Count - 2}");
+                            throw Corrupt(path, $"line {number}: the end marker counts {f[1]} records, the file has {lines.Count - 2}");
                         }
 
                         ended = true;
                         break;
                     default:
-                        throw Corrupt(_snapshotPath, $"line {number}: unknown record '{f[0]}'");
+                        throw Corrupt(path, $"line {number}: unknown record '{f[0]}'");
                 }
             }
             catch (Exception ex) when (ex is FormatException or ArgumentException or OverflowException)
             {
-                throw Corrupt(_snapshotPath, $"line {number}: {ex.Message}", ex);
+                throw Corrupt(path, $"line {number}: {ex.Message}", ex);
             }
         }
 
         if (!ended)
         {
-            throw Corrupt(_snapshotPath, "the end marker is missing");
+            throw Corrupt(path, "the end marker is missing");
         }
 
         return seq;
     }
 
-    private void ReplayLog(long snapshotSeq, bool haveSnapshot)
+    private void ReplayLog(string path, long snapshotSeq, bool haveSnapshot)
     {
         var lines = new List<(int Number, string Payload)>();
-        byte[] content = _fs.File.ReadAllBytes(_logPath);
+        byte[] content = _fs.File.ReadAllBytes(path);
         BudgetFileFormat.Split(content, lines, out long torn, out int bad);
         if (bad != 0)
         {
-            throw Corrupt(_logPath, $"line {bad} does not verify and is followed by more records");
+            throw Corrupt(path, $"line {bad} does not verify and is followed by more records");
         }
 
         if (lines.Count == 0)
         {
-            throw Corrupt(_logPath, "the log has no header");
+            throw Corrupt(path, "the log has no header");
         }
 
         string[] header = lines[0].Payload.Split(' ');
         if (header.Length != 3 || header[0] != BudgetFileFormat.LogMagic)
         {
-            throw Corrupt(_logPath, "line 1 is not a log header");
+            throw Corrupt(path, "line 1 is not a log header");
         }
 
         if (header[1] != BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture))
         {
-            throw Corrupt(_logPath, $"unknown log version '{header[1]}' (this library reads version {BudgetFileFormat.Version})");
+            throw Corrupt(path, $"unknown log version '{header[1]}' (this library reads version {BudgetFileFormat.Version})");
         }
 
-        long baseSeq = ParseLong(header[2], _logPath, 1);
+        long baseSeq = ParseLong(header[2], path, 1);
         if (baseSeq > snapshotSeq)
         {
-            throw Corrupt(_logPath, haveSnapshot
+            throw Corrupt(path, haveSnapshot
                 ? $"the log continues sequence {baseSeq} but the snapshot ends at {snapshotSeq}: the snapshot is older than the log"
                 : $"the log continues sequence {baseSeq} but the snapshot is missing");
         }
@@ -481,10 +515,10 @@ public sealed class FileBudgetStore : BudgetStore
             string[] f = payload.Split(' ');
             try
             {
-                long seq = ParseLong(f.Length > 1 ? f[1] : string.Empty, _logPath, number);
+                long seq = ParseLong(f.Length > 1 ? f[1] : string.Empty, path, number);
                 if (seq != expected)
                 {
-                    throw Corrupt(_logPath, $"line {number}: sequence {seq} where {expected} was expected");
+                    throw Corrupt(path, $"line {number}: sequence {seq} where {expected} was expected");
                 }
 
                 expected++;
@@ -497,36 +531,36 @@ public sealed class FileBudgetStore : BudgetStore
                 {
                     case "R" when f.Length == 8:
                         _ledger.RestoreHold(
-                            ParseLong(f[2], _logPath, number),
-                            Instant.FromUnixTimeTicks(ParseLong(f[3], _logPath, number)),
-                            Instant.FromUnixTimeTicks(ParseLong(f[4], _logPath, number)),
-                            ParseLong(f[5], _logPath, number),
+                            ParseLong(f[2], path, number),
+                            Instant.FromUnixTimeTicks(ParseLong(f[3], path, number)),
+                            Instant.FromUnixTimeTicks(ParseLong(f[4], path, number)),
+                            ParseLong(f[5], path, number),
                             BudgetFileFormat.DecodeKey(f[6]) ?? throw new FormatException("missing key"),
                             BudgetFileFormat.DecodeKey(f[7]),
                             addToCounters: true);
                         break;
                     case "S" when f.Length == 4:
-                        _ledger.RestoreSettle(ParseLong(f[2], _logPath, number), ParseLong(f[3], _logPath, number));
+                        _ledger.RestoreSettle(ParseLong(f[2], path, number), ParseLong(f[3], path, number));
                         break;
                     case "A" when f.Length == 3:
-                        _ledger.RestoreSettle(ParseLong(f[2], _logPath, number), null);
+                        _ledger.RestoreSettle(ParseLong(f[2], path, number), null);
                         break;
                     default:
-                        throw Corrupt(_logPath, $"line {number}: unknown record '{f[0]}'");
+                        throw Corrupt(path, $"line {number}: unknown record '{f[0]}'");
                 }
 
                 _seq = seq;
             }
             catch (Exception ex) when (ex is FormatException or ArgumentException or OverflowException)
             {
-                throw Corrupt(_logPath, $"line {number}: {ex.Message}", ex);
+                throw Corrupt(path, $"line {number}: {ex.Message}", ex);
             }
         }
 
         if (torn >= 0)
         {
             // Never acknowledged (the fsync did not complete); the log is rewritten without it on open.
-            BudgetLog.TornTail(_logger, _logPath, torn);
+            BudgetLog.TornTail(_logger, path, torn);
         }
     }
 
@@ -587,7 +621,7 @@ public sealed class FileBudgetStore : BudgetStore
         WriteDurably(snapshotTemp, Encoding.UTF8.GetBytes(snapshot));
         if (_fs.File.Exists(_snapshotPath))
         {
-            _fs.File.Copy(_snapshotPath, _snapshotPath + ".bak", overwrite: true);
+            _fs.File.Copy(_snapshotPath, _snapshotPath + BackupSuffix, overwrite: true);
         }
 
         _fs.File.Move(snapshotTemp, _snapshotPath, overwrite: true);
@@ -596,6 +630,12 @@ public sealed class FileBudgetStore : BudgetStore
         WriteDurably(logTemp, BudgetFileFormat.Line(string.Join(' ', BudgetFileFormat.LogMagic, BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture), BudgetFileFormat.Invariant(seq))));
         _log?.Dispose();
         _log = null;
+        if (_fs.File.Exists(_logPath))
+        {
+            // Keep the log that led from the previous snapshot (now budget.snapshot.bak) to this one.
+            _fs.File.Move(_logPath, _logPath + BackupSuffix, overwrite: true);
+        }
+
         _fs.File.Move(logTemp, _logPath, overwrite: true);
         _log = _fs.FileStream.New(_logPath, FileMode.Append, FileAccess.Write, FileShare.Read);
     }
@@ -618,7 +658,7 @@ public sealed class FileBudgetStore : BudgetStore
             : throw new FormatException($"unknown window '{text}'");
 
     private static BudgetStateCorruptException Corrupt(string path, string detail, Exception? inner = null)
-        => new($"The budget state in '{path}' is corrupt: {detail}. Refusing to start rather than reset spend; restore it (budget.snapshot.bak holds the previous snapshot) or remove it deliberately.", path, inner);
+        => new($"The budget state in '{path}' is corrupt: {detail}. Refusing to start rather than reset spend; the backup generation (budget.snapshot.bak + budget.wal.bak) did not restore it either; repair or remove the state deliberately.", path, inner);
 
     private sealed class FlushBatch
     {

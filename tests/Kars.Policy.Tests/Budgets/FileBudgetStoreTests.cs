@@ -173,7 +173,32 @@ public sealed class FileBudgetStoreTests
     }
 
     [Fact]
-    public async Task OpenAsync_DamagedSnapshot_FailsClosedNeverResets()
+    public async Task OpenAsync_DamagedSnapshot_RestoresFromBackupGeneration()
+    {
+        await using (var store = await OpenAsync())
+        {
+            await store.TryReserveAsync(Request(100));
+        }
+
+        await using (var store = await OpenAsync())
+        {
+            var d = await store.TryReserveAsync(Request(50));
+            await store.SettleAsync(d.Lease.Id, 20);
+        }
+
+        Damage(SnapshotPath);
+        var logger = new CapturingLogger();
+
+        await using var reopened = await FileBudgetStore.OpenAsync(Dir, _fs, _time, logger);
+
+        var day = Day(await reopened.GetStatusAsync(_agent));
+        day.Held.Should().Be(100);
+        day.Used.Should().Be(20);
+        logger.EventIds.Should().Contain(3005);
+    }
+
+    [Fact]
+    public async Task OpenAsync_DamagedSnapshotAndBackup_FailsClosedNeverResets()
     {
         await using (var store = await OpenAsync())
         {
@@ -184,9 +209,8 @@ public sealed class FileBudgetStoreTests
         {
         }
 
-        byte[] bytes = _fs.File.ReadAllBytes(SnapshotPath);
-        bytes[bytes.Length / 2] ^= 0x20;
-        _fs.File.WriteAllBytes(SnapshotPath, bytes);
+        Damage(SnapshotPath);
+        Damage(SnapshotPath + ".bak");
 
         var act = async () => await OpenAsync();
 
@@ -212,7 +236,7 @@ public sealed class FileBudgetStoreTests
     }
 
     [Fact]
-    public async Task OpenAsync_SnapshotMissingButLogContinuesIt_FailsClosed()
+    public async Task OpenAsync_SnapshotAndBackupMissingButLogContinuesThem_FailsClosed()
     {
         await using (var store = await OpenAsync())
         {
@@ -225,10 +249,30 @@ public sealed class FileBudgetStoreTests
         }
 
         _fs.File.Delete(SnapshotPath);
+        _fs.File.Delete(SnapshotPath + ".bak");
 
         var act = async () => await OpenAsync();
 
         (await act.Should().ThrowAsync<BudgetStateCorruptException>()).Which.Message.Should().Contain("snapshot is missing");
+    }
+
+    [Fact]
+    public async Task OpenAsync_SnapshotMissing_RestoresFromBackupGenerationWithoutLoss()
+    {
+        await using (var store = await OpenAsync())
+        {
+            await store.TryReserveAsync(Request(100));
+        }
+
+        await using (var store = await OpenAsync())
+        {
+            await store.TryReserveAsync(Request(200));
+        }
+
+        _fs.File.Delete(SnapshotPath);
+
+        await using var reopened = await OpenAsync();
+        Day(await reopened.GetStatusAsync(_agent)).Held.Should().Be(300);
     }
 
     [Fact]
@@ -353,6 +397,13 @@ public sealed class FileBudgetStoreTests
                 EventIds.Add(eventId.Id);
             }
         }
+    }
+
+    private void Damage(string path)
+    {
+        byte[] bytes = _fs.File.ReadAllBytes(path);
+        bytes[bytes.Length / 2] ^= 0x20;
+        _fs.File.WriteAllBytes(path, bytes);
     }
 
     private static byte[] Line(string payload)
