@@ -275,9 +275,18 @@ public sealed class FileBudgetStore : BudgetStore
                 _batch = new FlushBatch();
                 if (_recordsSinceCompaction >= CompactAfterRecords)
                 {
-                    snapshot = Snapshot();
-                    snapshotSeq = _seq;
                     _recordsSinceCompaction = 0;
+                    snapshotSeq = _seq;
+                    try
+                    {
+                        snapshot = Snapshot();
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        // Not fatal: this batch is still written; the next batch tries to compact again.
+                        _recordsSinceCompaction = CompactAfterRecords;
+                        snapshot = null;
+                    }
                 }
             }
 
@@ -298,8 +307,9 @@ public sealed class FileBudgetStore : BudgetStore
 
                 batch.Complete();
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ObjectDisposedException)
+            catch (Exception ex)
             {
+                // Any failure to persist stops the store (memory may now be ahead of the disk): fail closed.
                 lock (_gate)
                 {
                     _failure = ex;
