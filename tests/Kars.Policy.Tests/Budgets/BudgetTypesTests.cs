@@ -5,7 +5,8 @@ namespace Kars.Policy.Tests.Budgets;
 public sealed class BudgetTypesTests
 {
     [Theory]
-    [InlineData(100, null, null, 4096, 50, 4196)]
+    [InlineData(100, null, null, 4096, 50, 4096)]
+    [InlineData(5000, null, null, 4096, 50, 5000)]
     [InlineData(100, 100, 9999, 4096, 50, 10099)]
     [InlineData(0, 2048, null, null, 50, 2048)]
     [InlineData(10, null, 700, null, 50, 710)]
