@@ -1,20 +1,66 @@
 using System.CommandLine;
+using System.IO.Abstractions;
+using Kars.Policy.Budgets;
 
 namespace Kars.Policy.Cli;
 
-/// <summary><c>kars-policy budget …</c> (DESIGN §7). STUB: implemented with the budget engine.</summary>
+/// <summary><c>kars-policy budget replay --limits FILE [--store memory|file:PATH|redis:CONN] &lt; events.jsonl</c> (DESIGN §7).</summary>
 internal static class BudgetCommand
 {
-    public static Command Create(CliConsole console)
+    public static Command Create(CliConsole console) => Create(console, new FileSystem(), TimeProvider.System);
+
+    public static Command Create(CliConsole console, IFileSystem fileSystem, TimeProvider time)
     {
         var command = new Command("budget", "Token budget tools.");
-        var replay = new Command("replay", "Replay recorded budget events against proposed limits.");
-        replay.SetAction(_ =>
+        var limits = new Option<string>("--limits") { Description = "The limits file (JSON).", Required = true };
+        var store = new Option<string>("--store") { Description = "memory (default), file:PATH or redis:CONN.", DefaultValueFactory = _ => "memory" };
+        var json = new Option<bool>("--json") { Description = "Print JSON lines (the only output format of replay)." };
+        var replay = new Command("replay", "Replay recorded budget events (JSON lines on stdin) against proposed limits.")
         {
-            console.Error.WriteLine("kars-policy: budget replay is not implemented yet");
-            return ExitCodes.UsageError;
-        });
+            limits,
+            store,
+            json,
+        };
+        replay.SetAction(parse => Run(console, fileSystem, time, parse.GetValue(limits)!, parse.GetValue(store) ?? "memory"));
         command.Subcommands.Add(replay);
         return command;
+    }
+
+    private static int Run(CliConsole console, IFileSystem fileSystem, TimeProvider time, string limitsPath, string storeSpec)
+    {
+        try
+        {
+            string text;
+            try
+            {
+                text = fileSystem.File.ReadAllText(limitsPath);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+            {
+                throw new BudgetReplayException($"limits file '{limitsPath}' cannot be read: {ex.Message}");
+            }
+
+            BudgetPolicy policy = BudgetLimitsFile.Parse(text);
+            return RunAsync(console, fileSystem, time, policy, storeSpec).GetAwaiter().GetResult();
+        }
+        catch (BudgetReplayException ex)
+        {
+            console.Error.WriteLine($"kars-policy: {ex.Message}");
+            return ExitCodes.UsageError;
+        }
+        catch (BudgetException ex)
+        {
+            console.Error.WriteLine($"kars-policy: {ex.Message}");
+            return ExitCodes.UsageError;
+        }
+    }
+
+    private static async Task<int> RunAsync(CliConsole console, IFileSystem fileSystem, TimeProvider time, BudgetPolicy policy, string storeSpec)
+    {
+        BudgetStore store = await BudgetReplay.OpenStoreAsync(storeSpec, fileSystem, time).ConfigureAwait(false);
+        await using (store.ConfigureAwait(false))
+        {
+            return await BudgetReplay.RunAsync(policy, store, console.In, console.Out).ConfigureAwait(false);
+        }
     }
 }

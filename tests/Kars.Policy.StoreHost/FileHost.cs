@@ -1,11 +1,45 @@
+using System.Globalization;
+using Kars.Policy.Budgets;
+
 namespace Kars.Policy.StoreHost;
 
-/// <summary>STUB: the file store's child-process mode.</summary>
+/// <summary>
+/// <c>file DIR [CALLERS] [TOKENS]</c>: opens a <see cref="FileBudgetStore"/> on the real file system in DIR and
+/// admits requests on key <c>crash</c> from CALLERS concurrent loops (default 16), TOKENS tokens each (default 3),
+/// printing <c>ack LEASEID TOKENS</c> after each admission is acknowledged, until the process is killed.
+/// Prints <c>ready</c> once the store is open.
+/// </summary>
 internal static class FileHost
 {
-    public static Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(string[] args)
     {
-        _ = args;
-        return Task.FromResult(2);
+        if (args.Length < 1)
+        {
+            await Console.Error.WriteLineAsync("usage: file DIR [CALLERS] [TOKENS]").ConfigureAwait(false);
+            return 2;
+        }
+
+        int callers = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 16;
+        long tokens = args.Length > 2 ? long.Parse(args[2], CultureInfo.InvariantCulture) : 3;
+        var level = new BudgetLevel("crash", new BudgetLimits(day: long.MaxValue / 4));
+        var output = TextWriter.Synchronized(Console.Out);
+        await using FileBudgetStore store = await FileBudgetStore.OpenAsync(args[0]).ConfigureAwait(false);
+        await output.WriteLineAsync("ready").ConfigureAwait(false);
+        await output.FlushAsync().ConfigureAwait(false);
+
+        var loops = Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
+        {
+            while (true)
+            {
+                BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, tokens, TimeSpan.FromHours(1))).ConfigureAwait(false);
+                if (decision.IsAdmitted)
+                {
+                    await output.WriteLineAsync($"ack {decision.Lease.Id.ToString(CultureInfo.InvariantCulture)} {tokens.ToString(CultureInfo.InvariantCulture)}").ConfigureAwait(false);
+                    await output.FlushAsync().ConfigureAwait(false);
+                }
+            }
+        }));
+        await Task.WhenAll(loops).ConfigureAwait(false);
+        return 0;
     }
 }

@@ -5,9 +5,12 @@ public static class BudgetReservation
 {
     /// <summary>
     /// Returns prompt estimate + completion bound, where the bound is the larger of <paramref name="maxTokens"/> and
-    /// <paramref name="maxCompletionTokens"/>, else <paramref name="perRequestTokens"/>, else <paramref name="defaultCompletionTokens"/>.
-    /// Saturates at <see cref="long.MaxValue"/>.
+    /// <paramref name="maxCompletionTokens"/>, else what the per-request cap leaves after the prompt
+    /// (<c>max(0, perRequestTokens − promptTokens)</c>, so the whole request fits the cap), else
+    /// <paramref name="defaultCompletionTokens"/>. Saturates at <see cref="long.MaxValue"/>.
     /// </summary>
+    /// <remarks>The per-request cap applies to the whole reservation (prompt + completion): a request without
+    /// <c>max_tokens</c> is bounded by the rest of the cap instead of by the full cap, which would always exceed it.</remarks>
     /// <param name="promptTokens">The estimated prompt tokens (0 or more).</param>
     /// <param name="maxTokens">The request's <c>max_tokens</c>, if it is a non-negative integer.</param>
     /// <param name="maxCompletionTokens">The request's <c>max_completion_tokens</c>, if it is a non-negative integer.</param>
@@ -39,7 +42,7 @@ public static class BudgetReservation
             (long a, long b) => Math.Max(a, b),
             (long a, null) => a,
             (null, long b) => b,
-            _ => perRequestTokens ?? defaultCompletionTokens,
+            _ => perRequestTokens is { } cap ? Math.Max(0, cap - promptTokens) : defaultCompletionTokens,
         };
 
         long sum = promptTokens + bound;

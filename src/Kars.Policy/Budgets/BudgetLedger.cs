@@ -1,0 +1,446 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using NodaTime;
+
+namespace Kars.Policy.Budgets;
+
+/// <summary>The counters of one key in one period of one window.</summary>
+internal sealed class BudgetCounter(BudgetWindow window, Instant start, Instant end)
+{
+    public BudgetWindow Window { get; } = window;
+
+    public Instant Start { get; } = start;
+
+    public Instant End { get; } = end;
+
+    /// <summary>Tokens charged (settled, abandoned or expired leases). May exceed the limit.</summary>
+    public long Used;
+
+    /// <summary>Tokens held by open leases.</summary>
+    public long Held;
+}
+
+/// <summary>All counters of one budget key: the current period of each window plus recent past periods.</summary>
+internal sealed class BudgetKeyState(string key)
+{
+    private readonly BudgetCounter?[] _current = new BudgetCounter?[BudgetPeriods.WindowCount];
+    private readonly Dictionary<(BudgetWindow, Instant), BudgetCounter> _periods = [];
+
+    public string Key { get; } = key;
+
+    public IEnumerable<BudgetCounter> Counters => _periods.Values;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public BudgetCounter Get(int window, BudgetPeriodSet periods, Instant now)
+    {
+        BudgetCounter? counter = _current[window];
+        Instant start = periods.Start(window);
+        return counter is not null && counter.Start == start ? counter : GetSlow((BudgetWindow)window, start, periods.End(window), now);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public BudgetCounter GetSlow(BudgetWindow window, Instant start, Instant end, Instant now)
+    {
+        if (!_periods.TryGetValue((window, start), out BudgetCounter? counter))
+        {
+            Prune(now);
+            counter = new BudgetCounter(window, start, end);
+            _periods.Add((window, start), counter);
+        }
+
+        BudgetCounter? current = _current[(int)window];
+        if (current is null || current.Start < start)
+        {
+            _current[(int)window] = counter;
+        }
+
+        return counter;
+    }
+
+    private void Prune(Instant now)
+    {
+        // Ended periods without holds are kept for an hour (status of the previous period, late settlements
+        // keep their own references); after that only history is lost, never an open hold.
+        Instant horizon = now - Duration.FromHours(1);
+        foreach (var pair in _periods)
+        {
+            BudgetCounter c = pair.Value;
+            if (c.End < horizon && c.Held == 0 && !ReferenceEquals(_current[(int)c.Window], c))
+            {
+                _periods.Remove(pair.Key);
+            }
+        }
+    }
+}
+
+/// <summary>The ten counters (five windows, two levels) a lease holds tokens in.</summary>
+[InlineArray(10)]
+internal struct BudgetCounterRefs
+{
+    private BudgetCounter? _element;
+}
+
+/// <summary>An open lease.</summary>
+internal struct BudgetOpenLease
+{
+    public BudgetKeyState Key;
+    public BudgetKeyState? Parent;
+    public Instant At;
+    public Instant ExpiresAt;
+    public long Tokens;
+    public BudgetCounterRefs Counters;
+}
+
+/// <summary>A recently closed lease, remembered so settlement stays idempotent.</summary>
+internal struct BudgetClosedLease
+{
+    public long Id;
+    public BudgetSettlementStatus Status;
+    public long Charged;
+}
+
+/// <summary>
+/// The budget state machine shared by the in-memory and file stores. Not thread-safe: callers hold one lock
+/// around every call, which is what makes admission atomic across every window and level.
+/// </summary>
+internal sealed class BudgetLedger
+{
+    /// <summary>How many closed leases are remembered for idempotent settlement (a power of two).</summary>
+    public const int ClosedLeaseMemory = 8192;
+
+    private readonly Dictionary<string, BudgetKeyState> _keys = new(StringComparer.Ordinal);
+    private readonly Dictionary<long, BudgetOpenLease> _open = [];
+    private readonly BudgetClosedLease[] _closed = new BudgetClosedLease[ClosedLeaseMemory];
+    private readonly List<long> _due = [];
+    private BudgetPeriodSet? _periods;
+    private Instant _nextExpiry = Instant.MaxValue;
+    private TimeSpan _leaseSpan;
+    private Duration _leaseDuration;
+
+    /// <summary>Gets the next lease id to issue.</summary>
+    public long NextLeaseId { get; private set; } = 1;
+
+    public IReadOnlyDictionary<string, BudgetKeyState> Keys => _keys;
+
+    public IReadOnlyDictionary<long, BudgetOpenLease> OpenLeases => _open;
+
+    public ReadOnlySpan<BudgetClosedLease> ClosedLeases => _closed;
+
+    public BudgetDecision Reserve(BudgetStore store, in BudgetRequest request, Instant now)
+    {
+        ExpireDue(now);
+        BudgetPeriodSet periods = Periods(now);
+        BudgetLevel level = request.Level;
+        BudgetLevel? parent = request.Parent;
+        BudgetKeyState key = GetKey(level.Key);
+        BudgetKeyState? parentKey = parent is null ? null : GetKey(parent.Key);
+        long tokens = request.Tokens;
+
+        var counters = default(BudgetCounterRefs);
+        bool fits = true;
+        Instant blockedUntil = Instant.MinValue;
+        for (int w = 0; w < BudgetPeriods.WindowCount; w++)
+        {
+            BudgetCounter c = key.Get(w, periods, now);
+            counters[w] = c;
+            if (level.Limits.TryGetLimit((BudgetWindow)w, out long limit) && !Fits(c, tokens, limit))
+            {
+                fits = false;
+                blockedUntil = Max(blockedUntil, c.End);
+            }
+
+            if (parentKey is not null)
+            {
+                BudgetCounter pc = parentKey.Get(w, periods, now);
+                counters[w + 5] = pc;
+                if (parent!.Limits.TryGetLimit((BudgetWindow)w, out long parentLimit) && !Fits(pc, tokens, parentLimit))
+                {
+                    fits = false;
+                    blockedUntil = Max(blockedUntil, pc.End);
+                }
+            }
+        }
+
+        if (!fits && request.Mode == BudgetMode.Enforce)
+        {
+            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, BudgetPeriods.RetryAfter(now, blockedUntil), Remaining(level, parent, counters));
+        }
+
+        int count = parentKey is null ? 5 : 10;
+        for (int i = 0; i < count; i++)
+        {
+            counters[i]!.Held += tokens;
+        }
+
+        long id = NextLeaseId++;
+        if (request.LeaseDuration != _leaseSpan)
+        {
+            _leaseSpan = request.LeaseDuration;
+            _leaseDuration = Duration.FromTimeSpan(_leaseSpan);
+        }
+
+        Instant expiresAt = now + _leaseDuration;
+        ref BudgetOpenLease entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_open, id, out _);
+        entry.Key = key;
+        entry.Parent = parentKey;
+        entry.At = now;
+        entry.ExpiresAt = expiresAt;
+        entry.Tokens = tokens;
+        entry.Counters = counters;
+        if (expiresAt < _nextExpiry)
+        {
+            _nextExpiry = expiresAt;
+        }
+
+        return new BudgetDecision(
+            fits ? BudgetReason.Admitted : BudgetReason.Observed,
+            tokens,
+            new BudgetLease(store, id, tokens, expiresAt),
+            retryAfter: null,
+            Remaining(level, parent, counters));
+    }
+
+    public BudgetSettlement Settle(long id, long actual, Instant now)
+    {
+        ExpireDue(now);
+        ref BudgetOpenLease lease = ref CollectionsMarshal.GetValueRefOrNullRef(_open, id);
+        if (!Unsafe.IsNullRef(ref lease))
+        {
+            long hold = lease.Tokens;
+            if (now >= lease.ExpiresAt)
+            {
+                Close(id, lease, hold, BudgetSettlementStatus.Expired);
+                return new BudgetSettlement(BudgetSettlementStatus.Expired, hold);
+            }
+
+            Close(id, lease, actual, BudgetSettlementStatus.Settled);
+            return new BudgetSettlement(BudgetSettlementStatus.Settled, actual);
+        }
+
+        return Closed(id);
+    }
+
+    public BudgetSettlement Abandon(long id, Instant now) => Settle(id, _open.TryGetValue(id, out BudgetOpenLease lease) ? lease.Tokens : 0, now);
+
+    public BudgetStatus Status(BudgetLevel level, BudgetLevel? parent, Instant now)
+    {
+        ExpireDue(now);
+        BudgetPeriodSet periods = BudgetPeriodSet.For(now);
+        BudgetKeyState key = GetKey(level.Key);
+        BudgetKeyState? parentKey = parent is null ? null : GetKey(parent.Key);
+        var windows = new List<BudgetWindowStatus>(BudgetPeriods.WindowCount);
+        for (int w = 0; w < BudgetPeriods.WindowCount; w++)
+        {
+            var window = (BudgetWindow)w;
+            bool own = level.Limits.TryGetLimit(window, out long limit);
+            long parentLimit = 0;
+            bool inherited = parent is not null && parent.Limits.TryGetLimit(window, out parentLimit);
+            if (!own && !inherited)
+            {
+                continue;
+            }
+
+            BudgetCounter c = key.GetSlow(window, periods.Start(w), periods.End(w), now);
+            long remaining = long.MaxValue;
+            if (own)
+            {
+                remaining = Left(c, limit);
+            }
+
+            if (inherited)
+            {
+                remaining = Math.Min(remaining, Left(parentKey!.GetSlow(window, periods.Start(w), periods.End(w), now), parentLimit));
+            }
+
+            windows.Add(new BudgetWindowStatus(window, c.Start, c.End, own ? limit : null, c.Used, c.Held, remaining));
+        }
+
+        return new BudgetStatus(level.Key, now, windows);
+    }
+
+    /// <summary>Charges every open lease whose expiry is at or before <paramref name="now"/>.</summary>
+    public void ExpireDue(Instant now)
+    {
+        if (now < _nextExpiry)
+        {
+            return;
+        }
+
+        Instant next = Instant.MaxValue;
+        _due.Clear();
+        foreach (var pair in _open)
+        {
+            if (pair.Value.ExpiresAt <= now)
+            {
+                _due.Add(pair.Key);
+            }
+            else if (pair.Value.ExpiresAt < next)
+            {
+                next = pair.Value.ExpiresAt;
+            }
+        }
+
+        foreach (long id in _due)
+        {
+            BudgetOpenLease lease = _open[id];
+            Close(id, lease, lease.Tokens, BudgetSettlementStatus.Expired);
+        }
+
+        _nextExpiry = next;
+    }
+
+    // ----- Recovery (file store): apply logged operations without re-deciding them. -----
+
+    public void RestoreHold(long id, Instant at, Instant expiresAt, long tokens, string key, string? parent, bool addToCounters)
+    {
+        var keyState = GetKey(key);
+        var parentState = parent is null ? null : GetKey(parent);
+        var counters = default(BudgetCounterRefs);
+        for (int w = 0; w < BudgetPeriods.WindowCount; w++)
+        {
+            var (start, end) = BudgetPeriods.Get((BudgetWindow)w, at);
+            counters[w] = keyState.GetSlow((BudgetWindow)w, start, end, at);
+            if (parentState is not null)
+            {
+                counters[w + 5] = parentState.GetSlow((BudgetWindow)w, start, end, at);
+            }
+        }
+
+        if (addToCounters)
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                if (counters[i] is { } c)
+                {
+                    c.Held += tokens;
+                }
+            }
+        }
+
+        _open[id] = new BudgetOpenLease { Key = keyState, Parent = parentState, At = at, ExpiresAt = expiresAt, Tokens = tokens, Counters = counters };
+        NextLeaseId = Math.Max(NextLeaseId, id + 1);
+        if (expiresAt < _nextExpiry)
+        {
+            _nextExpiry = expiresAt;
+        }
+    }
+
+    public void RestoreSettle(long id, long? actual)
+    {
+        if (_open.TryGetValue(id, out BudgetOpenLease lease))
+        {
+            Close(id, lease, actual ?? lease.Tokens, BudgetSettlementStatus.Settled);
+        }
+    }
+
+    public void RestoreCounter(string key, BudgetWindow window, Instant start, Instant end, long used, long held)
+    {
+        BudgetCounter c = GetKey(key).GetSlow(window, start, end, start);
+        c.Used = used;
+        c.Held = held;
+    }
+
+    public void RestoreClosed(BudgetClosedLease closed)
+    {
+        if (closed.Id > 0)
+        {
+            _closed[closed.Id & (ClosedLeaseMemory - 1)] = closed;
+        }
+    }
+
+    public void RestoreNextLeaseId(long next) => NextLeaseId = Math.Max(NextLeaseId, next);
+
+    private static bool Fits(BudgetCounter c, long tokens, long limit)
+    {
+        long load = c.Used + c.Held;
+        return tokens <= limit && load <= limit - tokens;
+    }
+
+    private static long Left(BudgetCounter c, long limit)
+    {
+        long load = c.Used + c.Held;
+        return load >= limit ? 0 : limit - load;
+    }
+
+    private static Instant Max(Instant a, Instant b) => a > b ? a : b;
+
+    private static BudgetWindowValues Remaining(BudgetLevel level, BudgetLevel? parent, in BudgetCounterRefs counters)
+    {
+        Span<long> values = stackalloc long[BudgetPeriods.WindowCount];
+        byte present = 0;
+        BudgetLimits own = level.Limits;
+        BudgetLimits? inherited = parent?.Limits;
+        for (int w = 0; w < BudgetPeriods.WindowCount; w++)
+        {
+            long remaining = long.MaxValue;
+            if (own.TryGetLimit((BudgetWindow)w, out long limit))
+            {
+                remaining = Left(counters[w]!, limit);
+                present |= (byte)(1 << w);
+            }
+
+            if (inherited is not null && inherited.TryGetLimit((BudgetWindow)w, out long parentLimit))
+            {
+                remaining = Math.Min(remaining, Left(counters[w + 5]!, parentLimit));
+                present |= (byte)(1 << w);
+            }
+
+            values[w] = remaining;
+        }
+
+        return BudgetWindowValues.Create(values, present);
+    }
+
+    private BudgetPeriodSet Periods(Instant now)
+    {
+        BudgetPeriodSet? periods = _periods;
+        if (periods is null || !periods.Contains(now))
+        {
+            periods = BudgetPeriodSet.For(now);
+            _periods = periods;
+        }
+
+        return periods;
+    }
+
+    private BudgetKeyState GetKey(string key)
+    {
+        if (!_keys.TryGetValue(key, out BudgetKeyState? state))
+        {
+            state = new BudgetKeyState(key);
+            _keys.Add(key, state);
+        }
+
+        return state;
+    }
+
+    private BudgetSettlement Closed(long id)
+    {
+        ref BudgetClosedLease closed = ref _closed[id & (ClosedLeaseMemory - 1)];
+        if (closed.Id == id)
+        {
+            return new BudgetSettlement(closed.Status == BudgetSettlementStatus.Expired ? BudgetSettlementStatus.Expired : BudgetSettlementStatus.AlreadySettled, closed.Charged);
+        }
+
+        return id < NextLeaseId
+            ? new BudgetSettlement(BudgetSettlementStatus.AlreadySettled, 0)
+            : new BudgetSettlement(BudgetSettlementStatus.UnknownLease, 0);
+    }
+
+    private void Close(long id, in BudgetOpenLease lease, long charged, BudgetSettlementStatus status)
+    {
+        long tokens = lease.Tokens;
+        int count = lease.Parent is null ? 5 : 10;
+        for (int i = 0; i < count; i++)
+        {
+            if (lease.Counters[i] is { } c)
+            {
+                c.Held -= tokens;
+                c.Used += charged;
+            }
+        }
+
+        _open.Remove(id);
+        _closed[id & (ClosedLeaseMemory - 1)] = new BudgetClosedLease { Id = id, Status = status, Charged = charged };
+    }
+}

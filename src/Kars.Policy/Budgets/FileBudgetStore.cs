@@ -1,0 +1,684 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Abstractions;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NodaTime;
+using NodaTime.Extensions;
+
+namespace Kars.Policy.Budgets;
+
+/// <summary>
+/// A durable <see cref="BudgetStore"/> in a directory: a write-ahead log plus periodic snapshots, through
+/// <see cref="IFileSystem"/>. No acknowledged admission or settlement is lost when the process is killed.
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item><description>Every state change is appended to <c>budget.wal</c> and flushed to disk
+/// (<c>fsync</c>) before the call returns. Concurrent calls share one flush (group commit).</description></item>
+/// <item><description>After <see cref="CompactAfterRecords"/> records, and on every open, the state is written to
+/// <c>budget.snapshot</c> (temp file, fsync, rename) and the log restarts; the previous snapshot and the log that followed it are kept
+/// as <c>budget.snapshot.bak</c> and <c>budget.wal.bak</c> (the backup generation).</description></item>
+/// <item><description>On open, the snapshot and the log are replayed; holds whose lease has expired are charged
+/// in full. A torn final log line (a write that was never acknowledged) is dropped. Anything else that does not
+/// verify — a bad line in the middle, an unknown version, a log newer than its snapshot — is first retried from
+/// the backup generation (previous snapshot + its log + the current log, sequence numbers chaining exactly); if that
+/// does not restore it either, the open throws
+/// <see cref="BudgetStateCorruptException"/>: the store never resets spend to zero.</description></item>
+/// <item><description>An I/O failure while running throws <see cref="BudgetStoreUnavailableException"/> for
+/// that call and every later one (the in-memory state may be ahead of the disk, so the store stops deciding).</description></item>
+/// <item><description>One process owns a directory: the log is opened without write sharing.</description></item>
+/// </list>
+/// Periods come from the injected <see cref="TimeProvider"/> unless a call passes an explicit instant. Safe for concurrent use.
+/// </remarks>
+public sealed class FileBudgetStore : BudgetStore
+{
+    /// <summary>The log file name inside the store directory.</summary>
+    public const string LogFileName = "budget.wal";
+
+    /// <summary>The snapshot file name inside the store directory.</summary>
+    public const string SnapshotFileName = "budget.snapshot";
+
+    private const string BackupSuffix = ".bak";
+
+    private readonly Lock _gate = new();
+    private BudgetLedger _ledger = new();
+    private readonly IFileSystem _fs;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly string _logPath;
+    private readonly string _snapshotPath;
+    private readonly SemaphoreSlim _signal = new(0);
+    private ArrayBufferWriter<byte> _pending = new(64 * 1024);
+    private ArrayBufferWriter<byte> _writing = new(64 * 1024);
+    private FlushBatch _batch = new();
+    private FileSystemStream? _log;
+    private Task? _flusher;
+    private Exception? _failure;
+    private bool _signaled;
+    private bool _disposed;
+    private long _seq;
+    private long _recordsSinceCompaction;
+
+    private FileBudgetStore(string directory, IFileSystem fileSystem, TimeProvider time, ILogger logger)
+    {
+        Directory = directory;
+        _fs = fileSystem;
+        _time = time;
+        _logger = logger;
+        _logPath = fileSystem.Path.Combine(directory, LogFileName);
+        _snapshotPath = fileSystem.Path.Combine(directory, SnapshotFileName);
+    }
+
+    /// <summary>Gets the store directory.</summary>
+    public string Directory { get; }
+
+    /// <summary>Gets or sets how many log records trigger a compaction into a new snapshot.</summary>
+    /// <value>The default value is 100,000.</value>
+    public long CompactAfterRecords { get; set; } = 100_000;
+
+    /// <summary>Opens (or creates) the store in <paramref name="directory"/>, replaying its snapshot and log.</summary>
+    /// <param name="directory">The store directory; created when missing.</param>
+    /// <param name="fileSystem">The file system; the real one when <see langword="null"/>.</param>
+    /// <param name="timeProvider">The clock; <see cref="TimeProvider.System"/> when <see langword="null"/>.</param>
+    /// <param name="logger">Where recovery, compaction and failures are logged; nowhere when <see langword="null"/>.</param>
+    /// <param name="cancellationToken">Cancels the open.</param>
+    /// <returns>The open store.</returns>
+    /// <exception cref="ArgumentException"><paramref name="directory"/> is empty.</exception>
+    /// <exception cref="BudgetStateCorruptException">The persisted state is corrupt or of an unknown version.</exception>
+    /// <exception cref="BudgetStoreUnavailableException">The directory cannot be read or written, or another process owns it.</exception>
+    public static async ValueTask<FileBudgetStore> OpenAsync(string directory, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        cancellationToken.ThrowIfCancellationRequested();
+        var store = new FileBudgetStore(directory, fileSystem ?? new FileSystem(), timeProvider ?? TimeProvider.System, logger ?? NullLogger.Instance);
+        try
+        {
+            await Task.Run(store.Recover, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            store._log?.Dispose();
+            throw new BudgetStoreUnavailableException($"The budget store in '{directory}' cannot be opened: {ex.Message}", ex);
+        }
+        catch
+        {
+            store._log?.Dispose();
+            throw;
+        }
+
+        store._flusher = Task.Run(store.FlushLoopAsync, CancellationToken.None);
+        return store;
+    }
+
+    /// <inheritdoc/>
+    protected override async ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken)
+    {
+        Instant now = request.At ?? _time.GetCurrentInstant();
+        BudgetDecision decision;
+        FlushBatch batch;
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            decision = _ledger.Reserve(this, request, now);
+            if (!decision.IsAdmitted)
+            {
+                return decision;
+            }
+
+            BudgetLease lease = decision.Lease;
+            batch = Append(string.Join(
+                ' ',
+                "R",
+                FormatSeq(),
+                BudgetFileFormat.Invariant(lease.Id),
+                BudgetFileFormat.Invariant(now.ToUnixTimeTicks()),
+                BudgetFileFormat.Invariant(lease.ExpiresAt.ToUnixTimeTicks()),
+                BudgetFileFormat.Invariant(lease.Tokens),
+                BudgetFileFormat.EncodeKey(request.Level.Key),
+                BudgetFileFormat.EncodeKey(request.Parent?.Key)));
+        }
+
+        // The hold is applied: wait for durability regardless of cancellation, or the caller would drop a live lease.
+        await batch.Task.ConfigureAwait(false);
+        return decision;
+    }
+
+    /// <inheritdoc/>
+    protected override ValueTask<BudgetSettlement> SettleCoreAsync(long leaseId, long actualTokens, Instant? at, CancellationToken cancellationToken)
+        => CloseAsync(leaseId, actualTokens, at);
+
+    /// <inheritdoc/>
+    protected override ValueTask<BudgetSettlement> AbandonCoreAsync(long leaseId, Instant? at, CancellationToken cancellationToken)
+        => CloseAsync(leaseId, null, at);
+
+    /// <inheritdoc/>
+    protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
+    {
+        Instant now = at ?? _time.GetCurrentInstant();
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            return new ValueTask<BudgetStatus>(_ledger.Status(level, parent, now));
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override async ValueTask DisposeAsyncCore()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            Signal();
+        }
+
+        if (_flusher is not null)
+        {
+            await _flusher.ConfigureAwait(false);
+        }
+
+        _log?.Dispose();
+        _signal.Dispose();
+    }
+
+    private async ValueTask<BudgetSettlement> CloseAsync(long leaseId, long? actual, Instant? at)
+    {
+        Instant now = at ?? _time.GetCurrentInstant();
+        BudgetSettlement settlement;
+        FlushBatch batch;
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            settlement = actual is { } tokens ? _ledger.Settle(leaseId, tokens, now) : _ledger.Abandon(leaseId, now);
+            if (settlement.Status != BudgetSettlementStatus.Settled)
+            {
+                return settlement;
+            }
+
+            batch = Append(actual is { } a
+                ? string.Join(' ', "S", FormatSeq(), BudgetFileFormat.Invariant(leaseId), BudgetFileFormat.Invariant(a))
+                : string.Join(' ', "A", FormatSeq(), BudgetFileFormat.Invariant(leaseId)));
+        }
+
+        await batch.Task.ConfigureAwait(false);
+        return settlement;
+    }
+
+    private string FormatSeq() => BudgetFileFormat.Invariant(++_seq);
+
+    private FlushBatch Append(string payload)
+    {
+        _pending.Write(BudgetFileFormat.Line(payload));
+        _recordsSinceCompaction++;
+        Signal();
+        return _batch;
+    }
+
+    private void Signal()
+    {
+        if (!_signaled)
+        {
+            _signaled = true;
+            _signal.Release();
+        }
+    }
+
+    private void ThrowIfUnusable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_failure is not null)
+        {
+            throw new BudgetStoreUnavailableException($"The budget store in '{Directory}' stopped after a write failure: {_failure.Message}", _failure);
+        }
+    }
+
+    private async Task FlushLoopAsync()
+    {
+        bool wait = true;
+        while (true)
+        {
+            if (wait)
+            {
+                await _signal.WaitAsync().ConfigureAwait(false);
+            }
+
+            FlushBatch batch;
+            ArrayBufferWriter<byte> data;
+            string? snapshot = null;
+            long snapshotSeq = 0;
+            bool stop;
+            lock (_gate)
+            {
+                _signaled = false;
+                stop = _disposed;
+                if (_failure is not null)
+                {
+                    _batch.Fail(_failure, Directory);
+                    if (stop)
+                    {
+                        return;
+                    }
+
+                    continue;
+                }
+
+                batch = _batch;
+                data = _pending;
+                _pending = _writing;
+                _writing = data;
+                _batch = new FlushBatch();
+                if (_recordsSinceCompaction >= CompactAfterRecords)
+                {
+                    _recordsSinceCompaction = 0;
+                    snapshotSeq = _seq;
+                    try
+                    {
+                        snapshot = Snapshot();
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        // Not fatal: this batch is still written; the next batch tries to compact again.
+                        _recordsSinceCompaction = CompactAfterRecords;
+                        snapshot = null;
+                    }
+                }
+            }
+
+            try
+            {
+                if (data.WrittenCount > 0)
+                {
+                    _log!.Write(data.WrittenSpan);
+                    _log.Flush(flushToDisk: true);
+                }
+
+                data.ResetWrittenCount();
+                if (snapshot is not null)
+                {
+                    WriteSnapshotAndResetLog(snapshot, snapshotSeq);
+                    BudgetLog.Compacted(_logger, Directory, snapshotSeq);
+                }
+
+                batch.Complete();
+            }
+            catch (Exception ex)
+            {
+                // Any failure to persist stops the store (memory may now be ahead of the disk): fail closed.
+                lock (_gate)
+                {
+                    _failure = ex;
+                    _batch.Fail(ex, Directory);
+                }
+
+                BudgetLog.WriteFailed(_logger, ex, Directory);
+
+                batch.Fail(ex, Directory);
+            }
+
+            if (stop)
+            {
+                lock (_gate)
+                {
+                    if (_pending.WrittenCount == 0)
+                    {
+                        return;
+                    }
+                }
+
+                wait = false;
+            }
+        }
+    }
+
+    // ----- Recovery -----
+
+    private void Recover()
+    {
+        _fs.Directory.CreateDirectory(Directory);
+        long replayed;
+        try
+        {
+            replayed = Load(_snapshotPath, [_logPath]);
+        }
+        catch (BudgetStateCorruptException ex) when (_fs.File.Exists(_snapshotPath + BackupSuffix) && _fs.File.Exists(_logPath + BackupSuffix))
+        {
+            // The backup generation: the previous snapshot, the log written after it, then the current log.
+            // Sequence numbers must chain exactly, so this restores the same state or fails closed.
+            _ledger = new BudgetLedger();
+            try
+            {
+                replayed = Load(_snapshotPath + BackupSuffix, [_logPath + BackupSuffix, _logPath]);
+            }
+            catch (BudgetStateCorruptException)
+            {
+                throw ex;
+            }
+
+            BudgetLog.RecoveredFromBackup(_logger, ex, Directory);
+        }
+
+        Instant now = _time.GetCurrentInstant();
+        _ledger.ExpireDue(now);
+        WriteSnapshotAndResetLog(Snapshot(), _seq);
+        BudgetLog.StoreOpened(_logger, Directory, _ledger.Keys.Count, _ledger.OpenLeases.Count, replayed);
+    }
+
+    private long Load(string snapshotPath, string[] logPaths)
+    {
+        long snapshotSeq = 0;
+        bool haveSnapshot = _fs.File.Exists(snapshotPath);
+        if (haveSnapshot)
+        {
+            snapshotSeq = LoadSnapshot(snapshotPath);
+        }
+
+        _seq = snapshotSeq;
+        foreach (string logPath in logPaths)
+        {
+            if (_fs.File.Exists(logPath))
+            {
+                ReplayLog(logPath, _seq, haveSnapshot || _seq > 0);
+            }
+        }
+
+        return _seq - snapshotSeq;
+    }
+
+    private long LoadSnapshot(string path)
+    {
+        var lines = new List<(int Number, string Payload)>();
+        BudgetFileFormat.Split(_fs.File.ReadAllBytes(path), lines, out long torn, out int bad);
+        if (bad != 0 || torn >= 0)
+        {
+            throw Corrupt(path, $"line {(bad != 0 ? bad : lines.Count + 1)} does not verify (the snapshot is written atomically, so this is damage, not a torn write)");
+        }
+
+        if (lines.Count == 0)
+        {
+            throw Corrupt(path, "the snapshot is empty");
+        }
+
+        string[] header = lines[0].Payload.Split(' ');
+        if (header.Length != 4 || header[0] != BudgetFileFormat.SnapshotMagic)
+        {
+            throw Corrupt(path, "line 1 is not a snapshot header");
+        }
+
+        if (header[1] != BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture))
+        {
+            throw Corrupt(path, $"unknown snapshot version '{header[1]}' (this library reads version {BudgetFileFormat.Version})");
+        }
+
+        long seq = ParseLong(header[2], path, 1);
+        _ledger.RestoreNextLeaseId(ParseLong(header[3], path, 1));
+        bool ended = false;
+        for (int i = 1; i < lines.Count; i++)
+        {
+            (int number, string payload) = lines[i];
+            if (ended)
+            {
+                throw Corrupt(path, $"line {number} follows the end marker");
+            }
+
+            string[] f = payload.Split(' ');
+            try
+            {
+                switch (f[0])
+                {
+                    case "P" when f.Length == 7:
+                        _ledger.RestoreCounter(
+                            BudgetFileFormat.DecodeKey(f[6]) ?? throw new FormatException("missing key"),
+                            ParseWindow(f[1]),
+                            Instant.FromUnixTimeTicks(ParseLong(f[2], path, number)),
+                            Instant.FromUnixTimeTicks(ParseLong(f[3], path, number)),
+                            ParseLong(f[4], path, number),
+                            ParseLong(f[5], path, number));
+                        break;
+                    case "L" when f.Length == 7:
+                        _ledger.RestoreHold(
+                            ParseLong(f[1], path, number),
+                            Instant.FromUnixTimeTicks(ParseLong(f[2], path, number)),
+                            Instant.FromUnixTimeTicks(ParseLong(f[3], path, number)),
+                            ParseLong(f[4], path, number),
+                            BudgetFileFormat.DecodeKey(f[5]) ?? throw new FormatException("missing key"),
+                            BudgetFileFormat.DecodeKey(f[6]),
+                            addToCounters: false);
+                        break;
+                    case "C" when f.Length == 4:
+                        _ledger.RestoreClosed(new BudgetClosedLease
+                        {
+                            Id = ParseLong(f[1], path, number),
+                            Status = (BudgetSettlementStatus)ParseLong(f[2], path, number),
+                            Charged = ParseLong(f[3], path, number),
+                        });
+                        break;
+                    case "E" when f.Length == 2:
+                        if (ParseLong(f[1], path, number) != lines.Count - 2)
+                        {
+                            throw Corrupt(path, $"line {number}: the end marker counts {f[1]} records, the file has {lines.Count - 2}");
+                        }
+
+                        ended = true;
+                        break;
+                    default:
+                        throw Corrupt(path, $"line {number}: unknown record '{f[0]}'");
+                }
+            }
+            catch (Exception ex) when (ex is FormatException or ArgumentException or OverflowException)
+            {
+                throw Corrupt(path, $"line {number}: {ex.Message}", ex);
+            }
+        }
+
+        if (!ended)
+        {
+            throw Corrupt(path, "the end marker is missing");
+        }
+
+        return seq;
+    }
+
+    private void ReplayLog(string path, long snapshotSeq, bool haveSnapshot)
+    {
+        var lines = new List<(int Number, string Payload)>();
+        byte[] content = _fs.File.ReadAllBytes(path);
+        BudgetFileFormat.Split(content, lines, out long torn, out int bad);
+        if (bad != 0)
+        {
+            throw Corrupt(path, $"line {bad} does not verify and is followed by more records");
+        }
+
+        if (lines.Count == 0)
+        {
+            throw Corrupt(path, "the log has no header");
+        }
+
+        string[] header = lines[0].Payload.Split(' ');
+        if (header.Length != 3 || header[0] != BudgetFileFormat.LogMagic)
+        {
+            throw Corrupt(path, "line 1 is not a log header");
+        }
+
+        if (header[1] != BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture))
+        {
+            throw Corrupt(path, $"unknown log version '{header[1]}' (this library reads version {BudgetFileFormat.Version})");
+        }
+
+        long baseSeq = ParseLong(header[2], path, 1);
+        if (baseSeq > snapshotSeq)
+        {
+            throw Corrupt(path, haveSnapshot
+                ? $"the log continues sequence {baseSeq} but the snapshot ends at {snapshotSeq}: the snapshot is older than the log"
+                : $"the log continues sequence {baseSeq} but the snapshot is missing");
+        }
+
+        long expected = baseSeq + 1;
+        for (int i = 1; i < lines.Count; i++)
+        {
+            (int number, string payload) = lines[i];
+            string[] f = payload.Split(' ');
+            try
+            {
+                long seq = ParseLong(f.Length > 1 ? f[1] : string.Empty, path, number);
+                if (seq != expected)
+                {
+                    throw Corrupt(path, $"line {number}: sequence {seq} where {expected} was expected");
+                }
+
+                expected++;
+                if (seq <= snapshotSeq)
+                {
+                    continue;
+                }
+
+                switch (f[0])
+                {
+                    case "R" when f.Length == 8:
+                        _ledger.RestoreHold(
+                            ParseLong(f[2], path, number),
+                            Instant.FromUnixTimeTicks(ParseLong(f[3], path, number)),
+                            Instant.FromUnixTimeTicks(ParseLong(f[4], path, number)),
+                            ParseLong(f[5], path, number),
+                            BudgetFileFormat.DecodeKey(f[6]) ?? throw new FormatException("missing key"),
+                            BudgetFileFormat.DecodeKey(f[7]),
+                            addToCounters: true);
+                        break;
+                    case "S" when f.Length == 4:
+                        _ledger.RestoreSettle(ParseLong(f[2], path, number), ParseLong(f[3], path, number));
+                        break;
+                    case "A" when f.Length == 3:
+                        _ledger.RestoreSettle(ParseLong(f[2], path, number), null);
+                        break;
+                    default:
+                        throw Corrupt(path, $"line {number}: unknown record '{f[0]}'");
+                }
+
+                _seq = seq;
+            }
+            catch (Exception ex) when (ex is FormatException or ArgumentException or OverflowException)
+            {
+                throw Corrupt(path, $"line {number}: {ex.Message}", ex);
+            }
+        }
+
+        if (torn >= 0)
+        {
+            // Never acknowledged (the fsync did not complete); the log is rewritten without it on open.
+            BudgetLog.TornTail(_logger, path, torn);
+        }
+    }
+
+    private string Snapshot()
+    {
+        var builder = new StringBuilder();
+        BudgetFileFormat.AppendLine(builder, string.Join(' ', BudgetFileFormat.SnapshotMagic, BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture), BudgetFileFormat.Invariant(_seq), BudgetFileFormat.Invariant(_ledger.NextLeaseId)));
+        long count = 0;
+        foreach (BudgetKeyState key in _ledger.Keys.Values)
+        {
+            string encoded = BudgetFileFormat.EncodeKey(key.Key);
+            foreach (BudgetCounter c in key.Counters)
+            {
+                BudgetFileFormat.AppendLine(builder, string.Join(
+                    ' ',
+                    "P",
+                    ((int)c.Window).ToString(CultureInfo.InvariantCulture),
+                    BudgetFileFormat.Invariant(c.Start.ToUnixTimeTicks()),
+                    BudgetFileFormat.Invariant(c.End.ToUnixTimeTicks()),
+                    BudgetFileFormat.Invariant(c.Used),
+                    BudgetFileFormat.Invariant(c.Held),
+                    encoded));
+                count++;
+            }
+        }
+
+        foreach (var pair in _ledger.OpenLeases)
+        {
+            BudgetOpenLease lease = pair.Value;
+            BudgetFileFormat.AppendLine(builder, string.Join(
+                ' ',
+                "L",
+                BudgetFileFormat.Invariant(pair.Key),
+                BudgetFileFormat.Invariant(lease.At.ToUnixTimeTicks()),
+                BudgetFileFormat.Invariant(lease.ExpiresAt.ToUnixTimeTicks()),
+                BudgetFileFormat.Invariant(lease.Tokens),
+                BudgetFileFormat.EncodeKey(lease.Key.Key),
+                BudgetFileFormat.EncodeKey(lease.Parent?.Key)));
+            count++;
+        }
+
+        foreach (BudgetClosedLease closed in _ledger.ClosedLeases)
+        {
+            if (closed.Id > 0)
+            {
+                BudgetFileFormat.AppendLine(builder, string.Join(' ', "C", BudgetFileFormat.Invariant(closed.Id), ((int)closed.Status).ToString(CultureInfo.InvariantCulture), BudgetFileFormat.Invariant(closed.Charged)));
+                count++;
+            }
+        }
+
+        BudgetFileFormat.AppendLine(builder, "E " + BudgetFileFormat.Invariant(count));
+        return builder.ToString();
+    }
+
+    private void WriteSnapshotAndResetLog(string snapshot, long seq)
+    {
+        string snapshotTemp = _snapshotPath + ".tmp";
+        WriteDurably(snapshotTemp, Encoding.UTF8.GetBytes(snapshot));
+        if (_fs.File.Exists(_snapshotPath))
+        {
+            _fs.File.Copy(_snapshotPath, _snapshotPath + BackupSuffix, overwrite: true);
+        }
+
+        _fs.File.Move(snapshotTemp, _snapshotPath, overwrite: true);
+
+        string logTemp = _logPath + ".tmp";
+        WriteDurably(logTemp, BudgetFileFormat.Line(string.Join(' ', BudgetFileFormat.LogMagic, BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture), BudgetFileFormat.Invariant(seq))));
+        _log?.Dispose();
+        _log = null;
+        if (_fs.File.Exists(_logPath))
+        {
+            // Keep the log that led from the previous snapshot (now budget.snapshot.bak) to this one.
+            _fs.File.Move(_logPath, _logPath + BackupSuffix, overwrite: true);
+        }
+
+        _fs.File.Move(logTemp, _logPath, overwrite: true);
+        _log = _fs.FileStream.New(_logPath, FileMode.Append, FileAccess.Write, FileShare.Read);
+    }
+
+    private void WriteDurably(string path, byte[] bytes)
+    {
+        using FileSystemStream stream = _fs.FileStream.New(path, FileMode.Create, FileAccess.Write, FileShare.None);
+        stream.Write(bytes);
+        stream.Flush(flushToDisk: true);
+    }
+
+    private static long ParseLong(string text, string path, int line)
+        => long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long value)
+            ? value
+            : throw Corrupt(path, $"line {line}: '{text}' is not a number");
+
+    private static BudgetWindow ParseWindow(string text)
+        => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w is >= 0 and < BudgetPeriods.WindowCount
+            ? (BudgetWindow)w
+            : throw new FormatException($"unknown window '{text}'");
+
+    private static BudgetStateCorruptException Corrupt(string path, string detail, Exception? inner = null)
+        => new($"The budget state in '{path}' is corrupt: {detail}. Refusing to start rather than reset spend; the backup generation (budget.snapshot.bak + budget.wal.bak) did not restore it either; repair or remove the state deliberately.", path, inner);
+
+    private sealed class FlushBatch
+    {
+        private readonly TaskCompletionSource _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Task => _tcs.Task;
+
+        public void Complete() => _tcs.TrySetResult();
+
+        public void Fail(Exception ex, string directory)
+            => _tcs.TrySetException(new BudgetStoreUnavailableException($"The budget store in '{directory}' could not write its log: {ex.Message}", ex));
+    }
+}

@@ -1,0 +1,67 @@
+using NodaTime;
+using NodaTime.Extensions;
+
+namespace Kars.Policy.Budgets;
+
+/// <summary>
+/// A <see cref="BudgetStore"/> that keeps every counter in process memory. Fast (no allocation on the admission
+/// path once a key's periods exist) and exact under concurrency, but forgets everything when the process ends:
+/// use it for one replica that may lose its counters on restart, for tests, and for replays.
+/// </summary>
+/// <remarks>
+/// Periods come from the injected <see cref="TimeProvider"/> unless a call passes an explicit instant. One lock
+/// guards the state, so admission is atomic across every window and level. Safe for concurrent use.
+/// </remarks>
+public sealed class InMemoryBudgetStore : BudgetStore
+{
+    private readonly Lock _gate = new();
+    private readonly BudgetLedger _ledger = new();
+    private readonly TimeProvider _time;
+
+    /// <summary>Initializes a store.</summary>
+    /// <param name="timeProvider">The clock; <see cref="TimeProvider.System"/> when <see langword="null"/>.</param>
+    public InMemoryBudgetStore(TimeProvider? timeProvider = null)
+    {
+        _time = timeProvider ?? TimeProvider.System;
+    }
+
+    /// <inheritdoc/>
+    protected override ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken)
+    {
+        Instant now = request.At ?? _time.GetCurrentInstant();
+        lock (_gate)
+        {
+            return new ValueTask<BudgetDecision>(_ledger.Reserve(this, request, now));
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override ValueTask<BudgetSettlement> SettleCoreAsync(long leaseId, long actualTokens, Instant? at, CancellationToken cancellationToken)
+    {
+        Instant now = at ?? _time.GetCurrentInstant();
+        lock (_gate)
+        {
+            return new ValueTask<BudgetSettlement>(_ledger.Settle(leaseId, actualTokens, now));
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override ValueTask<BudgetSettlement> AbandonCoreAsync(long leaseId, Instant? at, CancellationToken cancellationToken)
+    {
+        Instant now = at ?? _time.GetCurrentInstant();
+        lock (_gate)
+        {
+            return new ValueTask<BudgetSettlement>(_ledger.Abandon(leaseId, now));
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
+    {
+        Instant now = at ?? _time.GetCurrentInstant();
+        lock (_gate)
+        {
+            return new ValueTask<BudgetStatus>(_ledger.Status(level, parent, now));
+        }
+    }
+}
