@@ -42,8 +42,19 @@ internal sealed class BudgetReplay
 
         if (spec.StartsWith("redis:", StringComparison.Ordinal))
         {
-            // Kars.Policy.Redis ships no RedisBudgetStore in this build; when it does, open it here.
-            throw new BudgetReplayException("--store redis: is not available: this build of Kars.Policy.Redis has no RedisBudgetStore");
+            string configuration = spec[6..];
+            if (configuration.Length == 0)
+            {
+                throw new BudgetReplayException("--store redis: needs a connection string, e.g. redis:127.0.0.1:6379");
+            }
+
+            // Each replay writes under its own prefix, so it never mixes with live counters or an earlier replay.
+            return new Kars.Policy.Redis.RedisBudgetStore(new Kars.Policy.Redis.RedisBudgetStoreOptions
+            {
+                Configuration = configuration,
+                KeyPrefix = $"kars:replay:{Guid.NewGuid():N}:",
+                TimeProvider = time,
+            });
         }
 
         throw new BudgetReplayException($"--store '{spec}' is not one of memory, file:PATH, redis:CONN");

@@ -186,12 +186,51 @@ public sealed class BudgetReplayTests : IDisposable
     }
 
     [Fact]
-    public void Replay_RedisStoreUnavailable_Exits2()
+    public void Replay_RedisStoreUnreachable_FailsClosedWithExit2()
     {
-        var (exit, _, error) = Replay("", Limits, "--store", "redis:localhost:6379");
+        // Port 1 on loopback: nothing listens there, so the store cannot admit and must not pretend to.
+        var (exit, lines, error) = Replay(
+            """{"op":"request","id":"r1","key":"agent-a","tokens":20,"at":"2030-01-01T00:00:00Z"}""",
+            Limits,
+            "--store",
+            "redis:127.0.0.1:1,connectTimeout=500,abortConnect=false");
+
+        exit.Should().Be(2);
+        lines.Should().BeEmpty();
+        error.Should().StartWith("kars-policy:").And.NotContain("   at ");
+    }
+
+    [Fact]
+    public void Replay_RedisStoreWithoutConnectionString_Exits2()
+    {
+        var (exit, _, error) = Replay("", Limits, "--store", "redis:");
 
         exit.Should().Be(2);
         error.Should().Contain("redis");
+    }
+
+    [Fact]
+    public async Task Replay_RedisStore_MatchesMemoryStoreLineForLine()
+    {
+        string events = """
+            {"op":"request","id":"r1","key":"agent-a","tokens":2000,"at":"2030-01-31T23:59:58Z"}
+            {"op":"request","id":"r2","key":"agent-a","tokens":1500,"at":"2030-01-31T23:59:59Z"}
+            {"op":"settle","id":"r1","actual":2500,"at":"2030-02-01T00:00:02Z"}
+            {"op":"request","id":"r3","key":"agent-a","tokens":100,"at":"2030-02-01T00:00:03Z"}
+            {"op":"abandon","id":"r3","at":"2030-02-01T00:00:04Z"}
+            {"op":"status","key":"agent-a","at":"2030-01-31T23:59:59.5Z"}
+            {"op":"status","key":"agent-a","at":"2030-02-01T00:00:05Z"}
+            {"op":"request","id":"big","key":"agent-a","tokens":5000,"at":"2030-02-01T00:00:06Z"}
+            """;
+        await using var server = await Kars.Policy.Redis.Tests.Infrastructure.RedisServer.StartAsync();
+
+        var memory = Replay(events);
+        var redis = Replay(events, Limits, "--store", "redis:" + server.ConnectionString);
+
+        memory.Exit.Should().Be(0, memory.Error);
+        redis.Exit.Should().Be(0, redis.Error);
+        redis.Lines.Should().HaveCount(8).And.Equal(memory.Lines);
+        Json(redis.Lines[1]).GetProperty("status").GetInt32().Should().Be(429);
     }
 
     [Fact]
