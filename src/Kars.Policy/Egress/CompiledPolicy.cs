@@ -1,0 +1,345 @@
+using System.Net;
+using System.Runtime.CompilerServices;
+
+namespace Kars.Policy.Egress;
+
+/// <summary>
+/// One immutable compiled policy snapshot: the name index (allow rules, blocklist, exceptions, approvals), CIDR rules,
+/// approvals with their time windows, digest and generation. Evaluation reads only this object and allocates nothing
+/// for a DNS-name target (apart from the first use of a blocklist entry's rule text, which is then cached).
+/// </summary>
+internal sealed class CompiledPolicy
+{
+    private readonly NameIndex _index;
+    private readonly NameRule[] _nameRules;
+    private readonly CidrRule[] _cidrRules;
+    private readonly ApprovalSlot[] _approvalHosts;
+    private readonly Approval[] _approvals;
+    private readonly long[] _approvalStart;
+    private readonly long[] _approvalEnd;
+    private readonly string[] _blockSources;
+    private readonly string?[] _blockTexts;
+    private readonly IPNetwork[] _privateAllow;
+
+    private CompiledPolicy(
+        PolicyModel model,
+        NameIndex index,
+        ApprovalSlot[] approvalHosts,
+        string[] blockSources,
+        IReadOnlyList<BlocklistFeed> feeds,
+        IPNetwork[] privateAllow)
+    {
+        Digest = model.Digest;
+        Generation = model.Generation;
+        Mode = model.Mode;
+        Warnings = [.. model.Warnings];
+        _index = index;
+        _nameRules = [.. model.NameRules];
+        _cidrRules = [.. model.CidrRules];
+        _approvals = [.. model.Approvals];
+        _approvalStart = [.. _approvals.Select(a => a.EffectiveAt.UtcTicks)];
+        _approvalEnd = [.. _approvals.Select(a => a.ExpiresAt.UtcTicks)];
+        _approvalHosts = approvalHosts;
+        _blockSources = blockSources;
+        _blockTexts = new string?[index.Count];
+        _privateAllow = privateAllow;
+        Feeds = feeds;
+    }
+
+    public string Digest { get; }
+
+    public long Generation { get; }
+
+    public EgressMode Mode { get; }
+
+    public IReadOnlyList<EgressPolicyProblem> Warnings { get; }
+
+    public IReadOnlyList<BlocklistFeed> Feeds { get; }
+
+    public IReadOnlyList<Approval> Approvals => _approvals;
+
+    public int NameCount => _index.Count;
+
+    public static CompiledPolicy Compile(PolicyModel model, IReadOnlyList<BlocklistFeed> feeds, IPNetwork[] privateAllow)
+    {
+        int expected = model.NameRules.Count + model.BlockDomains.Count + model.BlocklistExceptions.Count
+            + model.Approvals.Sum(a => a.Hosts.Count) + feeds.Sum(f => f.Count);
+        var builder = new NameIndex.Builder(expected);
+
+        for (int r = 0; r < model.NameRules.Count; r++)
+        {
+            var rule = model.NameRules[r];
+            int e = builder.GetOrAdd(rule.Name);
+            var entry = builder.Read(e);
+            switch (rule.Scope)
+            {
+                case NameScope.Exact: entry.AllowExact = r; break;
+                case NameScope.Wildcard: entry.AllowWildcard = r; break;
+                default: entry.AllowSubtree = r; break;
+            }
+
+            builder.Write(e, entry);
+        }
+
+        var sources = new List<string> { "blocklist" };
+        foreach (string domain in model.BlockDomains)
+        {
+            MarkBlocked(builder, builder.GetOrAdd(domain), 0);
+        }
+
+        foreach (var feed in feeds)
+        {
+            int source = sources.Count;
+            sources.Add($"blocklist {feed.Source}");
+            for (int i = 0; i < feed.Count; i++)
+            {
+                MarkBlocked(builder, builder.GetOrAdd(feed[i]), source);
+            }
+        }
+
+        foreach (string exception in model.BlocklistExceptions)
+        {
+            int e = builder.GetOrAdd(exception);
+            var entry = builder.Read(e);
+            entry.BlockException = true;
+            builder.Write(e, entry);
+        }
+
+        var approvalHosts = new List<ApprovalSlot>();
+        for (int a = 0; a < model.Approvals.Count; a++)
+        {
+            var approval = model.Approvals[a];
+            foreach (var host in approval.Hosts)
+            {
+                int e = builder.GetOrAdd(host.Name);
+                var entry = builder.Read(e);
+                string pattern = host.Scope == NameScope.Wildcard ? "*." + host.Name : host.Name;
+                approvalHosts.Add(new ApprovalSlot(a, host.Port, host.Scope, entry.ApprovalHead, $"approval {approval.Name}: {pattern}:{host.Port}"));
+                entry.ApprovalHead = approvalHosts.Count - 1;
+                builder.Write(e, entry);
+            }
+        }
+
+        return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], feeds, privateAllow);
+    }
+
+    private static void MarkBlocked(NameIndex.Builder builder, int e, int source)
+    {
+        var entry = builder.Read(e);
+        if (entry.BlockSource < 0)
+        {
+            entry.BlockSource = source;
+            builder.Write(e, entry);
+        }
+    }
+
+    /// <summary>Evaluates a valid target (DESIGN §2.3 steps 3–7). <paramref name="now"/> is read only when an approval is a candidate.</summary>
+    public EgressDecision Evaluate(in EgressTarget target, EgressMode mode, TimeProvider now, out bool learn)
+    {
+        learn = false;
+        return target.Kind == EgressTargetKind.IpAddress
+            ? EvaluateAddress(target, mode)
+            : EvaluateName(target, mode, now, out learn);
+    }
+
+    private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn)
+    {
+        learn = false;
+        string host = target.Host;
+        int port = target.Port;
+        int blockEntry = -1;
+        bool excepted = false;
+        int allowRule = -1;
+        int otherPortRule = -1;
+        int approvalSlot = -1;
+        int otherPortApproval = -1;
+        long now = long.MinValue;
+
+        ulong hash = NameIndex.Start;
+        for (int i = host.Length - 1; i >= 0; i--)
+        {
+            hash = NameIndex.Step(hash, host[i]);
+            if (i != 0 && host[i - 1] != '.')
+            {
+                continue;
+            }
+
+            int e = _index.Find(NameIndex.Finish(hash), host.AsSpan(i));
+            if (e < 0)
+            {
+                continue;
+            }
+
+            ref readonly NameIndex.Entry entry = ref _index.Get(e);
+            bool exact = i == 0;
+            if (entry.BlockSource >= 0 && blockEntry < 0)
+            {
+                blockEntry = e;
+            }
+
+            if (exact && entry.BlockException)
+            {
+                excepted = true;
+            }
+
+            // Right to left, so a later (longer, more specific) match replaces an earlier one.
+            Consider(entry.AllowSubtree, port, ref allowRule, ref otherPortRule);
+            Consider(exact ? entry.AllowExact : entry.AllowWildcard, port, ref allowRule, ref otherPortRule);
+
+            for (int s = entry.ApprovalHead; s >= 0; s = _approvalHosts[s].Next)
+            {
+                ref readonly ApprovalSlot slot = ref _approvalHosts[s];
+                bool scopeMatches = slot.Scope switch
+                {
+                    NameScope.Exact => exact,
+                    NameScope.Wildcard => !exact,
+                    _ => true,
+                };
+                if (!scopeMatches)
+                {
+                    continue;
+                }
+
+                if (now == long.MinValue)
+                {
+                    now = clock.GetUtcNow().UtcTicks;
+                }
+
+                if (now < _approvalStart[slot.Approval] || now >= _approvalEnd[slot.Approval])
+                {
+                    continue;
+                }
+
+                if (exact)
+                {
+                    excepted = true;
+                }
+
+                if (slot.Port == port)
+                {
+                    approvalSlot = s;
+                }
+                else
+                {
+                    otherPortApproval = s;
+                }
+            }
+        }
+
+        if (blockEntry >= 0 && !excepted)
+        {
+            return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, BlockText(blockEntry), mode, false);
+        }
+
+        if (allowRule >= 0)
+        {
+            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _nameRules[allowRule].Text, mode, false);
+        }
+
+        if (approvalSlot >= 0)
+        {
+            return Decide(target, EgressVerdict.Allow, EgressReason.Approved, _approvalHosts[approvalSlot].Text, mode, false);
+        }
+
+        if (mode == EgressMode.Learn)
+        {
+            learn = true;
+            return Decide(target, EgressVerdict.Allow, EgressReason.Learned, null, mode, true);
+        }
+
+        if (otherPortRule >= 0)
+        {
+            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _nameRules[otherPortRule].Text, mode, false);
+        }
+
+        if (otherPortApproval >= 0)
+        {
+            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _approvalHosts[otherPortApproval].Text, mode, false);
+        }
+
+        return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Consider(int rule, int port, ref int allowRule, ref int otherPortRule)
+    {
+        if (rule < 0)
+        {
+            return;
+        }
+
+        if (_nameRules[rule].Ports.Contains(port))
+        {
+            allowRule = rule;
+        }
+        else
+        {
+            otherPortRule = rule;
+        }
+    }
+
+    private EgressDecision EvaluateAddress(in EgressTarget target, EgressMode mode)
+    {
+        IPAddress address = target.Address!;
+        if (Hosts.NonPublicAddresses.Contains(address) && !InPrivateAllow(address))
+        {
+            return Decide(target, EgressVerdict.Deny, EgressReason.NonPublicAddress, null, mode, false);
+        }
+
+        int otherPort = -1;
+        for (int i = 0; i < _cidrRules.Length; i++)
+        {
+            if (!_cidrRules[i].Network.Contains(address))
+            {
+                continue;
+            }
+
+            if (_cidrRules[i].Ports.Contains(target.Port))
+            {
+                return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _cidrRules[i].Text, mode, false);
+            }
+
+            otherPort = i;
+        }
+
+        // IP targets are never learned: an address no CIDR covers is denied in every mode.
+        return otherPort >= 0
+            ? Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _cidrRules[otherPort].Text, mode, false)
+            : Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
+    }
+
+    private bool InPrivateAllow(IPAddress address)
+    {
+        foreach (var network in _privateAllow)
+        {
+            if (network.Contains(address))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private string BlockText(int entry)
+    {
+        string? text = Volatile.Read(ref _blockTexts[entry]);
+        if (text is null)
+        {
+            text = BuildBlockText(entry);
+            Volatile.Write(ref _blockTexts[entry], text);
+        }
+
+        return text;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private string BuildBlockText(int entry) => $"{_blockSources[_index.Get(entry).BlockSource]}: {_index.NameOf(entry)}";
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>
+        new(verdict, reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny);
+
+    /// <summary>One (approval, host, port) in the per-name linked list.</summary>
+    private readonly record struct ApprovalSlot(int Approval, int Port, NameScope Scope, int Next, string Text);
+}
