@@ -86,6 +86,12 @@ internal sealed class LearnedHostStore
             writer.WriteEndObject();
         }
 
+        string? folder = fileSystem.Path.GetDirectoryName(fileSystem.Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(folder))
+        {
+            fileSystem.Directory.CreateDirectory(folder);
+        }
+
         string temp = path + ".tmp";
         fileSystem.File.WriteAllBytes(temp, buffer.ToArray());
         fileSystem.File.Move(temp, path, overwrite: true);
