@@ -69,22 +69,19 @@ internal sealed class CompiledPolicy
         for (int r = 0; r < model.NameRules.Count; r++)
         {
             var rule = model.NameRules[r];
-            int e = builder.GetOrAdd(rule.Name);
-            var entry = builder.Read(e);
+            ref var entry = ref builder[builder.GetOrAdd(rule.Name)];
             switch (rule.Scope)
             {
-                case NameScope.Exact: entry.AllowExact = r; break;
-                case NameScope.Wildcard: entry.AllowWildcard = r; break;
-                default: entry.AllowSubtree = r; break;
+                case NameScope.Exact: entry.Rules.AllowExact = r; break;
+                case NameScope.Wildcard: entry.Rules.AllowWildcard = r; break;
+                default: entry.Rules.AllowSubtree = r; break;
             }
-
-            builder.Write(e, entry);
         }
 
         var sources = new List<string> { "blocklist" };
         foreach (string domain in model.BlockDomains)
         {
-            MarkBlocked(builder, builder.GetOrAdd(domain), 0);
+            MarkBlocked(ref builder[builder.GetOrAdd(domain)], 0);
         }
 
         foreach (var feed in feeds)
@@ -93,16 +90,13 @@ internal sealed class CompiledPolicy
             sources.Add($"blocklist {feed.Source}");
             for (int i = 0; i < feed.Count; i++)
             {
-                MarkBlocked(builder, builder.GetOrAdd(feed[i]), source);
+                MarkBlocked(ref builder[builder.GetOrAdd(feed[i])], source);
             }
         }
 
         foreach (string exception in model.BlocklistExceptions)
         {
-            int e = builder.GetOrAdd(exception);
-            var entry = builder.Read(e);
-            entry.BlockException = true;
-            builder.Write(e, entry);
+            builder[builder.GetOrAdd(exception)].BlockException = true;
         }
 
         var approvalHosts = new List<ApprovalSlot>();
@@ -111,25 +105,21 @@ internal sealed class CompiledPolicy
             var approval = model.Approvals[a];
             foreach (var host in approval.Hosts)
             {
-                int e = builder.GetOrAdd(host.Name);
-                var entry = builder.Read(e);
+                ref var entry = ref builder[builder.GetOrAdd(host.Name)];
                 string pattern = host.Scope == NameScope.Wildcard ? "*." + host.Name : host.Name;
-                approvalHosts.Add(new ApprovalSlot(a, host.Port, host.Scope, entry.ApprovalHead, $"approval {approval.Name}: {pattern}:{host.Port}"));
-                entry.ApprovalHead = approvalHosts.Count - 1;
-                builder.Write(e, entry);
+                approvalHosts.Add(new ApprovalSlot(a, host.Port, host.Scope, entry.Rules.ApprovalHead, $"approval {approval.Name}: {pattern}:{host.Port}"));
+                entry.Rules.ApprovalHead = approvalHosts.Count - 1;
             }
         }
 
         return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], feeds, privateAllow);
     }
 
-    private static void MarkBlocked(NameIndex.Builder builder, int e, int source)
+    private static void MarkBlocked(ref NameIndex.BuildEntry entry, int source)
     {
-        var entry = builder.Read(e);
         if (entry.BlockSource < 0)
         {
             entry.BlockSource = source;
-            builder.Write(e, entry);
         }
     }
 
@@ -155,75 +145,45 @@ internal sealed class CompiledPolicy
         int otherPortApproval = -1;
         long now = long.MinValue;
 
-        ulong hash = NameIndex.Start;
-        for (int i = host.Length - 1; i >= 0; i--)
+        ulong hash = NameIndex.StartHash;
+        ReadOnlySpan<char> name = host;
+        int end = name.Length;
+        while (true)
         {
-            hash = NameIndex.Step(hash, host[i]);
-            if (i != 0 && host[i - 1] != '.')
+            int dot = name[..end].LastIndexOf('.');
+            int start = dot + 1;
+            hash = NameIndex.AddLabel(hash, name[start..end]);
+            int record = _index.Find(NameIndex.Finish(hash), name[start..]);
+            if (record >= 0)
             {
-                continue;
-            }
-
-            int e = _index.Find(NameIndex.Finish(hash), host.AsSpan(i));
-            if (e < 0)
-            {
-                continue;
-            }
-
-            ref readonly NameIndex.Entry entry = ref _index.Get(e);
-            bool exact = i == 0;
-            if (entry.BlockSource >= 0 && blockEntry < 0)
-            {
-                blockEntry = e;
-            }
-
-            if (exact && entry.BlockException)
-            {
-                excepted = true;
-            }
-
-            // Right to left, so a later (longer, more specific) match replaces an earlier one.
-            Consider(entry.AllowSubtree, port, ref allowRule, ref otherPortRule);
-            Consider(exact ? entry.AllowExact : entry.AllowWildcard, port, ref allowRule, ref otherPortRule);
-
-            for (int s = entry.ApprovalHead; s >= 0; s = _approvalHosts[s].Next)
-            {
-                ref readonly ApprovalSlot slot = ref _approvalHosts[s];
-                bool scopeMatches = slot.Scope switch
+                bool exact = start == 0;
+                if (blockEntry < 0 && _index.IsBlocked(record))
                 {
-                    NameScope.Exact => exact,
-                    NameScope.Wildcard => !exact,
-                    _ => true,
-                };
-                if (!scopeMatches)
-                {
-                    continue;
+                    blockEntry = record;
                 }
 
-                if (now == long.MinValue)
-                {
-                    now = clock.GetUtcNow().UtcTicks;
-                }
-
-                if (now < _approvalStart[slot.Approval] || now >= _approvalEnd[slot.Approval])
-                {
-                    continue;
-                }
-
-                if (exact)
+                if (exact && _index.IsException(record))
                 {
                     excepted = true;
                 }
 
-                if (slot.Port == port)
+                ref readonly var rules = ref _index.Rules(record);
+
+                // Right to left, so a later (longer, more specific) match replaces an earlier one.
+                Consider(rules.AllowSubtree, port, ref allowRule, ref otherPortRule);
+                Consider(exact ? rules.AllowExact : rules.AllowWildcard, port, ref allowRule, ref otherPortRule);
+                if (rules.ApprovalHead >= 0)
                 {
-                    approvalSlot = s;
-                }
-                else
-                {
-                    otherPortApproval = s;
+                    ConsiderApprovals(rules.ApprovalHead, exact, port, clock, ref now, ref excepted, ref approvalSlot, ref otherPortApproval);
                 }
             }
+
+            if (dot < 0)
+            {
+                break;
+            }
+
+            end = dot;
         }
 
         if (blockEntry >= 0 && !excepted)
@@ -258,6 +218,49 @@ internal sealed class CompiledPolicy
         }
 
         return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ConsiderApprovals(int head, bool exact, int port, TimeProvider clock, ref long now, ref bool excepted, ref int approvalSlot, ref int otherPortApproval)
+    {
+        for (int s = head; s >= 0; s = _approvalHosts[s].Next)
+        {
+            ref readonly ApprovalSlot slot = ref _approvalHosts[s];
+            bool scopeMatches = slot.Scope switch
+            {
+                NameScope.Exact => exact,
+                NameScope.Wildcard => !exact,
+                _ => true,
+            };
+            if (!scopeMatches)
+            {
+                continue;
+            }
+
+            if (now == long.MinValue)
+            {
+                now = clock.GetUtcNow().UtcTicks;
+            }
+
+            if (now < _approvalStart[slot.Approval] || now >= _approvalEnd[slot.Approval])
+            {
+                continue;
+            }
+
+            if (exact)
+            {
+                excepted = true;
+            }
+
+            if (slot.Port == port)
+            {
+                approvalSlot = s;
+            }
+            else
+            {
+                otherPortApproval = s;
+            }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -321,20 +324,21 @@ internal sealed class CompiledPolicy
         return false;
     }
 
-    private string BlockText(int entry)
+    private string BlockText(int record)
     {
-        string? text = Volatile.Read(ref _blockTexts[entry]);
+        int ordinal = _index.Ordinal(record);
+        string? text = Volatile.Read(ref _blockTexts[ordinal]);
         if (text is null)
         {
-            text = BuildBlockText(entry);
-            Volatile.Write(ref _blockTexts[entry], text);
+            text = BuildBlockText(record);
+            Volatile.Write(ref _blockTexts[ordinal], text);
         }
 
         return text;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private string BuildBlockText(int entry) => $"{_blockSources[_index.Get(entry).BlockSource]}: {_index.NameOf(entry)}";
+    private string BuildBlockText(int record) => $"{_blockSources[_index.BlockSource(record)]}: {_index.NameOf(record)}";
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>

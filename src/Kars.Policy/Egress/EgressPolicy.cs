@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.IO.Abstractions;
+using System.Runtime.CompilerServices;
 using Kars.Policy.Hosts;
 
 namespace Kars.Policy.Egress;
@@ -17,6 +19,8 @@ namespace Kars.Policy.Egress;
 /// </remarks>
 public sealed class EgressPolicy
 {
+    private static readonly SearchValues<char> CanonicalNameChars = SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
+
     private readonly PolicyLoader _loader;
     private readonly TimeProvider _timeProvider;
     private readonly IFileSystem _fileSystem;
@@ -192,6 +196,7 @@ public sealed class EgressPolicy
     /// <returns>The JSON text of the proposed document.</returns>
     public string ExportLearnedPolicy() => LearnedHostStore.ExportPolicy(_learned.Snapshot(), Generation + 1);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private EgressDecision EvaluateValid(in EgressTarget target, string? sandbox)
     {
         var snapshot = Volatile.Read(ref _snapshot);
@@ -224,10 +229,17 @@ public sealed class EgressPolicy
             false);
     }
 
-    /// <summary>A canonical DNS name that cannot be read as an IP address: its last label does not start with a digit.</summary>
+    /// <summary>A canonical DNS name that cannot be read as an IP address: its last label does not start with a digit.
+    /// Vectorised checks for the common case; names longer than 63 characters also get the full label-length check.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsCanonicalName(string host)
     {
-        if (!DnsNames.IsCanonical(host))
+        if (host.Length is 0 or > 253
+            || host.AsSpan().IndexOfAnyExcept(CanonicalNameChars) >= 0
+            || host[0] == '.'
+            || host[^1] == '.'
+            || host.Contains("..", StringComparison.Ordinal)
+            || (host.Length > 63 && !DnsNames.IsCanonical(host)))
         {
             return false;
         }

@@ -1,0 +1,92 @@
+using System.Text;
+using Kars.Policy.Egress;
+
+namespace Kars.Policy.Tests.Egress;
+
+public class NameIndexTests
+{
+    private static NameIndex Build(params string[] names)
+    {
+        var builder = new NameIndex.Builder(names.Length);
+        foreach (string name in names)
+        {
+            builder[builder.GetOrAdd(name)].BlockSource = 0;
+        }
+
+        return builder.Build();
+    }
+
+    [Fact]
+    public void Find_FingerprintOfListedNameWithOtherText_NotTrusted()
+    {
+        var index = Build("evil.example.com");
+        ulong fingerprint = NameIndex.FingerprintOf("evil.example.com");
+
+        index.Find(fingerprint, "evil.example.com").Should().BeGreaterThanOrEqualTo(0);
+        index.Find(fingerprint, "good.example.com").Should().Be(-1);
+        index.Find(fingerprint, "evil.example.co").Should().Be(-1);
+    }
+
+    [Theory]
+    [InlineData("a")]
+    [InlineData("ab")]
+    [InlineData("abc")]
+    [InlineData("abcd")]
+    [InlineData("abcde")]
+    [InlineData("abcdefghi")]
+    [InlineData("x.y")]
+    [InlineData("very-long-label-with-many-characters-in-it.example-domain.co")]
+    public void FingerprintOf_IncrementalSuffixHash_MatchesWholeNameHash(string name)
+    {
+        // The lookup hashes right to left label by label; the builder hashes whole names. They must agree.
+        ulong hash = NameIndex.StartHash;
+        int end = name.Length;
+        ulong last;
+        while (true)
+        {
+            int dot = name.AsSpan(0, end).LastIndexOf('.');
+            hash = NameIndex.AddLabel(hash, name.AsSpan(dot + 1, end - dot - 1));
+            last = NameIndex.Finish(hash);
+            if (dot < 0)
+            {
+                break;
+            }
+
+            end = dot;
+        }
+
+        last.Should().Be(NameIndex.FingerprintOf(name));
+    }
+
+    [Fact]
+    public void Build_ManyNames_EveryNameFoundAndNoOtherName()
+    {
+        string[] names = [.. Enumerable.Range(0, 20_000).Select(i => $"n{i}.example{i % 7}.com")];
+        var index = Build(names);
+
+        index.Count.Should().Be(names.Length);
+        foreach (string name in names)
+        {
+            index.Find(NameIndex.FingerprintOf(name), name).Should().BeGreaterThanOrEqualTo(0, name);
+            index.NameOf(index.Find(NameIndex.FingerprintOf(name), name)).Should().Be(name);
+        }
+
+        for (int i = 20_000; i < 40_000; i++)
+        {
+            string other = $"n{i}.example{i % 7}.com";
+            index.Find(NameIndex.FingerprintOf(other), other).Should().Be(-1);
+        }
+    }
+
+    [Fact]
+    public void GetOrAdd_SameNameTwice_OneEntry()
+    {
+        var builder = new NameIndex.Builder(4);
+
+        int first = builder.GetOrAdd(Encoding.ASCII.GetBytes("a.example.com"));
+        int second = builder.GetOrAdd("a.example.com");
+
+        second.Should().Be(first);
+        builder.Count.Should().Be(1);
+    }
+}
