@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.IO.Abstractions;
 using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Kars.Policy.Hosts;
 
 namespace Kars.Policy.Egress;
@@ -23,6 +25,7 @@ public sealed class EgressPolicy
 
     private readonly PolicyLoader _loader;
     private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
     private readonly IFileSystem _fileSystem;
     private readonly EgressMode? _modeOverride;
     private readonly LearnedHostStore _learned;
@@ -37,9 +40,10 @@ public sealed class EgressPolicy
     /// <param name="options">Options; <see langword="null"/> for the (fail-closed) defaults. Copied on creation.</param>
     /// <param name="fileSystem">The file system to read from; <see langword="null"/> for the real one.</param>
     /// <param name="timeProvider">The clock for approvals and learned hosts; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="logger">Where load results go; <see langword="null"/> for none. Target hosts are never logged.</param>
     /// <exception cref="ArgumentNullException"><paramref name="policyPath"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option is invalid (for example a malformed <see cref="KarsEgressOptions.PrivateAllow"/> prefix).</exception>
-    public EgressPolicy(string policyPath, KarsEgressOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null)
+    public EgressPolicy(string policyPath, KarsEgressOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILogger<EgressPolicy>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(policyPath);
         options ??= new KarsEgressOptions();
@@ -56,6 +60,7 @@ public sealed class EgressPolicy
         PolicyPath = policyPath;
         _fileSystem = fileSystem ?? new FileSystem();
         _timeProvider = timeProvider ?? TimeProvider.System;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
         _modeOverride = options.Mode;
         _learned = new LearnedHostStore(options.LearnedCapacity);
         _loader = new PolicyLoader(_fileSystem, options);
@@ -67,12 +72,13 @@ public sealed class EgressPolicy
     /// <param name="options">Options; <see langword="null"/> for the defaults.</param>
     /// <param name="fileSystem">The file system to read from; <see langword="null"/> for the real one.</param>
     /// <param name="timeProvider">The clock; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="logger">Where load results go; <see langword="null"/> for none.</param>
     /// <returns>The loaded policy.</returns>
     /// <exception cref="EgressPolicyLoadException">The policy could not be loaded; <see cref="EgressPolicyLoadException.Problems"/> lists every problem.</exception>
     /// <exception cref="ArgumentException">An option is invalid.</exception>
-    public static EgressPolicy Load(string policyPath, KarsEgressOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null)
+    public static EgressPolicy Load(string policyPath, KarsEgressOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILogger<EgressPolicy>? logger = null)
     {
-        var policy = new EgressPolicy(policyPath, options, fileSystem, timeProvider);
+        var policy = new EgressPolicy(policyPath, options, fileSystem, timeProvider, logger);
         if (!policy.IsLoaded)
         {
             throw new EgressPolicyLoadException(policy.LastLoadProblems);
@@ -121,12 +127,24 @@ public sealed class EgressPolicy
                 Volatile.Write(ref _snapshot, compiled);
                 Volatile.Write(ref _lastProblems, Array.Empty<EgressPolicyProblem>());
                 _stale = false;
+                EgressLog.PolicyLoaded(_logger, PolicyPath, compiled.Digest, compiled.Generation, compiled.NameCount);
+                foreach (var warning in compiled.Warnings)
+                {
+                    EgressLog.PolicyWarning(_logger, warning.ToString());
+                }
+
                 return true;
             }
             catch (EgressPolicyLoadException ex)
             {
                 Volatile.Write(ref _lastProblems, ex.Problems);
                 _stale = Volatile.Read(ref _snapshot) is not null;
+                EgressLog.PolicyLoadFailed(
+                    _logger,
+                    PolicyPath,
+                    ex.Problems.Count,
+                    ex.Problems.Count > 0 ? ex.Problems[0].ToString() : ex.Message,
+                    _stale ? "keeping the last good snapshot (stale)" : "no policy in force: every decision is NoPolicy");
                 return false;
             }
         }
