@@ -1,5 +1,7 @@
 using System.Net;
+using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Kars.Policy.Egress;
 
@@ -145,15 +147,32 @@ internal sealed class CompiledPolicy
         int otherPortApproval = -1;
         long now = long.MinValue;
 
-        ulong hash = NameIndex.StartHash;
+        // Suffixes right to left: "com", "example.com", "www.example.com". Label starts come from a dot bit mask
+        // (names up to 64 characters) or a backward search (longer names).
         ReadOnlySpan<char> name = host;
-        int end = name.Length;
+        ref char first = ref MemoryMarshal.GetReference(name);
+        int length = name.Length;
+        bool shortName = length <= 64;
+        ulong dots = shortName ? NameIndex.DotMask(name) : 0;
+        int searchEnd = length;
+        int pos = length;
+        ulong hash = NameIndex.StartHash;
         while (true)
         {
-            int dot = name[..end].LastIndexOf('.');
-            int start = dot + 1;
-            hash = NameIndex.AddLabel(hash, name[start..end]);
-            int record = _index.Find(NameIndex.Finish(hash), name[start..]);
+            int start;
+            if (shortName)
+            {
+                start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+                dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
+            }
+            else
+            {
+                start = name[..searchEnd].LastIndexOf('.') + 1;
+                searchEnd = Math.Max(0, start - 1);
+            }
+
+            hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+            int record = _index.Find(NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start), name[start..]);
             if (record >= 0)
             {
                 bool exact = start == 0;
@@ -178,12 +197,10 @@ internal sealed class CompiledPolicy
                 }
             }
 
-            if (dot < 0)
+            if (start == 0)
             {
                 break;
             }
-
-            end = dot;
         }
 
         if (blockEntry >= 0 && !excepted)

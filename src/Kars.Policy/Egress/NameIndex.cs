@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Text;
 
 namespace Kars.Policy.Egress;
@@ -55,57 +56,77 @@ internal sealed class NameIndex
 
     public static ulong StartHash => Seed;
 
-    /// <summary>Folds one label (the next one to the left) into a running suffix hash.</summary>
+    /// <summary>
+    /// Hashes whole machine words (four characters) right to left, starting at the end of the name. The running value
+    /// <paramref name="hash"/> covers the characters from <paramref name="pos"/> to the end; this consumes every whole
+    /// word that lies at or after <paramref name="start"/>. A suffix's fingerprint therefore only depends on the suffix's
+    /// own characters (the words are aligned to the common end), so one pass serves every suffix.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ulong AddLabel(ulong suffixHash, ReadOnlySpan<char> label)
+    public static ulong ConsumeWords(ulong hash, ref char name, ref int pos, int start)
     {
-        ref byte p = ref Unsafe.As<char, byte>(ref MemoryMarshal.GetReference(label));
-        int bytes = label.Length << 1;
-        ulong h = (ulong)(uint)bytes * P1;
-        int i = 0;
-        for (; i + 8 <= bytes; i += 8)
+        int p = pos;
+        while (p - 4 >= start)
         {
-            h = (h ^ Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref p, i))) * P2;
+            p -= 4;
+            hash = (hash ^ Unsafe.ReadUnaligned<ulong>(ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, p)))) * P2;
         }
 
-        int rest = bytes - i;
-        if (rest != 0)
-        {
-            ulong tail = rest >= 4
-                ? Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref p, i)) | (rest == 6 ? (ulong)Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref p, i + 4)) << 32 : 0UL)
-                : Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref p, i));
-            h = (h ^ tail) * P2;
-        }
-
-        return (BitOperations.RotateLeft(suffixHash, 27) ^ h ^ (h >> 29)) * P3;
-    }
-
-    /// <summary>Turns a running suffix hash into a well-mixed fingerprint.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ulong Finish(ulong hash)
-    {
-        hash ^= hash >> 33;
-        hash *= 0xff51afd7ed558ccdUL;
-        hash ^= hash >> 33;
+        pos = p;
         return hash;
     }
 
-    /// <summary>Fingerprint of a whole name, computed exactly as a lookup does at the name's left end.</summary>
+    /// <summary>Fingerprint of the suffix starting at <paramref name="start"/>, given the word hash up to <paramref name="pos"/>
+    /// (0–3 characters between them are folded in here) and the suffix length.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong SuffixFingerprint(ulong hash, ref char name, int pos, int start, int length)
+    {
+        ref byte b = ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, start));
+        ulong partial = (pos - start) switch
+        {
+            0 => 0UL,
+            1 => Unsafe.ReadUnaligned<ushort>(ref b),
+            2 => Unsafe.ReadUnaligned<uint>(ref b),
+            _ => Unsafe.ReadUnaligned<uint>(ref b) | ((ulong)Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, 4)) << 32),
+        };
+        ulong x = ((hash ^ partial) * P3) ^ (ulong)(uint)length;
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdUL;
+        x ^= x >> 33;
+        return x;
+    }
+
+    /// <summary>Bit i set when <c>name[i] == '.'</c>; names of at most 64 characters.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong DotMask(ReadOnlySpan<char> name)
+    {
+        ulong mask = 0;
+        int i = 0;
+        ref ushort r = ref Unsafe.As<char, ushort>(ref MemoryMarshal.GetReference(name));
+        if (Vector128.IsHardwareAccelerated)
+        {
+            var dots = Vector128.Create((ushort)'.');
+            for (; i + 8 <= name.Length; i += 8)
+            {
+                mask |= (ulong)Vector128.Equals(Vector128.LoadUnsafe(ref r, (nuint)i), dots).ExtractMostSignificantBits() << i;
+            }
+        }
+
+        for (; i < name.Length; i++)
+        {
+            mask |= (name[i] == '.' ? 1UL : 0UL) << i;
+        }
+
+        return mask;
+    }
+
+    /// <summary>Fingerprint of a whole name, computed exactly as a lookup does for the suffix that starts at 0.</summary>
     public static ulong FingerprintOf(ReadOnlySpan<char> name)
     {
-        ulong hash = Seed;
-        int end = name.Length;
-        while (true)
-        {
-            int dot = name[..end].LastIndexOf('.');
-            hash = AddLabel(hash, name[(dot + 1)..end]);
-            if (dot < 0)
-            {
-                return Finish(hash);
-            }
-
-            end = dot;
-        }
+        ref char first = ref MemoryMarshal.GetReference(name);
+        int pos = name.Length;
+        ulong hash = ConsumeWords(Seed, ref first, ref pos, 0);
+        return SuffixFingerprint(hash, ref first, pos, 0, name.Length);
     }
 
     /// <summary>Finds the record for exactly <paramref name="name"/>, given its fingerprint; -1 when absent.</summary>
@@ -199,16 +220,18 @@ internal sealed class NameIndex
     /// <summary>Accumulates names, then builds the immutable index.</summary>
     internal sealed class Builder
     {
-        private readonly Dictionary<ulong, int> _firstByFingerprint;
-        private readonly List<int> _nextSameFingerprint;
         private readonly List<BuildEntry> _entries;
+        private readonly char[] _chars = new char[256];
+        private ulong[] _fingerprints;
+        private int[] _slotEntries;
         private byte[] _names = new byte[1024];
         private int _namesLength;
 
         public Builder(int expectedNames)
         {
-            _firstByFingerprint = new Dictionary<ulong, int>(Math.Max(16, expectedNames));
-            _nextSameFingerprint = new List<int>(Math.Max(16, expectedNames));
+            int capacity = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, expectedNames * 2));
+            _fingerprints = new ulong[capacity];
+            _slotEntries = new int[capacity];
             _entries = new List<BuildEntry>(Math.Max(16, expectedNames));
         }
 
@@ -217,19 +240,28 @@ internal sealed class NameIndex
         /// <summary>Returns the index of the entry for <paramref name="name"/> (canonical ASCII), adding it when new.</summary>
         public int GetOrAdd(ReadOnlySpan<byte> name)
         {
-            Span<char> chars = stackalloc char[256];
-            int length = Encoding.ASCII.GetChars(name, chars);
-            ulong fingerprint = FingerprintOf(chars[..length]);
-            if (_firstByFingerprint.TryGetValue(fingerprint, out int e))
+            if (_entries.Count * 2 >= _fingerprints.Length)
             {
-                for (; e >= 0; e = _nextSameFingerprint[e])
+                Grow();
+            }
+
+            int length = Encoding.ASCII.GetChars(name, _chars);
+            ulong rawFingerprint = FingerprintOf(_chars.AsSpan(0, length));
+            ulong fingerprint = rawFingerprint | 1;
+            int mask = _fingerprints.Length - 1;
+            int i = (int)(fingerprint >> 32) & mask;
+            while (_fingerprints[i] != 0)
+            {
+                if (_fingerprints[i] == fingerprint)
                 {
-                    var existing = _entries[e];
+                    var existing = _entries[_slotEntries[i]];
                     if (_names.AsSpan(existing.NameStart, existing.NameLength).SequenceEqual(name))
                     {
-                        return e;
+                        return _slotEntries[i];
                     }
                 }
+
+                i = (i + 1) & mask;
             }
 
             if (_namesLength + name.Length > _names.Length)
@@ -241,16 +273,41 @@ internal sealed class NameIndex
             int index = _entries.Count;
             _entries.Add(new BuildEntry
             {
-                Fingerprint = fingerprint,
+                Fingerprint = rawFingerprint,
                 NameStart = _namesLength,
                 NameLength = name.Length,
                 BlockSource = -1,
                 Rules = RuleRef.None,
             });
-            _nextSameFingerprint.Add(_firstByFingerprint.TryGetValue(fingerprint, out int head) ? head : -1);
-            _firstByFingerprint[fingerprint] = index;
+            _fingerprints[i] = fingerprint;
+            _slotEntries[i] = index;
             _namesLength += name.Length;
             return index;
+        }
+
+        private void Grow()
+        {
+            var oldFingerprints = _fingerprints;
+            var oldEntries = _slotEntries;
+            _fingerprints = new ulong[oldFingerprints.Length * 2];
+            _slotEntries = new int[oldFingerprints.Length * 2];
+            int mask = _fingerprints.Length - 1;
+            for (int s = 0; s < oldFingerprints.Length; s++)
+            {
+                if (oldFingerprints[s] == 0)
+                {
+                    continue;
+                }
+
+                int i = (int)(oldFingerprints[s] >> 32) & mask;
+                while (_fingerprints[i] != 0)
+                {
+                    i = (i + 1) & mask;
+                }
+
+                _fingerprints[i] = oldFingerprints[s];
+                _slotEntries[i] = oldEntries[s];
+            }
         }
 
         public int GetOrAdd(string name) => GetOrAdd(Encoding.ASCII.GetBytes(name));

@@ -38,21 +38,22 @@ public class NameIndexTests
     [InlineData("very-long-label-with-many-characters-in-it.example-domain.co")]
     public void FingerprintOf_IncrementalSuffixHash_MatchesWholeNameHash(string name)
     {
-        // The lookup hashes right to left label by label; the builder hashes whole names. They must agree.
+        // The lookup hashes each suffix in one right-to-left pass; the builder hashes whole names. They must agree.
+        ref char first = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(name.AsSpan());
+        int pos = name.Length;
         ulong hash = NameIndex.StartHash;
-        int end = name.Length;
-        ulong last;
-        while (true)
+        ulong last = 0;
+        int start = name.Length;
+        while (start > 0)
         {
-            int dot = name.AsSpan(0, end).LastIndexOf('.');
-            hash = NameIndex.AddLabel(hash, name.AsSpan(dot + 1, end - dot - 1));
-            last = NameIndex.Finish(hash);
-            if (dot < 0)
+            start = name.AsSpan(0, start - 1 < 0 ? 0 : start).LastIndexOf('.') + 1;
+            hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+            last = NameIndex.SuffixFingerprint(hash, ref first, pos, start, name.Length - start);
+            last.Should().Be(NameIndex.FingerprintOf(name.AsSpan(start)), name[start..]);
+            if (start > 0)
             {
-                break;
+                start--;
             }
-
-            end = dot;
         }
 
         last.Should().Be(NameIndex.FingerprintOf(name));
@@ -88,5 +89,24 @@ public class NameIndexTests
 
         second.Should().Be(first);
         builder.Count.Should().Be(1);
+    }
+}
+
+public class LongNameEvaluationTests
+{
+    [Theory]
+    [InlineData(10)]
+    [InlineData(40)]
+    [InlineData(63)]
+    public void Evaluate_NamesLongerThan64Characters_MatchWildcardsAndBlocklist(int labelLength)
+    {
+        var policy = EgressTestHelpers.Load(EgressTestHelpers.Doc("""{"host":"*.example.com"}""", "\"blocklist\":{\"domains\":[\"bad.example.com\"]}"));
+        string label = new('a', labelLength);
+        string longAllowed = $"{label}.{label}.{label}.example.com";
+        string longBlocked = $"{label}.{label}.bad.example.com";
+
+        policy.Evaluate(longAllowed, 443).Reason.Should().Be(EgressReason.Allowlisted);
+        policy.Evaluate(longBlocked, 443).Reason.Should().Be(EgressReason.Blocklisted);
+        policy.Evaluate($"{label}.{label}.other.com", 443).Reason.Should().Be(EgressReason.NotAllowlisted);
     }
 }
