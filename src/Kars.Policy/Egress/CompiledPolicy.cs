@@ -14,6 +14,7 @@ internal sealed class CompiledPolicy
 {
     private readonly NameIndex _index;
     private readonly NameRule[] _nameRules;
+    private readonly PortSet[] _rulePorts;
     private readonly CidrRule[] _cidrRules;
     private readonly ApprovalSlot[] _approvalHosts;
     private readonly Approval[] _approvals;
@@ -37,6 +38,7 @@ internal sealed class CompiledPolicy
         Warnings = [.. model.Warnings];
         _index = index;
         _nameRules = [.. model.NameRules];
+        _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
         _cidrRules = [.. model.CidrRules];
         _approvals = [.. model.Approvals];
         _approvalStart = [.. _approvals.Select(a => a.EffectiveAt.UtcTicks)];
@@ -126,17 +128,28 @@ internal sealed class CompiledPolicy
     }
 
     /// <summary>Evaluates a valid target (DESIGN §2.3 steps 3–7). <paramref name="now"/> is read only when an approval is a candidate.</summary>
-    public EgressDecision Evaluate(in EgressTarget target, EgressMode mode, TimeProvider now, out bool learn)
+    /// <param name="target">A valid target.</param>
+    /// <param name="mode">The mode in force.</param>
+    /// <param name="now">The clock for approvals.</param>
+    /// <param name="learn">Set when the decision is <see cref="EgressReason.Learned"/> (the caller records it).</param>
+    /// <param name="cacheable">Set when the decision depends only on this snapshot and the target: no approval was
+    /// considered (approvals depend on the clock) and nothing must be recorded.</param>
+    public EgressDecision Evaluate(in EgressTarget target, EgressMode mode, TimeProvider now, out bool learn, out bool cacheable)
     {
         learn = false;
-        return target.Kind == EgressTargetKind.IpAddress
-            ? EvaluateAddress(target, mode)
-            : EvaluateName(target, mode, now, out learn);
+        if (target.Kind == EgressTargetKind.IpAddress)
+        {
+            cacheable = false;
+            return EvaluateAddress(target, mode);
+        }
+
+        return EvaluateName(target, mode, now, out learn, out cacheable);
     }
 
-    private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn)
+    private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
         learn = false;
+        cacheable = false;
         string host = target.Host;
         int port = target.Port;
         int blockEntry = -1;
@@ -146,6 +159,7 @@ internal sealed class CompiledPolicy
         int approvalSlot = -1;
         int otherPortApproval = -1;
         long now = long.MinValue;
+        bool considerApprovals = false;
 
         // Suffixes right to left: "com", "example.com", "www.example.com". Label starts come from a dot bit mask
         // (names up to 64 characters) or a backward search (longer names).
@@ -193,6 +207,7 @@ internal sealed class CompiledPolicy
                 Consider(exact ? rules.AllowExact : rules.AllowWildcard, port, ref allowRule, ref otherPortRule);
                 if (rules.ApprovalHead >= 0)
                 {
+                    considerApprovals = true;
                     ConsiderApprovals(rules.ApprovalHead, exact, port, clock, ref now, ref excepted, ref approvalSlot, ref otherPortApproval);
                 }
             }
@@ -203,6 +218,7 @@ internal sealed class CompiledPolicy
             }
         }
 
+        cacheable = now == long.MinValue && !considerApprovals;
         if (blockEntry >= 0 && !excepted)
         {
             return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, BlockText(blockEntry), mode, false);
@@ -221,6 +237,7 @@ internal sealed class CompiledPolicy
         if (mode == EgressMode.Learn)
         {
             learn = true;
+            cacheable = false;
             return Decide(target, EgressVerdict.Allow, EgressReason.Learned, null, mode, true);
         }
 
@@ -288,7 +305,7 @@ internal sealed class CompiledPolicy
             return;
         }
 
-        if (_nameRules[rule].Ports.Contains(port))
+        if (_rulePorts[rule].Contains(port))
         {
             allowRule = rule;
         }

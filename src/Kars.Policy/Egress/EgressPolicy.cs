@@ -188,9 +188,18 @@ public sealed class EgressPolicy
     /// <returns>The decision.</returns>
     public EgressDecision Evaluate(string host, int port, string? sandbox)
     {
-        if (host is not null && port is >= 1 and <= 65535 && IsCanonicalName(host))
+        var snapshot = Volatile.Read(ref _snapshot);
+        if (snapshot is not null && host is not null)
         {
-            return EvaluateValid(EgressTargetParser.FromCanonicalDnsName(host, port), sandbox);
+            if (DecisionCache.TryGet(snapshot, host, port, out var cached))
+            {
+                return cached;
+            }
+
+            if (port is >= 1 and <= 65535 && IsCanonicalName(host))
+            {
+                return EvaluateCanonical(snapshot, EgressTargetParser.FromCanonicalDnsName(host, port), sandbox);
+            }
         }
 
         return EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? EvaluateValid(target, sandbox) : Invalid(error);
@@ -223,10 +232,24 @@ public sealed class EgressPolicy
             return new EgressDecision(EgressVerdict.Deny, EgressReason.NoPolicy, target, EgressTargetError.None, null, _modeOverride ?? EgressMode.Strict, null, 0, false);
         }
 
-        var decision = snapshot.Evaluate(target, _modeOverride ?? snapshot.Mode, _timeProvider, out bool learn);
+        if (target.Kind == EgressTargetKind.DnsName && DecisionCache.TryGet(snapshot, target.Host, target.Port, out var cached))
+        {
+            return cached;
+        }
+
+        return EvaluateCanonical(snapshot, target, sandbox);
+    }
+
+    private EgressDecision EvaluateCanonical(CompiledPolicy snapshot, in EgressTarget target, string? sandbox)
+    {
+        var decision = snapshot.Evaluate(target, _modeOverride ?? snapshot.Mode, _timeProvider, out bool learn, out bool cacheable);
         if (learn)
         {
             _learned.Record(sandbox, target.Host, target.Port, _timeProvider.GetUtcNow());
+        }
+        else if (cacheable)
+        {
+            DecisionCache.Set(snapshot, target.Host, target.Port, decision);
         }
 
         return decision;

@@ -19,11 +19,13 @@ internal enum NameScope : byte
 internal readonly struct PortSet
 {
     private readonly int[]? _ports;
+    private readonly int _single;
 
     private PortSet(bool any, int[]? ports)
     {
         Any = any;
         _ports = ports;
+        _single = ports is { Length: 1 } ? ports[0] : -1;
     }
 
     public static PortSet AnyPort { get; } = new(true, null);
@@ -42,9 +44,14 @@ internal readonly struct PortSet
 
     public bool Contains(int port)
     {
-        if (Any)
+        if (Any || port == _single)
         {
             return true;
+        }
+
+        if (_single >= 0)
+        {
+            return false;
         }
 
         foreach (int p in _ports!)
