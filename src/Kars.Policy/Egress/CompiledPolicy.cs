@@ -15,6 +15,7 @@ internal sealed class CompiledPolicy
     private readonly NameIndex _index;
     private readonly NameRule[] _nameRules;
     private readonly PortSet[] _rulePorts;
+    private readonly string[] _ruleTexts;
     private readonly CidrRule[] _cidrRules;
     private readonly ApprovalSlot[] _approvalHosts;
     private readonly Approval[] _approvals;
@@ -39,6 +40,7 @@ internal sealed class CompiledPolicy
         _index = index;
         _nameRules = [.. model.NameRules];
         _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
+        _ruleTexts = [.. model.NameRules.Select(r => r.Text)];
         _cidrRules = [.. model.CidrRules];
         _approvals = [.. model.Approvals];
         _approvalStart = [.. _approvals.Select(a => a.EffectiveAt.UtcTicks)];
@@ -226,7 +228,7 @@ internal sealed class CompiledPolicy
 
         if (allowRule >= 0)
         {
-            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _nameRules[allowRule].Text, mode, false);
+            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _ruleTexts[allowRule], mode, false);
         }
 
         if (approvalSlot >= 0)
@@ -243,7 +245,7 @@ internal sealed class CompiledPolicy
 
         if (otherPortRule >= 0)
         {
-            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _nameRules[otherPortRule].Text, mode, false);
+            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _ruleTexts[otherPortRule], mode, false);
         }
 
         if (otherPortApproval >= 0)

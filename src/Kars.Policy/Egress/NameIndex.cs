@@ -317,7 +317,7 @@ internal sealed class NameIndex
         public NameIndex Build()
         {
             int count = _entries.Count;
-            var slots = new Slot[(int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, count * 2))];
+            var slots = new Slot[(int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, count + (count / 2)))];
             int mask = slots.Length - 1;
             int bloomBlocks = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, (count * 12 + 511) / 512));
             var bloom = new ulong[bloomBlocks * 8];
