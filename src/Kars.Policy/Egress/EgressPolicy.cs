@@ -17,7 +17,8 @@ namespace Kars.Policy.Egress;
 /// <see cref="Reload"/> builds a new snapshot and swaps it in atomically. A failed reload keeps the last good snapshot
 /// and marks the policy stale; with no good snapshot at all every decision is <see cref="EgressReason.NoPolicy"/>.</para>
 /// <para>Evaluating a DNS-name target already in canonical form allocates nothing (Learn mode allocates only the first
-/// time it records a new destination).</para>
+/// time it records a new destination). Each thread keeps a small cache of its recent decisions that depend only on the
+/// snapshot (never approvals, never Learned decisions); a reload invalidates it.</para>
 /// </remarks>
 public sealed class EgressPolicy
 {
