@@ -175,3 +175,44 @@ public class KarsCompatibilityTests
         return fs;
     }
 }
+
+public class KarsAcceptanceCaseTests
+{
+    private static EgressPolicy Policy() =>
+        EgressTestHelpers.Load("""{"schemaVersion":1,"allow":[{"host":"api.microsoft.com"},{"host":"microsoft.com"}],"blocklist":{"domains":["evil.com","tk"]}}""");
+
+    [Theory]
+    [InlineData("https://evil.com/path", "evil.com", 443)]
+    [InlineData("http://malware.tk:8080/c2", "malware.tk", 8080)]
+    [InlineData("sub.evil.com:443", "sub.evil.com", 443)]
+    public void Evaluate_KarsExtractDomainCases_NormalisedTargetAndBlocked(string input, string host, int port)
+    {
+        var decision = Policy().Evaluate(input);
+
+        decision.Target.Host.Should().Be(host);
+        decision.Target.Port.Should().Be(port);
+        decision.Reason.Should().Be(EgressReason.Blocklisted);
+    }
+
+    [Theory]
+    [InlineData("192.168.1.1", EgressTargetKind.IpAddress)]
+    [InlineData("10.0.0.1", EgressTargetKind.IpAddress)]
+    [InlineData("evil.com", EgressTargetKind.DnsName)]
+    [InlineData("sub.domain.com", EgressTargetKind.DnsName)]
+    public void Evaluate_KarsIsIpAddressCases_KindDetected(string input, EgressTargetKind kind)
+    {
+        Policy().Evaluate(input).Target.Kind.Should().Be(kind);
+    }
+
+    [Theory]
+    [InlineData("192.168.1.1", EgressReason.NonPublicAddress)]
+    [InlineData("http://10.0.0.1/steal", EgressReason.NonPublicAddress)]
+    [InlineData("evil.tk", EgressReason.Blocklisted)]
+    [InlineData("https://malware.tk/payload", EgressReason.Blocklisted)]
+    [InlineData("api.microsoft.com", EgressReason.Allowlisted)]
+    [InlineData("microsoft.com", EgressReason.Allowlisted)]
+    public void Evaluate_KarsBlocklistCases_SameOutcomeThroughBlocklistDomainsAndAddressRanges(string input, EgressReason reason)
+    {
+        Policy().Evaluate(input).Reason.Should().Be(reason);
+    }
+}
