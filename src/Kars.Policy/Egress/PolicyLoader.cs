@@ -129,6 +129,12 @@ internal sealed class PolicyLoader
 
     private PolicyModel? LoadKarsFolder(string folder, List<EgressPolicyProblem> problems)
     {
+        if (_fileSystem.File.Exists(_fileSystem.Path.Combine(folder, "oci-layout")))
+        {
+            problems.Add(new EgressPolicyProblem(folder, "$", "this is an OCI image layout (a signed bundle); the egress loader reads native policy files and kars folders only", "verify and load signed bundles through the bundle loader"));
+            return null;
+        }
+
         var files = _fileSystem.Directory.GetFiles(folder, "*.json")
             .Select(f => _fileSystem.Path.GetFileName(f))
             .Order(StringComparer.Ordinal)

@@ -216,3 +216,19 @@ public class KarsAcceptanceCaseTests
         Policy().Evaluate(input).Reason.Should().Be(reason);
     }
 }
+
+public class OciLayoutFolderTests
+{
+    [Fact]
+    public void Load_OciLayoutFolder_ClearLoadErrorNotMisreadAsKarsFolder()
+    {
+        var fs = new MockFileSystem();
+        fs.AddFile("/bundle/oci-layout", new MockFileData("""{"imageLayoutVersion":"1.0.0"}"""));
+        fs.AddFile("/bundle/index.json", new MockFileData("""{"schemaVersion":2,"manifests":[]}"""));
+
+        var policy = new EgressPolicy("/bundle", null, fs);
+
+        policy.IsLoaded.Should().BeFalse();
+        policy.LastLoadProblems.Should().ContainSingle().Which.Message.Should().Contain("OCI image layout");
+    }
+}
