@@ -47,7 +47,7 @@ internal sealed class CompiledPolicy
         _approvalEnd = [.. _approvals.Select(a => a.ExpiresAt.UtcTicks)];
         _approvalHosts = approvalHosts;
         _blockSources = blockSources;
-        _blockTexts = new string?[index.Count];
+        _blockTexts = new string?[index.HandleCapacity];
         _privateAllow = privateAllow;
         Feeds = feeds;
     }

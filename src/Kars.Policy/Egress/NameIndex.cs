@@ -23,9 +23,7 @@ namespace Kars.Policy.Egress;
 /// </remarks>
 internal sealed class NameIndex
 {
-    // Record layout: [0] flags, [1] name length, [2..3] block source (ushort), [4..7] rule reference (int, -1 none),
-    // [8..11] entry ordinal (int), [12..] name bytes (ASCII).
-    private const int HeaderSize = 12;
+    private const int InlineLength = 16;
     private const byte FlagBlocked = 1;
     private const byte FlagException = 2;
 
@@ -38,21 +36,25 @@ internal sealed class NameIndex
     private readonly int _mask;
     private readonly ulong[] _bloom;
     private readonly int _bloomBlockMask;
-    private readonly byte[] _records;
+    private readonly byte[] _names;
     private readonly RuleRef[] _ruleRefs;
 
-    private NameIndex(Slot[] slots, ulong[] bloom, byte[] records, RuleRef[] ruleRefs, int count)
+    private NameIndex(Slot[] slots, ulong[] bloom, byte[] names, RuleRef[] ruleRefs, int count)
     {
         _slots = slots;
         _mask = slots.Length - 1;
         _bloom = bloom;
         _bloomBlockMask = (bloom.Length / 8) - 1;
-        _records = records;
+        _names = names;
         _ruleRefs = ruleRefs;
         Count = count;
     }
 
+    /// <summary>Gets the number of names.</summary>
     public int Count { get; }
+
+    /// <summary>Gets the exclusive upper bound of the handles <see cref="Find"/> returns (for per-handle side tables).</summary>
+    public int HandleCapacity => _slots.Length;
 
     public static ulong StartHash => Seed;
 
@@ -153,44 +155,56 @@ internal sealed class NameIndex
         int i = (int)(fingerprint >> 32) & _mask;
         while (true)
         {
-            Slot slot = slots[i];
+            ref readonly Slot slot = ref slots[i];
             if (slot.Tag == 0)
             {
                 return -1;
             }
 
-            if (slot.Tag == tag)
+            if (slot.Tag == tag && slot.Length == name.Length && NameEquals(slot, name))
             {
-                int record = (int)slot.Record;
-                if (_records[record + 1] == name.Length && Ascii.Equals(_records.AsSpan(record + HeaderSize, name.Length), name))
-                {
-                    return record;
-                }
+                return i;
             }
 
             i = (i + 1) & _mask;
         }
     }
 
+    /// <summary>Verifies the candidate: the first <see cref="InlineLength"/> characters against the slot, the rest
+    /// against the name blob. Never trusts the fingerprint alone.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool IsBlocked(int record) => (_records[record] & FlagBlocked) != 0;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool IsException(int record) => (_records[record] & FlagException) != 0;
-
-    public int BlockSource(int record) => BinaryPrimitives.ReadUInt16LittleEndian(_records.AsSpan(record + 2));
-
-    public int Ordinal(int record) => BinaryPrimitives.ReadInt32LittleEndian(_records.AsSpan(record + 8));
-
-    /// <summary>The rule reference of a record; <see cref="RuleRef.None"/> when the name has no allow rule or approval.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref readonly RuleRef Rules(int record)
+    private bool NameEquals(in Slot slot, ReadOnlySpan<char> name)
     {
-        int r = Unsafe.ReadUnaligned<int>(ref _records[record + 4]);
+        ReadOnlySpan<byte> inline = slot.Inline;
+        if (name.Length <= InlineLength)
+        {
+            return Ascii.Equals(inline[..name.Length], name);
+        }
+
+        return Ascii.Equals(inline, name[..InlineLength])
+            && Ascii.Equals(_names.AsSpan(slot.NameStart + InlineLength, name.Length - InlineLength), name[InlineLength..]);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool IsBlocked(int handle) => (_slots[handle].Flags & FlagBlocked) != 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool IsException(int handle) => (_slots[handle].Flags & FlagException) != 0;
+
+    public int BlockSource(int handle) => _slots[handle].BlockSource;
+
+    /// <summary>A stable index for per-name side tables, below <see cref="HandleCapacity"/>.</summary>
+    public int Ordinal(int handle) => handle;
+
+    /// <summary>The rule reference of a name; <see cref="RuleRef.None"/> when it has no allow rule or approval.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref readonly RuleRef Rules(int handle)
+    {
+        int r = _slots[handle].RuleRef;
         return ref r < 0 ? ref RuleRef.None : ref _ruleRefs[r];
     }
 
-    public string NameOf(int record) => Encoding.ASCII.GetString(_records, record + HeaderSize, _records[record + 1]);
+    public string NameOf(int handle) => Encoding.ASCII.GetString(_names, _slots[handle].NameStart, _slots[handle].Length);
 
     /// <summary>The allow rules and approvals that name one DNS name.</summary>
     internal struct RuleRef
@@ -210,11 +224,24 @@ internal sealed class NameIndex
         public int ApprovalHead;
     }
 
-    /// <summary>A table slot: 32-bit tag (never 0) and record offset.</summary>
+    /// <summary>A table slot (32 bytes, two to a cache line): tag, flags, rule reference and the first 16 characters of
+    /// the name, so verifying and deciding a short name touches one cache line.</summary>
     private struct Slot
     {
         public uint Tag;
-        public uint Record;
+        public int NameStart;
+        public byte Flags;
+        public byte Length;
+        public ushort BlockSource;
+        public int RuleRef;
+        public InlineName Inline;
+    }
+
+    /// <summary>The first characters of a name, ASCII.</summary>
+    [InlineArray(InlineLength)]
+    private struct InlineName
+    {
+        private byte _first;
     }
 
     /// <summary>Accumulates names, then builds the immutable index.</summary>
@@ -321,26 +348,11 @@ internal sealed class NameIndex
             int mask = slots.Length - 1;
             int bloomBlocks = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, (count * 12 + 511) / 512));
             var bloom = new ulong[bloomBlocks * 8];
-            long recordBytes = (long)count * HeaderSize + _namesLength;
-            var records = new byte[recordBytes];
             var ruleRefs = new List<RuleRef>();
-            int offset = 0;
             for (int e = 0; e < count; e++)
             {
                 var entry = _entries[e];
                 bool hasRules = entry.Rules.AllowExact >= 0 || entry.Rules.AllowWildcard >= 0 || entry.Rules.AllowSubtree >= 0 || entry.Rules.ApprovalHead >= 0;
-                records[offset] = (byte)((entry.BlockSource >= 0 ? FlagBlocked : 0) | (entry.BlockException ? FlagException : 0));
-                records[offset + 1] = (byte)entry.NameLength;
-                BinaryPrimitives.WriteUInt16LittleEndian(records.AsSpan(offset + 2), (ushort)Math.Max(0, entry.BlockSource));
-                BinaryPrimitives.WriteInt32LittleEndian(records.AsSpan(offset + 4), hasRules ? ruleRefs.Count : -1);
-                BinaryPrimitives.WriteInt32LittleEndian(records.AsSpan(offset + 8), e);
-                if (hasRules)
-                {
-                    ruleRefs.Add(entry.Rules);
-                }
-
-                _names.AsSpan(entry.NameStart, entry.NameLength).CopyTo(records.AsSpan(offset + HeaderSize));
-
                 ulong fp = entry.Fingerprint;
                 int i = (int)(fp >> 32) & mask;
                 while (slots[i].Tag != 0)
@@ -348,18 +360,28 @@ internal sealed class NameIndex
                     i = (i + 1) & mask;
                 }
 
-                slots[i] = new Slot { Tag = (uint)fp | 1, Record = (uint)offset };
+                ref Slot slot = ref slots[i];
+                slot.Tag = (uint)fp | 1;
+                slot.NameStart = entry.NameStart;
+                slot.Length = (byte)entry.NameLength;
+                slot.Flags = (byte)((entry.BlockSource >= 0 ? FlagBlocked : 0) | (entry.BlockException ? FlagException : 0));
+                slot.BlockSource = (ushort)Math.Max(0, entry.BlockSource);
+                slot.RuleRef = hasRules ? ruleRefs.Count : -1;
+                _names.AsSpan(entry.NameStart, Math.Min(entry.NameLength, InlineLength)).CopyTo(slot.Inline);
+                if (hasRules)
+                {
+                    ruleRefs.Add(entry.Rules);
+                }
 
                 int block = ((int)(fp >> 40) & (bloomBlocks - 1)) << 3;
                 foreach (uint bit in (ReadOnlySpan<uint>)[(uint)fp & 511, (uint)(fp >> 9) & 511, (uint)(fp >> 18) & 511])
                 {
                     bloom[block + (int)(bit >> 6)] |= 1UL << (int)bit;
                 }
-
-                offset += HeaderSize + entry.NameLength;
             }
 
-            return new NameIndex(slots, bloom, records, [.. ruleRefs], count);
+            Array.Resize(ref _names, _namesLength);
+            return new NameIndex(slots, bloom, _names, [.. ruleRefs], count);
         }
     }
 
