@@ -80,6 +80,17 @@ public class NameIndexTests
     }
 
     [Fact]
+    public void Find_NamesSharingTheInlinePrefix_VerifiedToTheLastCharacter()
+    {
+        var index = Build("abcdefghijklmnop.one.com", "abcdefghijklmnop.two.com");
+
+        index.Find(NameIndex.FingerprintOf("abcdefghijklmnop.one.com"), "abcdefghijklmnop.one.com").Should().BeGreaterThanOrEqualTo(0);
+        index.Find(NameIndex.FingerprintOf("abcdefghijklmnop.one.com"), "abcdefghijklmnop.one.org").Should().Be(-1);
+        index.Find(NameIndex.FingerprintOf("abcdefghijklmnop.two.com"), "abcdefghijklmnop.one.com").Should().Be(-1);
+        index.NameOf(index.Find(NameIndex.FingerprintOf("abcdefghijklmnop.two.com"), "abcdefghijklmnop.two.com")).Should().Be("abcdefghijklmnop.two.com");
+    }
+
+    [Fact]
     public void GetOrAdd_SameNameTwice_OneEntry()
     {
         var builder = new NameIndex.Builder(4);
