@@ -170,53 +170,77 @@ internal sealed class CompiledPolicy
         int length = name.Length;
         bool shortName = length <= 64;
         ulong dots = shortName ? NameIndex.DotMask(name) : 0;
-        int searchEnd = length;
-        int pos = length;
-        ulong hash = NameIndex.StartHash;
-        while (true)
+        if (shortName && BitOperations.PopCount(dots) < SuffixBuffer.Capacity)
         {
-            int start;
-            if (shortName)
+            // Pipelined: compute every suffix fingerprint, then every Bloom check (independent loads that overlap),
+            // then probe the table only for the suffixes that may be present, right to left.
+            SuffixBuffer fingerprints = default;
+            StartBuffer starts = default;
+            int count = 0;
+            int pos = length;
+            ulong hash = NameIndex.StartHash;
+            while (true)
             {
-                start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+                int start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
                 dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
-            }
-            else
-            {
-                start = name[..searchEnd].LastIndexOf('.') + 1;
-                searchEnd = Math.Max(0, start - 1);
-            }
-
-            hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
-            int record = _index.Find(NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start), name[start..]);
-            if (record >= 0)
-            {
-                bool exact = start == 0;
-                if (blockEntry < 0 && _index.IsBlocked(record))
+                hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+                fingerprints[count] = NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start);
+                starts[count] = start;
+                count++;
+                if (start == 0)
                 {
-                    blockEntry = record;
-                }
-
-                if (exact && _index.IsException(record))
-                {
-                    excepted = true;
-                }
-
-                ref readonly var rules = ref _index.Rules(record);
-
-                // Right to left, so a later (longer, more specific) match replaces an earlier one.
-                Consider(rules.AllowSubtree, port, ref allowRule, ref otherPortRule);
-                Consider(exact ? rules.AllowExact : rules.AllowWildcard, port, ref allowRule, ref otherPortRule);
-                if (rules.ApprovalHead >= 0)
-                {
-                    considerApprovals = true;
-                    ConsiderApprovals(rules.ApprovalHead, exact, port, clock, ref now, ref excepted, ref approvalSlot, ref otherPortApproval);
+                    break;
                 }
             }
 
-            if (start == 0)
+            uint maybe = 0;
+            for (int k = 0; k < count; k++)
             {
-                break;
+                maybe |= _index.MayContain(fingerprints[k]) << k;
+            }
+
+            while (maybe != 0)
+            {
+                int k = BitOperations.TrailingZeroCount(maybe);
+                maybe &= maybe - 1;
+                int start = starts[k];
+                int record = _index.Probe(fingerprints[k], name[start..]);
+                if (record >= 0)
+                {
+                    Visit(record, start == 0, port, clock, ref blockEntry, ref excepted, ref allowRule, ref otherPortRule, ref considerApprovals, ref now, ref approvalSlot, ref otherPortApproval);
+                }
+            }
+        }
+        else
+        {
+            int searchEnd = length;
+            int pos = length;
+            ulong hash = NameIndex.StartHash;
+            while (true)
+            {
+                int start;
+                if (shortName)
+                {
+                    start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+                    dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
+                }
+                else
+                {
+                    start = name[..searchEnd].LastIndexOf('.') + 1;
+                    searchEnd = Math.Max(0, start - 1);
+                }
+
+                hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+                int record = _index.Find(NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start), name[start..]);
+                if (record >= 0)
+                {
+                    Visit(record, start == 0, port, clock, ref blockEntry, ref excepted, ref allowRule, ref otherPortRule, ref considerApprovals, ref now, ref approvalSlot, ref otherPortApproval);
+                }
+
+                if (start == 0)
+                {
+                    break;
+                }
             }
         }
 
@@ -254,6 +278,43 @@ internal sealed class CompiledPolicy
         }
 
         return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
+    }
+
+    /// <summary>Applies one matching name (a suffix of the target, or the target itself when <paramref name="exact"/>).
+    /// Called right to left, so a later (longer, more specific) match replaces an earlier one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Visit(
+        int record,
+        bool exact,
+        int port,
+        TimeProvider clock,
+        ref int blockEntry,
+        ref bool excepted,
+        ref int allowRule,
+        ref int otherPortRule,
+        ref bool considerApprovals,
+        ref long now,
+        ref int approvalSlot,
+        ref int otherPortApproval)
+    {
+        if (blockEntry < 0 && _index.IsBlocked(record))
+        {
+            blockEntry = record;
+        }
+
+        if (exact && _index.IsException(record))
+        {
+            excepted = true;
+        }
+
+        ref readonly var rules = ref _index.Rules(record);
+        Consider(rules.AllowSubtree, port, ref allowRule, ref otherPortRule);
+        Consider(exact ? rules.AllowExact : rules.AllowWildcard, port, ref allowRule, ref otherPortRule);
+        if (rules.ApprovalHead >= 0)
+        {
+            considerApprovals = true;
+            ConsiderApprovals(rules.ApprovalHead, exact, port, clock, ref now, ref excepted, ref approvalSlot, ref otherPortApproval);
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -379,6 +440,21 @@ internal sealed class CompiledPolicy
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>
         new(verdict, reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny);
+
+    /// <summary>Suffix fingerprints of one target (names of up to <see cref="Capacity"/> labels take the pipelined path).</summary>
+    [InlineArray(Capacity)]
+    private struct SuffixBuffer
+    {
+        public const int Capacity = 8;
+        private ulong _first;
+    }
+
+    /// <summary>Suffix start offsets, parallel to <see cref="SuffixBuffer"/>.</summary>
+    [InlineArray(SuffixBuffer.Capacity)]
+    private struct StartBuffer
+    {
+        private int _first;
+    }
 
     /// <summary>One (approval, host, port) in the per-name linked list.</summary>
     private readonly record struct ApprovalSlot(int Approval, int Port, NameScope Scope, int Next, string Text);

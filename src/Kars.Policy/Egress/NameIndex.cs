@@ -147,7 +147,21 @@ internal sealed class NameIndex
         return Probe(fingerprint, name);
     }
 
-    private int Probe(ulong fingerprint, ReadOnlySpan<char> name)
+    /// <summary>The Bloom filter's answer alone, without a branch per bit (so several suffixes' checks overlap in the
+    /// pipeline): 1 when the name may be present, 0 when it is certainly absent.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint MayContain(ulong fingerprint)
+    {
+        ref ulong block = ref _bloom[((int)(fingerprint >> 40) & _bloomBlockMask) << 3];
+        uint b1 = (uint)fingerprint & 511, b2 = (uint)(fingerprint >> 9) & 511, b3 = (uint)(fingerprint >> 18) & 511;
+        ulong all = (Unsafe.Add(ref block, (int)(b1 >> 6)) >> (int)(b1 & 63))
+            & (Unsafe.Add(ref block, (int)(b2 >> 6)) >> (int)(b2 & 63))
+            & (Unsafe.Add(ref block, (int)(b3 >> 6)) >> (int)(b3 & 63));
+        return (uint)all & 1;
+    }
+
+    /// <summary>Looks the name up in the table (after a positive <see cref="MayContain"/>); -1 when absent.</summary>
+    public int Probe(ulong fingerprint, ReadOnlySpan<char> name)
     {
         Slot[] slots = _slots;
         uint tag = (uint)fingerprint | 1;
