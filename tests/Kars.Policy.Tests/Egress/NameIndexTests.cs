@@ -121,3 +121,20 @@ public class LongNameEvaluationTests
         policy.Evaluate($"{label}.{label}.other.com", 443).Reason.Should().Be(EgressReason.NotAllowlisted);
     }
 }
+
+public class ManyLabelEvaluationTests
+{
+    [Theory]
+    [InlineData("a.b.c.d.e.f.g.h.i.j.example.com", EgressReason.Allowlisted)]
+    [InlineData("a.b.c.d.e.f.example.com", EgressReason.Allowlisted)]
+    [InlineData("a.b.c.d.e.f.g.h.i.j.bad.example.com", EgressReason.Blocklisted)]
+    [InlineData("a.b.c.d.e.f.bad.example.com", EgressReason.Blocklisted)]
+    [InlineData("a.b.c.d.e.f.g.h.i.j.example.org", EgressReason.NotAllowlisted)]
+    public void Evaluate_ManyLabels_SameResultOnPipelinedAndFallbackPaths(string host, EgressReason reason)
+    {
+        var policy = EgressTestHelpers.Load(EgressTestHelpers.Doc("""{"host":"*.example.com"}""", "\"blocklist\":{\"domains\":[\"bad.example.com\"]}"));
+
+        policy.Evaluate(host, 443).Reason.Should().Be(reason);
+        policy.Evaluate(EgressTargetParser.FromCanonicalDnsName(host, 443)).Reason.Should().Be(reason);
+    }
+}
