@@ -107,4 +107,23 @@ public class LearnedHostsTests
         proposed.Evaluate("b.example.org", 443).Reason.Should().Be(EgressReason.Allowlisted);
         proposed.Evaluate("b.example.org", 8443).Reason.Should().Be(EgressReason.PortNotAllowed);
     }
+
+    [Fact]
+    public async Task Record_ConcurrentCallers_CountsEveryDecisionOnce()
+    {
+        var policy = LearnPolicy(new FakeTimeProvider(Start), capacity: 100);
+        string[] hosts = ["a.example.org", "b.example.org", "c.example.org"];
+
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(() =>
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                policy.Evaluate(hosts[i % hosts.Length], 443, "s").Reason.Should().Be(EgressReason.Learned);
+            }
+        })));
+
+        var learned = policy.GetLearnedHosts();
+        learned.Should().HaveCount(3);
+        learned.Sum(h => h.Count).Should().Be(8000);
+    }
 }
