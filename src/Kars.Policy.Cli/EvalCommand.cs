@@ -1,18 +1,202 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Kars.Policy.Egress;
+using NodaTime.Text;
 
 namespace Kars.Policy.Cli;
 
-/// <summary><c>kars-policy eval</c> (DESIGN §7). STUB: implemented with the egress engine.</summary>
+/// <summary>
+/// <c>kars-policy eval --policy FILE|DIR [--mode Strict|Learn] [--at RFC3339] [--sandbox NAME] [--json] TARGET… | --stdin</c>
+/// (DESIGN §7): one decision per target. Exit 0 when every target was evaluated (whatever the verdicts), 2 on a usage
+/// error or when the policy does not load.
+/// </summary>
 internal static class EvalCommand
 {
     public static Command Create(CliConsole console)
     {
-        var command = new Command("eval", "Evaluate egress targets against a policy.");
-        command.SetAction(_ =>
+        var policy = new Option<string>("--policy") { Description = "A native JSON policy file, a kars allowlist.json, or a kars folder.", Required = true };
+        var mode = new Option<string?>("--mode") { Description = "Override the policy's mode: Strict or Learn." };
+        var at = new Option<string?>("--at") { Description = "Evaluate as of this RFC 3339 time (approvals are time-boxed). Default: now." };
+        var sandbox = new Option<string?>("--sandbox") { Description = "The sandbox name the targets come from." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object per line." };
+        var stdin = new Option<bool>("--stdin") { Description = "Read targets from standard input, one per line." };
+        var targets = new Argument<string[]>("targets") { Description = "URLs, host:port authorities or hosts.", Arity = ArgumentArity.ZeroOrMore };
+
+        var command = new Command("eval", "Evaluate egress targets against a policy (exit 0 even when targets are denied).")
         {
-            console.Error.WriteLine("kars-policy: eval is not implemented yet");
-            return ExitCodes.UsageError;
-        });
+            policy, mode, at, sandbox, json, stdin, targets,
+        };
+        command.SetAction(parse => Run(
+            console,
+            parse.GetValue(policy)!,
+            parse.GetValue(mode),
+            parse.GetValue(at),
+            parse.GetValue(sandbox),
+            parse.GetValue(json),
+            parse.GetValue(stdin),
+            parse.GetValue(targets) ?? []));
         return command;
+    }
+
+    private static int Run(CliConsole console, string policyPath, string? modeText, string? atText, string? sandbox, bool json, bool useStdin, string[] targets)
+    {
+        var options = new KarsEgressOptions();
+        if (modeText is not null)
+        {
+            if (!Enum.TryParse(modeText, ignoreCase: true, out EgressMode mode) || !Enum.IsDefined(mode) || int.TryParse(modeText, out _))
+            {
+                return Usage(console, $"--mode must be Strict or Learn, not \"{modeText}\"");
+            }
+
+            options.Mode = mode;
+        }
+
+        TimeProvider clock = TimeProvider.System;
+        if (atText is not null)
+        {
+            var parsed = OffsetDateTimePattern.Rfc3339.Parse(atText);
+            if (!parsed.Success)
+            {
+                return Usage(console, $"--at must be an RFC 3339 time such as 2030-01-01T00:00:00Z, not \"{atText}\"");
+            }
+
+            clock = new FixedTimeProvider(parsed.Value.ToDateTimeOffset());
+        }
+
+        if (useStdin == (targets.Length > 0))
+        {
+            return Usage(console, useStdin ? "give targets either as arguments or with --stdin, not both" : "give at least one TARGET, or --stdin");
+        }
+
+        EgressPolicy loaded;
+        try
+        {
+            loaded = new EgressPolicy(policyPath, options, fileSystem: null, clock);
+        }
+        catch (ArgumentException ex)
+        {
+            return Usage(console, ex.Message);
+        }
+
+        if (!loaded.IsLoaded)
+        {
+            var problems = loaded.LastLoadProblems;
+            string detail = string.Join("; ", problems.Select(p => p.ToString()));
+            console.Error.WriteLine($"kars-policy: the policy does not load ({problems.Count} problem{(problems.Count == 1 ? string.Empty : "s")}): {OneLine(detail)}");
+            return ExitCodes.UsageError;
+        }
+
+        IEnumerable<string> inputs = useStdin ? ReadLines(console.In) : targets;
+        var rows = new List<string[]>();
+        foreach (string input in inputs)
+        {
+            var decision = EgressTargetParser.TryParse(input, out var target, out _)
+                ? loaded.Evaluate(target, sandbox)
+                : loaded.Evaluate(input);
+            if (json)
+            {
+                console.Out.WriteLine(ToJson(input, decision));
+            }
+            else
+            {
+                rows.Add(
+                [
+                    OneLine(input),
+                    decision.IsAllowed ? "allow" : "deny",
+                    JsonNamingPolicy.CamelCase.ConvertName(decision.Reason.ToString()) + (decision.WouldDeny ? " (would deny)" : string.Empty),
+                    decision.Target.IsValid ? decision.Target.ToString() : "-",
+                    decision.Rule ?? "-",
+                ]);
+            }
+        }
+
+        if (!json)
+        {
+            WriteTable(console.Out, loaded, rows);
+        }
+
+        return ExitCodes.Success;
+    }
+
+    private static IEnumerable<string> ReadLines(TextReader reader)
+    {
+        while (reader.ReadLine() is { } line)
+        {
+            string trimmed = line.Trim();
+            if (trimmed.Length > 0 && !trimmed.StartsWith('#'))
+            {
+                yield return trimmed;
+            }
+        }
+    }
+
+    internal static string ToJson(string input, in EgressDecision decision)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("target", input);
+            writer.WriteString("verdict", decision.IsAllowed ? "allow" : "deny");
+            writer.WriteString("reason", JsonNamingPolicy.CamelCase.ConvertName(decision.Reason.ToString()));
+            if (decision.Target.IsValid)
+            {
+                writer.WriteString("host", decision.Target.Host);
+                writer.WriteNumber("port", decision.Target.Port);
+            }
+            else
+            {
+                writer.WriteNull("host");
+                writer.WriteNull("port");
+                writer.WriteString("error", JsonNamingPolicy.CamelCase.ConvertName(decision.TargetError.ToString()));
+            }
+
+            if (decision.Rule is null)
+            {
+                writer.WriteNull("rule");
+            }
+            else
+            {
+                writer.WriteString("rule", decision.Rule);
+            }
+
+            writer.WriteBoolean("wouldDeny", decision.WouldDeny);
+            writer.WriteString("mode", decision.Mode.ToString());
+            writer.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private static void WriteTable(TextWriter output, EgressPolicy policy, List<string[]> rows)
+    {
+        output.WriteLine($"policy {policy.PolicyPath} {policy.Digest} generation {policy.Generation.ToString(CultureInfo.InvariantCulture)} mode {policy.Mode}");
+        string[] header = ["TARGET", "VERDICT", "REASON", "HOST:PORT", "RULE"];
+        int[] widths = [.. header.Select((h, i) => Math.Max(h.Length, rows.Count == 0 ? 0 : rows.Max(r => r[i].Length)))];
+        output.WriteLine(Format(header, widths));
+        foreach (var row in rows)
+        {
+            output.WriteLine(Format(row, widths));
+        }
+    }
+
+    private static string Format(string[] cells, int[] widths) =>
+        string.Join("  ", cells.Select((c, i) => i == cells.Length - 1 ? c : c.PadRight(widths[i]))).TrimEnd();
+
+    private static string OneLine(string text) =>
+        text.Replace('\r', ' ').Replace('\n', ' ');
+
+    private static int Usage(CliConsole console, string message)
+    {
+        console.Error.WriteLine($"kars-policy: {message}");
+        return ExitCodes.UsageError;
+    }
+
+    /// <summary>A clock stopped at one instant (for <c>--at</c>).</summary>
+    private sealed class FixedTimeProvider(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
     }
 }

@@ -15,6 +15,7 @@ internal static class Program
         {
             EvalCommand.Create(console),
             BudgetCommand.Create(console),
+            EvalLearnedCommand.Create(console),
         };
 
         ParseResult parse = root.Parse(args);

@@ -1,0 +1,461 @@
+using System.Net;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Kars.Policy.Egress;
+
+/// <summary>
+/// One immutable compiled policy snapshot: the name index (allow rules, blocklist, exceptions, approvals), CIDR rules,
+/// approvals with their time windows, digest and generation. Evaluation reads only this object and allocates nothing
+/// for a DNS-name target (apart from the first use of a blocklist entry's rule text, which is then cached).
+/// </summary>
+internal sealed class CompiledPolicy
+{
+    private readonly NameIndex _index;
+    private readonly NameRule[] _nameRules;
+    private readonly PortSet[] _rulePorts;
+    private readonly string[] _ruleTexts;
+    private readonly CidrRule[] _cidrRules;
+    private readonly ApprovalSlot[] _approvalHosts;
+    private readonly Approval[] _approvals;
+    private readonly long[] _approvalStart;
+    private readonly long[] _approvalEnd;
+    private readonly string[] _blockSources;
+    private readonly string?[] _blockTexts;
+    private readonly IPNetwork[] _privateAllow;
+
+    private CompiledPolicy(
+        PolicyModel model,
+        NameIndex index,
+        ApprovalSlot[] approvalHosts,
+        string[] blockSources,
+        IReadOnlyList<BlocklistFeed> feeds,
+        IPNetwork[] privateAllow)
+    {
+        Digest = model.Digest;
+        Generation = model.Generation;
+        Mode = model.Mode;
+        Warnings = [.. model.Warnings];
+        _index = index;
+        _nameRules = [.. model.NameRules];
+        _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
+        _ruleTexts = [.. model.NameRules.Select(r => r.Text)];
+        _cidrRules = [.. model.CidrRules];
+        _approvals = [.. model.Approvals];
+        _approvalStart = [.. _approvals.Select(a => a.EffectiveAt.UtcTicks)];
+        _approvalEnd = [.. _approvals.Select(a => a.ExpiresAt.UtcTicks)];
+        _approvalHosts = approvalHosts;
+        _blockSources = blockSources;
+        _blockTexts = new string?[index.HandleCapacity];
+        _privateAllow = privateAllow;
+        Feeds = feeds;
+    }
+
+    public string Digest { get; }
+
+    public long Generation { get; }
+
+    public EgressMode Mode { get; }
+
+    public IReadOnlyList<EgressPolicyProblem> Warnings { get; }
+
+    public IReadOnlyList<BlocklistFeed> Feeds { get; }
+
+    public IReadOnlyList<Approval> Approvals => _approvals;
+
+    public int NameCount => _index.Count;
+
+    public static CompiledPolicy Compile(PolicyModel model, IReadOnlyList<BlocklistFeed> feeds, IPNetwork[] privateAllow)
+    {
+        int expected = model.NameRules.Count + model.BlockDomains.Count + model.BlocklistExceptions.Count
+            + model.Approvals.Sum(a => a.Hosts.Count) + feeds.Sum(f => f.Count);
+        var builder = new NameIndex.Builder(expected);
+
+        for (int r = 0; r < model.NameRules.Count; r++)
+        {
+            var rule = model.NameRules[r];
+            ref var entry = ref builder[builder.GetOrAdd(rule.Name)];
+            switch (rule.Scope)
+            {
+                case NameScope.Exact: entry.Rules.AllowExact = r; break;
+                case NameScope.Wildcard: entry.Rules.AllowWildcard = r; break;
+                default: entry.Rules.AllowSubtree = r; break;
+            }
+        }
+
+        var sources = new List<string> { "blocklist" };
+        foreach (string domain in model.BlockDomains)
+        {
+            MarkBlocked(ref builder[builder.GetOrAdd(domain)], 0);
+        }
+
+        foreach (var feed in feeds)
+        {
+            int source = sources.Count;
+            sources.Add($"blocklist {feed.Source}");
+            for (int i = 0; i < feed.Count; i++)
+            {
+                MarkBlocked(ref builder[builder.GetOrAdd(feed[i])], source);
+            }
+        }
+
+        foreach (string exception in model.BlocklistExceptions)
+        {
+            builder[builder.GetOrAdd(exception)].BlockException = true;
+        }
+
+        var approvalHosts = new List<ApprovalSlot>();
+        for (int a = 0; a < model.Approvals.Count; a++)
+        {
+            var approval = model.Approvals[a];
+            foreach (var host in approval.Hosts)
+            {
+                ref var entry = ref builder[builder.GetOrAdd(host.Name)];
+                string pattern = host.Scope == NameScope.Wildcard ? "*." + host.Name : host.Name;
+                approvalHosts.Add(new ApprovalSlot(a, host.Port, host.Scope, entry.Rules.ApprovalHead, $"approval {approval.Name}: {pattern}:{host.Port}"));
+                entry.Rules.ApprovalHead = approvalHosts.Count - 1;
+            }
+        }
+
+        return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], feeds, privateAllow);
+    }
+
+    private static void MarkBlocked(ref NameIndex.BuildEntry entry, int source)
+    {
+        if (entry.BlockSource < 0)
+        {
+            entry.BlockSource = source;
+        }
+    }
+
+    /// <summary>Evaluates a valid target (DESIGN §2.3 steps 3–7). <paramref name="now"/> is read only when an approval is a candidate.</summary>
+    /// <param name="target">A valid target.</param>
+    /// <param name="mode">The mode in force.</param>
+    /// <param name="now">The clock for approvals.</param>
+    /// <param name="learn">Set when the decision is <see cref="EgressReason.Learned"/> (the caller records it).</param>
+    /// <param name="cacheable">Set when the decision depends only on this snapshot and the target: no approval was
+    /// considered (approvals depend on the clock) and nothing must be recorded.</param>
+    public EgressDecision Evaluate(in EgressTarget target, EgressMode mode, TimeProvider now, out bool learn, out bool cacheable)
+    {
+        learn = false;
+        if (target.Kind == EgressTargetKind.IpAddress)
+        {
+            cacheable = false;
+            return EvaluateAddress(target, mode);
+        }
+
+        return EvaluateName(target, mode, now, out learn, out cacheable);
+    }
+
+    private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
+    {
+        learn = false;
+        cacheable = false;
+        string host = target.Host;
+        int port = target.Port;
+        int blockEntry = -1;
+        bool excepted = false;
+        int allowRule = -1;
+        int otherPortRule = -1;
+        int approvalSlot = -1;
+        int otherPortApproval = -1;
+        long now = long.MinValue;
+        bool considerApprovals = false;
+
+        // Suffixes right to left: "com", "example.com", "www.example.com". Label starts come from a dot bit mask
+        // (names up to 64 characters) or a backward search (longer names).
+        ReadOnlySpan<char> name = host;
+        ref char first = ref MemoryMarshal.GetReference(name);
+        int length = name.Length;
+        bool shortName = length <= 64;
+        ulong dots = shortName ? NameIndex.DotMask(name) : 0;
+        if (shortName && BitOperations.PopCount(dots) < SuffixBuffer.Capacity)
+        {
+            // Pipelined: compute every suffix fingerprint, then every Bloom check (independent loads that overlap),
+            // then probe the table only for the suffixes that may be present, right to left.
+            SuffixBuffer fingerprints = default;
+            StartBuffer starts = default;
+            int count = 0;
+            int pos = length;
+            ulong hash = NameIndex.StartHash;
+            while (true)
+            {
+                int start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+                dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
+                hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+                fingerprints[count] = NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start);
+                starts[count] = start;
+                count++;
+                if (start == 0)
+                {
+                    break;
+                }
+            }
+
+            uint maybe = 0;
+            for (int k = 0; k < count; k++)
+            {
+                maybe |= _index.MayContain(fingerprints[k]) << k;
+            }
+
+            while (maybe != 0)
+            {
+                int k = BitOperations.TrailingZeroCount(maybe);
+                maybe &= maybe - 1;
+                int start = starts[k];
+                int record = _index.Probe(fingerprints[k], name[start..]);
+                if (record >= 0)
+                {
+                    Visit(record, start == 0, port, clock, ref blockEntry, ref excepted, ref allowRule, ref otherPortRule, ref considerApprovals, ref now, ref approvalSlot, ref otherPortApproval);
+                }
+            }
+        }
+        else
+        {
+            int searchEnd = length;
+            int pos = length;
+            ulong hash = NameIndex.StartHash;
+            while (true)
+            {
+                int start;
+                if (shortName)
+                {
+                    start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+                    dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
+                }
+                else
+                {
+                    start = name[..searchEnd].LastIndexOf('.') + 1;
+                    searchEnd = Math.Max(0, start - 1);
+                }
+
+                hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+                int record = _index.Find(NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start), name[start..]);
+                if (record >= 0)
+                {
+                    Visit(record, start == 0, port, clock, ref blockEntry, ref excepted, ref allowRule, ref otherPortRule, ref considerApprovals, ref now, ref approvalSlot, ref otherPortApproval);
+                }
+
+                if (start == 0)
+                {
+                    break;
+                }
+            }
+        }
+
+        cacheable = now == long.MinValue && !considerApprovals;
+        if (blockEntry >= 0 && !excepted)
+        {
+            return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, BlockText(blockEntry), mode, false);
+        }
+
+        if (allowRule >= 0)
+        {
+            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _ruleTexts[allowRule], mode, false);
+        }
+
+        if (approvalSlot >= 0)
+        {
+            return Decide(target, EgressVerdict.Allow, EgressReason.Approved, _approvalHosts[approvalSlot].Text, mode, false);
+        }
+
+        if (mode == EgressMode.Learn)
+        {
+            learn = true;
+            cacheable = false;
+            return Decide(target, EgressVerdict.Allow, EgressReason.Learned, null, mode, true);
+        }
+
+        if (otherPortRule >= 0)
+        {
+            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _ruleTexts[otherPortRule], mode, false);
+        }
+
+        if (otherPortApproval >= 0)
+        {
+            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _approvalHosts[otherPortApproval].Text, mode, false);
+        }
+
+        return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
+    }
+
+    /// <summary>Applies one matching name (a suffix of the target, or the target itself when <paramref name="exact"/>).
+    /// Called right to left, so a later (longer, more specific) match replaces an earlier one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Visit(
+        int record,
+        bool exact,
+        int port,
+        TimeProvider clock,
+        ref int blockEntry,
+        ref bool excepted,
+        ref int allowRule,
+        ref int otherPortRule,
+        ref bool considerApprovals,
+        ref long now,
+        ref int approvalSlot,
+        ref int otherPortApproval)
+    {
+        if (blockEntry < 0 && _index.IsBlocked(record))
+        {
+            blockEntry = record;
+        }
+
+        if (exact && _index.IsException(record))
+        {
+            excepted = true;
+        }
+
+        ref readonly var rules = ref _index.Rules(record);
+        Consider(rules.AllowSubtree, port, ref allowRule, ref otherPortRule);
+        Consider(exact ? rules.AllowExact : rules.AllowWildcard, port, ref allowRule, ref otherPortRule);
+        if (rules.ApprovalHead >= 0)
+        {
+            considerApprovals = true;
+            ConsiderApprovals(rules.ApprovalHead, exact, port, clock, ref now, ref excepted, ref approvalSlot, ref otherPortApproval);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ConsiderApprovals(int head, bool exact, int port, TimeProvider clock, ref long now, ref bool excepted, ref int approvalSlot, ref int otherPortApproval)
+    {
+        for (int s = head; s >= 0; s = _approvalHosts[s].Next)
+        {
+            ref readonly ApprovalSlot slot = ref _approvalHosts[s];
+            bool scopeMatches = slot.Scope switch
+            {
+                NameScope.Exact => exact,
+                NameScope.Wildcard => !exact,
+                _ => true,
+            };
+            if (!scopeMatches)
+            {
+                continue;
+            }
+
+            if (now == long.MinValue)
+            {
+                now = clock.GetUtcNow().UtcTicks;
+            }
+
+            if (now < _approvalStart[slot.Approval] || now >= _approvalEnd[slot.Approval])
+            {
+                continue;
+            }
+
+            if (exact)
+            {
+                excepted = true;
+            }
+
+            if (slot.Port == port)
+            {
+                approvalSlot = s;
+            }
+            else
+            {
+                otherPortApproval = s;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Consider(int rule, int port, ref int allowRule, ref int otherPortRule)
+    {
+        if (rule < 0)
+        {
+            return;
+        }
+
+        if (_rulePorts[rule].Contains(port))
+        {
+            allowRule = rule;
+        }
+        else
+        {
+            otherPortRule = rule;
+        }
+    }
+
+    private EgressDecision EvaluateAddress(in EgressTarget target, EgressMode mode)
+    {
+        IPAddress address = target.Address!;
+        if (Hosts.NonPublicAddresses.Contains(address) && !InPrivateAllow(address))
+        {
+            return Decide(target, EgressVerdict.Deny, EgressReason.NonPublicAddress, null, mode, false);
+        }
+
+        int otherPort = -1;
+        for (int i = 0; i < _cidrRules.Length; i++)
+        {
+            if (!_cidrRules[i].Network.Contains(address))
+            {
+                continue;
+            }
+
+            if (_cidrRules[i].Ports.Contains(target.Port))
+            {
+                return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _cidrRules[i].Text, mode, false);
+            }
+
+            otherPort = i;
+        }
+
+        // IP targets are never learned: an address no CIDR covers is denied in every mode.
+        return otherPort >= 0
+            ? Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _cidrRules[otherPort].Text, mode, false)
+            : Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
+    }
+
+    private bool InPrivateAllow(IPAddress address)
+    {
+        foreach (var network in _privateAllow)
+        {
+            if (network.Contains(address))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private string BlockText(int record)
+    {
+        int ordinal = _index.Ordinal(record);
+        string? text = Volatile.Read(ref _blockTexts[ordinal]);
+        if (text is null)
+        {
+            text = BuildBlockText(record);
+            Volatile.Write(ref _blockTexts[ordinal], text);
+        }
+
+        return text;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private string BuildBlockText(int record) => $"{_blockSources[_index.BlockSource(record)]}: {_index.NameOf(record)}";
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>
+        new(verdict, reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny);
+
+    /// <summary>Suffix fingerprints of one target (names of up to <see cref="Capacity"/> labels take the pipelined path).</summary>
+    [InlineArray(Capacity)]
+    private struct SuffixBuffer
+    {
+        public const int Capacity = 8;
+        private ulong _first;
+    }
+
+    /// <summary>Suffix start offsets, parallel to <see cref="SuffixBuffer"/>.</summary>
+    [InlineArray(SuffixBuffer.Capacity)]
+    private struct StartBuffer
+    {
+        private int _first;
+    }
+
+    /// <summary>One (approval, host, port) in the per-name linked list.</summary>
+    private readonly record struct ApprovalSlot(int Approval, int Port, NameScope Scope, int Next, string Text);
+}

@@ -1,0 +1,71 @@
+using System.Runtime.CompilerServices;
+
+namespace Kars.Policy.Egress;
+
+/// <summary>
+/// A small per-thread, direct-mapped cache of recent decisions for canonical DNS names, so an agent that talks to a
+/// few dozen hosts pays a string comparison instead of a full evaluation. Per thread, so there is no sharing and no
+/// torn read; tied to one compiled snapshot, so a reload invalidates it. Only decisions that depend on nothing but the
+/// snapshot and the (host, port) are stored: never a decision that considered an approval (time-dependent), never a
+/// Learned decision (it must be recorded every time), never an IP target.
+/// </summary>
+internal static class DecisionCache
+{
+    private const int Size = 64;
+
+    [ThreadStatic]
+    private static Entry[]? t_entries;
+
+    [ThreadStatic]
+    private static CompiledPolicy? t_owner;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool TryGet(CompiledPolicy owner, string host, int port, out EgressDecision decision)
+    {
+        Entry[]? entries = t_entries;
+        if (entries is not null && ReferenceEquals(t_owner, owner) && host.Length > 0)
+        {
+            ref Entry entry = ref entries[Index(host, port)];
+            if (entry.Port == port && (ReferenceEquals(entry.Host, host) || string.Equals(entry.Host, host, StringComparison.Ordinal)))
+            {
+                decision = entry.Decision;
+                return true;
+            }
+        }
+
+        decision = default;
+        return false;
+    }
+
+    public static void Set(CompiledPolicy owner, string host, int port, in EgressDecision decision)
+    {
+        Entry[]? entries = t_entries;
+        if (entries is null)
+        {
+            entries = new Entry[Size];
+            t_entries = entries;
+            t_owner = owner;
+        }
+        else if (!ReferenceEquals(t_owner, owner))
+        {
+            Array.Clear(entries);
+            t_owner = owner;
+        }
+
+        ref Entry entry = ref entries[Index(host, port)];
+        entry.Host = host;
+        entry.Port = port;
+        entry.Decision = decision;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Index(string host, int port) =>
+        ((host.Length * 7) + (host[^1] * 31) + (host[host.Length >> 1] * 131) + (host[host.Length >> 2] * 17) + port) & (Size - 1);
+
+    private struct Entry
+    {
+        public string? Host;
+        public int Port;
+        public EgressDecision Decision;
+    }
+}

@@ -1,0 +1,24 @@
+namespace Kars.Policy.Egress;
+
+/// <summary>Options of an <see cref="EgressPolicy"/>. Every default fails closed.</summary>
+/// <remarks>The policy copies these values when it is created; changing the instance afterwards has no effect.
+/// This type is mutable and not safe for concurrent modification.</remarks>
+public sealed class KarsEgressOptions
+{
+    /// <summary>Gets or sets the mode that overrides the document's <c>mode</c>, or <see langword="null"/> to use the document's.</summary>
+    /// <value>The default value is <see langword="null"/>: the document decides, and a document without <c>mode</c> is <see cref="EgressMode.Strict"/>.</value>
+    public EgressMode? Mode { get; set; }
+
+    /// <summary>Gets the CIDR prefixes (for example <c>10.20.0.0/16</c>) the host trusts even though they are non-public.
+    /// An IP target inside one skips the non-public-address check; it still needs a <c>cidr</c> allow rule.</summary>
+    /// <value>The default value is empty: every non-public address is denied.</value>
+    public IList<string> PrivateAllow { get; } = [];
+
+    /// <summary>Gets or sets how many distinct (sandbox, host, port) entries Learn mode records; further new entries are counted as dropped.</summary>
+    /// <value>The default value is 4096.</value>
+    public int LearnedCapacity { get; set; } = 4096;
+
+    /// <summary>Gets or sets the largest number of entries one blocklist feed file may hold; a larger feed fails to load (and keeps its last good contents).</summary>
+    /// <value>The default value is 2,000,000.</value>
+    public int MaxFeedEntries { get; set; } = 2_000_000;
+}

@@ -1,0 +1,251 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.IO.Abstractions;
+using System.Text;
+using System.Text.Json;
+
+namespace Kars.Policy.Egress;
+
+/// <summary>
+/// Bounded, deduplicated record of learned (sandbox, host, port) destinations. Recording an already-seen destination
+/// allocates nothing (a dictionary probe with a struct key and two interlocked updates). Thread-safe.
+/// </summary>
+internal sealed class LearnedHostStore
+{
+    public const string UnknownSandbox = "unknown";
+
+    private readonly ConcurrentDictionary<Key, Slot> _entries = new(KeyComparer.Instance);
+    private readonly int _capacity;
+    private long _dropped;
+
+    public LearnedHostStore(int capacity) => _capacity = capacity;
+
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    public int Count => _entries.Count;
+
+    public void Record(string? sandbox, string host, int port, DateTimeOffset now)
+    {
+        var key = new Key(string.IsNullOrEmpty(sandbox) ? UnknownSandbox : sandbox, host, port);
+        long ticks = now.UtcTicks;
+        if (_entries.TryGetValue(key, out var slot))
+        {
+            slot.Touch(ticks);
+            return;
+        }
+
+        RecordNew(key, ticks);
+    }
+
+    private void RecordNew(Key key, long ticks)
+    {
+        if (_entries.Count >= _capacity)
+        {
+            Interlocked.Increment(ref _dropped);
+            return;
+        }
+
+        var slot = _entries.GetOrAdd(key, static (_, t) => new Slot(t), ticks);
+        slot.Touch(ticks);
+    }
+
+    public List<LearnedHost> Snapshot() =>
+    [
+        .. _entries
+            .Select(kv => new LearnedHost(kv.Key.Sandbox, kv.Key.Host, kv.Key.Port,
+                new DateTimeOffset(Interlocked.Read(ref kv.Value.FirstSeen), TimeSpan.Zero),
+                new DateTimeOffset(Interlocked.Read(ref kv.Value.LastSeen), TimeSpan.Zero),
+                Interlocked.Read(ref kv.Value.Count)))
+            .OrderBy(h => h.Sandbox, StringComparer.Ordinal)
+            .ThenBy(h => h.Host, StringComparer.Ordinal)
+            .ThenBy(h => h.Port),
+    ];
+
+    /// <summary>Writes <c>{"schemaVersion":1,"learned":[…]}</c> through the file system (temp file, then move).</summary>
+    public static void Save(IFileSystem fileSystem, string path, IReadOnlyList<LearnedHost> hosts)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            writer.WriteStartObject();
+            writer.WriteNumber("schemaVersion", 1);
+            writer.WriteStartArray("learned");
+            foreach (var host in hosts)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("sandbox", host.Sandbox);
+                writer.WriteString("host", host.Host);
+                writer.WriteNumber("port", host.Port);
+                writer.WriteString("firstSeen", FormatTime(host.FirstSeen));
+                writer.WriteString("lastSeen", FormatTime(host.LastSeen));
+                writer.WriteNumber("count", host.Count);
+                writer.WriteEndObject();
+            }
+
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+        }
+
+        string? folder = fileSystem.Path.GetDirectoryName(fileSystem.Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(folder))
+        {
+            fileSystem.Directory.CreateDirectory(folder);
+        }
+
+        string temp = path + ".tmp";
+        fileSystem.File.WriteAllBytes(temp, buffer.ToArray());
+        fileSystem.File.Move(temp, path, overwrite: true);
+    }
+
+    /// <summary>Reads a file written by <see cref="Save"/>.</summary>
+    /// <exception cref="EgressPolicyLoadException">The file is missing or malformed.</exception>
+    public static List<LearnedHost> Load(IFileSystem fileSystem, string path)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = fileSystem.File.ReadAllBytes(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new EgressPolicyLoadException([new EgressPolicyProblem(path, "$", $"cannot read the file: {ex.Message}")], ex);
+        }
+
+        var json = new JsonReading(path);
+        var result = new List<LearnedHost>();
+        using (var document = json.Parse(bytes))
+        {
+            if (document is not null && json.CheckObject(document.RootElement, "$", "schemaVersion", "learned"))
+            {
+                if (!document.RootElement.TryGetProperty("learned", out var learned) || learned.ValueKind != JsonValueKind.Array)
+                {
+                    json.Add("$.learned", "expected an array");
+                }
+                else
+                {
+                    int i = 0;
+                    foreach (var item in learned.EnumerateArray())
+                    {
+                        string p = $"$.learned[{i.ToString(CultureInfo.InvariantCulture)}]";
+                        i++;
+                        if (!json.CheckObject(item, p, "sandbox", "host", "port", "firstSeen", "lastSeen", "count"))
+                        {
+                            continue;
+                        }
+
+                        int before = json.Problems.Count;
+                        json.TryGetString(item, "sandbox", p, true, out string? sandbox);
+                        json.TryGetString(item, "host", p, true, out string? host);
+                        long port = 0, count = 0;
+                        if (item.TryGetProperty("port", out var portElement))
+                        {
+                            json.TryGetInt64(portElement, p + ".port", 1, 65535, out port);
+                        }
+                        else
+                        {
+                            json.Add(p + ".port", "required field is missing");
+                        }
+
+                        if (item.TryGetProperty("count", out var countElement))
+                        {
+                            json.TryGetInt64(countElement, p + ".count", 0, long.MaxValue, out count);
+                        }
+
+                        json.TryGetInstant(item, "firstSeen", p, out var first);
+                        json.TryGetInstant(item, "lastSeen", p, out var last);
+                        if (host is not null && !HostPatterns.TryValidateName(host, out string? error, out _))
+                        {
+                            json.Add(p + ".host", error!);
+                        }
+
+                        if (json.Problems.Count == before)
+                        {
+                            result.Add(new LearnedHost(sandbox!, host!, (int)port, first, last, count));
+                        }
+                    }
+                }
+            }
+        }
+
+        if (json.Problems.Count > 0)
+        {
+            throw new EgressPolicyLoadException(json.Problems);
+        }
+
+        return result;
+    }
+
+    /// <summary>Builds a proposed native policy document (Strict) from learned hosts: one exact rule per host with its ports.</summary>
+    public static string ExportPolicy(IEnumerable<LearnedHost> hosts, long generation = 1)
+    {
+        var byHost = hosts
+            .GroupBy(h => h.Host, StringComparer.Ordinal)
+            .OrderBy(g => g.Key, StringComparer.Ordinal);
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            writer.WriteStartObject();
+            writer.WriteNumber("schemaVersion", 1);
+            writer.WriteNumber("generation", generation);
+            writer.WriteString("mode", "Strict");
+            writer.WriteStartArray("allow");
+            foreach (var group in byHost)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("host", group.Key);
+                writer.WriteStartArray("ports");
+                foreach (int port in group.Select(h => h.Port).Distinct().Order())
+                {
+                    writer.WriteNumberValue(port);
+                }
+
+                writer.WriteEndArray();
+                writer.WriteEndObject();
+            }
+
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
+    }
+
+    private static string FormatTime(DateTimeOffset time) =>
+        time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture);
+
+    private readonly record struct Key(string Sandbox, string Host, int Port);
+
+    private sealed class KeyComparer : IEqualityComparer<Key>
+    {
+        public static readonly KeyComparer Instance = new();
+
+        public bool Equals(Key x, Key y) =>
+            x.Port == y.Port && string.Equals(x.Host, y.Host, StringComparison.Ordinal) && string.Equals(x.Sandbox, y.Sandbox, StringComparison.Ordinal);
+
+        public int GetHashCode(Key obj) =>
+            HashCode.Combine(StringComparer.Ordinal.GetHashCode(obj.Host), StringComparer.Ordinal.GetHashCode(obj.Sandbox), obj.Port);
+    }
+
+    private sealed class Slot(long ticks)
+    {
+        public long FirstSeen = ticks;
+        public long LastSeen = ticks;
+        public long Count;
+
+        public void Touch(long ticks)
+        {
+            Interlocked.Increment(ref Count);
+            long seen = Interlocked.Read(ref LastSeen);
+            while (ticks > seen)
+            {
+                long previous = Interlocked.CompareExchange(ref LastSeen, ticks, seen);
+                if (previous == seen)
+                {
+                    break;
+                }
+
+                seen = previous;
+            }
+        }
+    }
+}

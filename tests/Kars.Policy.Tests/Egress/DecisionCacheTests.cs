@@ -1,0 +1,80 @@
+using Kars.Policy.Egress;
+using Microsoft.Extensions.Time.Testing;
+using static Kars.Policy.Tests.Egress.EgressTestHelpers;
+
+namespace Kars.Policy.Tests.Egress;
+
+public class DecisionCacheTests
+{
+    [Fact]
+    public void Evaluate_RepeatedThenReloaded_UsesNewSnapshot()
+    {
+        var fs = FileSystemWith(Doc("""{"host":"a.example.com"}"""));
+        var policy = EgressPolicy.Load(PolicyPath, null, fs);
+        for (int i = 0; i < 10; i++)
+        {
+            policy.Evaluate("a.example.com", 443).Reason.Should().Be(EgressReason.Allowlisted);
+        }
+
+        fs.File.WriteAllText(PolicyPath, Doc("""{"host":"b.example.com"}"""));
+        policy.Reload().Should().BeTrue();
+
+        policy.Evaluate("a.example.com", 443).Reason.Should().Be(EgressReason.NotAllowlisted);
+    }
+
+    [Fact]
+    public void Evaluate_EqualStringsDifferentInstancesAndPorts_DecidedSeparatelyByPort()
+    {
+        var policy = Load(Doc("""{"host":"a.example.com"}"""));
+        string first = new("a.example.com".AsSpan());
+        string second = new("a.example.com".AsSpan());
+
+        policy.Evaluate(first, 443).Reason.Should().Be(EgressReason.Allowlisted);
+        policy.Evaluate(second, 443).Reason.Should().Be(EgressReason.Allowlisted);
+        policy.Evaluate(second, 80).Reason.Should().Be(EgressReason.PortNotAllowed);
+        policy.Evaluate("A.EXAMPLE.COM", 80).Reason.Should().Be(EgressReason.PortNotAllowed);
+    }
+
+    [Fact]
+    public void Evaluate_TwoPoliciesOnOneThread_NeverShareDecisions()
+    {
+        var strict = Load(Doc("""{"host":"a.example.com"}"""));
+        var other = Load(Doc("""{"host":"b.example.com"}"""));
+
+        for (int i = 0; i < 3; i++)
+        {
+            strict.Evaluate("a.example.com", 443).IsAllowed.Should().BeTrue();
+            other.Evaluate("a.example.com", 443).IsAllowed.Should().BeFalse();
+        }
+    }
+
+    [Fact]
+    public void Evaluate_ApprovalDecisionsRepeated_ExpireOnTime()
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 23, 59, 0, TimeSpan.Zero));
+        var policy = Load(
+            """{"schemaVersion":1,"approvals":[{"name":"a","hosts":[{"host":"t.example.com"}],"reason":"r","effectiveAt":"2030-01-01T00:00:00Z","expiresAt":"2030-01-02T00:00:00Z"}],"blocklist":{"domains":["example.com"]}}""",
+            null,
+            time);
+        for (int i = 0; i < 5; i++)
+        {
+            policy.Evaluate("t.example.com", 443).Reason.Should().Be(EgressReason.Approved);
+        }
+
+        time.Advance(TimeSpan.FromMinutes(1));
+
+        policy.Evaluate("t.example.com", 443).Reason.Should().Be(EgressReason.Blocklisted);
+    }
+
+    [Fact]
+    public void Evaluate_LearnModeRepeated_CountsEveryDecision()
+    {
+        var policy = Load("""{"schemaVersion":1,"mode":"Learn"}""");
+        for (int i = 0; i < 7; i++)
+        {
+            policy.Evaluate("n.example.org", 443, "s").Reason.Should().Be(EgressReason.Learned);
+        }
+
+        policy.GetLearnedHosts().Single().Count.Should().Be(7);
+    }
+}

@@ -1,0 +1,129 @@
+using System.IO.Abstractions.TestingHelpers;
+using Kars.Policy.Egress;
+using Microsoft.Extensions.Time.Testing;
+using static Kars.Policy.Tests.Egress.EgressTestHelpers;
+
+namespace Kars.Policy.Tests.Egress;
+
+public class LearnedHostsTests
+{
+    private static EgressPolicy LearnPolicy(FakeTimeProvider time, int capacity = 16, MockFileSystem? fs = null) =>
+        EgressPolicy.Load(PolicyPath, new KarsEgressOptions { Mode = EgressMode.Learn, LearnedCapacity = capacity }, fs ?? FileSystemWith(Doc("""{"host":"api.github.com"}""")), time);
+
+    [Fact]
+    public void Record_SameDestination_DeduplicatedWithCountAndTimes()
+    {
+        var time = new FakeTimeProvider(Start);
+        var policy = LearnPolicy(time);
+
+        policy.Evaluate("new.example.org", 443, "agent-a");
+        time.Advance(TimeSpan.FromMinutes(5));
+        policy.Evaluate("new.example.org", 443, "agent-a");
+
+        var learned = policy.GetLearnedHosts().Should().ContainSingle().Subject;
+        learned.Sandbox.Should().Be("agent-a");
+        learned.Count.Should().Be(2);
+        learned.FirstSeen.Should().Be(Start);
+        learned.LastSeen.Should().Be(Start.AddMinutes(5));
+    }
+
+    [Fact]
+    public void Record_DistinctSandboxHostOrPort_DistinctEntries()
+    {
+        var policy = LearnPolicy(new FakeTimeProvider(Start));
+
+        policy.Evaluate("a.example.org", 443, "s1");
+        policy.Evaluate("a.example.org", 443, "s2");
+        policy.Evaluate("a.example.org", 8443, "s1");
+        policy.Evaluate("b.example.org", 443, "s1");
+        policy.Evaluate("b.example.org", 443, null);
+
+        policy.GetLearnedHosts().Should().HaveCount(5);
+        policy.GetLearnedHosts().Select(h => h.Sandbox).Should().Contain("unknown");
+    }
+
+    [Fact]
+    public void Record_AllowlistedBlocklistedOrIp_NotRecorded()
+    {
+        var policy = LearnPolicy(new FakeTimeProvider(Start));
+
+        policy.Evaluate("api.github.com", 443, "s");
+        policy.Evaluate("93.184.216.34", 443, "s");
+        policy.Evaluate("[2606:4700::1]", 443, "s");
+
+        policy.GetLearnedHosts().Should().BeEmpty();
+    }
+
+    [Fact]
+    public void Record_AtCapacity_DropsNewAndCounts()
+    {
+        var policy = LearnPolicy(new FakeTimeProvider(Start), capacity: 2);
+
+        policy.Evaluate("a.example.org", 443, "s");
+        policy.Evaluate("b.example.org", 443, "s");
+        var third = policy.Evaluate("c.example.org", 443, "s");
+        policy.Evaluate("a.example.org", 443, "s");
+
+        third.Reason.Should().Be(EgressReason.Learned);
+        policy.GetLearnedHosts().Select(h => h.Host).Should().Equal("a.example.org", "b.example.org");
+        policy.LearnedHostsDropped.Should().Be(1);
+    }
+
+    [Fact]
+    public void SaveAndLoad_RoundTripsThroughFileSystem()
+    {
+        var fs = FileSystemWith(Doc("""{"host":"api.github.com"}"""));
+        var time = new FakeTimeProvider(Start);
+        var policy = LearnPolicy(time, fs: fs);
+        policy.Evaluate("a.example.org", 443, "s");
+        policy.Evaluate("a.example.org", 443, "s");
+
+        policy.SaveLearnedHosts("/state/learned.json");
+        var loaded = LearnedHostStore.Load(fs, "/state/learned.json");
+
+        loaded.Should().ContainSingle();
+        loaded[0].Host.Should().Be("a.example.org");
+        loaded[0].Count.Should().Be(2);
+        loaded[0].FirstSeen.Should().Be(Start);
+        fs.File.Exists("/state/learned.json.tmp").Should().BeFalse();
+    }
+
+    [Fact]
+    public void ExportLearnedPolicy_ProducesLoadableStrictDocument()
+    {
+        var fs = FileSystemWith(Doc("""{"host":"api.github.com"}"""));
+        var policy = LearnPolicy(new FakeTimeProvider(Start), fs: fs);
+        policy.Evaluate("a.example.org", 443, "s1");
+        policy.Evaluate("a.example.org", 8443, "s2");
+        policy.Evaluate("b.example.org", 443, "s1");
+
+        string exported = policy.ExportLearnedPolicy();
+        fs.AddFile("/proposed/policy.json", new MockFileData(exported));
+        var proposed = EgressPolicy.Load("/proposed/policy.json", null, fs);
+
+        proposed.Mode.Should().Be(EgressMode.Strict);
+        proposed.Generation.Should().Be(4);
+        proposed.Evaluate("a.example.org", 8443).Reason.Should().Be(EgressReason.Allowlisted);
+        proposed.Evaluate("b.example.org", 443).Reason.Should().Be(EgressReason.Allowlisted);
+        proposed.Evaluate("b.example.org", 8443).Reason.Should().Be(EgressReason.PortNotAllowed);
+    }
+
+    [Fact]
+    public async Task Record_ConcurrentCallers_CountsEveryDecisionOnce()
+    {
+        var policy = LearnPolicy(new FakeTimeProvider(Start), capacity: 100);
+        string[] hosts = ["a.example.org", "b.example.org", "c.example.org"];
+
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(() =>
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                policy.Evaluate(hosts[i % hosts.Length], 443, "s").Reason.Should().Be(EgressReason.Learned);
+            }
+        })));
+
+        var learned = policy.GetLearnedHosts();
+        learned.Should().HaveCount(3);
+        learned.Sum(h => h.Count).Should().Be(8000);
+    }
+}
