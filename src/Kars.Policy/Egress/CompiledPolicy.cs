@@ -151,8 +151,16 @@ internal sealed class CompiledPolicy
     private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
         learn = false;
-        cacheable = false;
         string host = target.Host;
+        if (IsLoopbackName(host))
+        {
+            // RFC 6761: localhost and every name below it resolve to loopback, so they are non-public in every mode
+            // (without this, Learn mode would allow them).
+            cacheable = true;
+            return Decide(target, EgressVerdict.Deny, EgressReason.NonPublicAddress, null, mode, false);
+        }
+
+        cacheable = false;
         int port = target.Port;
         int blockEntry = -1;
         bool excepted = false;
@@ -344,13 +352,10 @@ internal sealed class CompiledPolicy
                 continue;
             }
 
-            if (exact)
-            {
-                excepted = true;
-            }
-
             if (slot.Port == port)
             {
+                // An approval is a (host, port) grant: it lifts a blocklist entry for the exact name on that port only.
+                excepted |= exact;
                 approvalSlot = s;
             }
             else
@@ -436,6 +441,11 @@ internal sealed class CompiledPolicy
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private string BuildBlockText(int record) => $"{_blockSources[_index.BlockSource(record)]}: {_index.NameOf(record)}";
+
+    /// <summary><c>localhost</c> or a name ending in <c>.localhost</c> (canonical, lower case).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsLoopbackName(string host) =>
+        host.Length >= 9 && host.EndsWith("localhost", StringComparison.Ordinal) && (host.Length == 9 || host[^10] == '.');
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>

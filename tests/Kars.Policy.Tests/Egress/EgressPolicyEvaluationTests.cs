@@ -132,6 +132,28 @@ public class EgressPolicyEvaluationTests
         policy.Evaluate("temp.vendor.example", 443).Reason.Should().Be(EgressReason.NotAllowlisted);
     }
 
+    [Theory]
+    [InlineData(EgressMode.Strict)]
+    [InlineData(EgressMode.Learn)]
+    public void Evaluate_ActiveApprovalOnOnePort_LiftsBlocklistOnThatPortOnly(EgressMode mode)
+    {
+        // Regression: an approval of cdn.partner.example:443 must not unblock the feed entry on any other port,
+        // even where an any-port allow rule (or Learn mode) would otherwise let the name through.
+        string doc = """
+            {"schemaVersion":1,"generation":1,
+             "allow":[{"host":"*.partner.example","ports":["*"]}],
+             "blocklist":{"domains":["cdn.partner.example"]},
+             "approvals":[{"name":"a","hosts":[{"host":"cdn.partner.example","port":443}],"reason":"r",
+               "effectiveAt":"2030-01-01T00:00:00Z","expiresAt":"2030-01-02T00:00:00Z"}]}
+            """;
+        var policy = Load(doc, new KarsEgressOptions { Mode = mode }, new FakeTimeProvider(Start));
+
+        policy.Evaluate("cdn.partner.example", 443).IsAllowed.Should().BeTrue();
+        policy.Evaluate("cdn.partner.example", 22).Reason.Should().Be(EgressReason.Blocklisted);
+        policy.Evaluate("cdn.partner.example", 8080).Reason.Should().Be(EgressReason.Blocklisted);
+        policy.GetLearnedHosts().Should().BeEmpty();
+    }
+
     [Fact]
     public void Evaluate_ActiveApprovalOfExactName_LiftsBlocklistUntilExpiry()
     {
@@ -157,6 +179,32 @@ public class EgressPolicyEvaluationTests
     {
         Create(EgressMode.Strict).Evaluate(target).Reason.Should().Be(EgressReason.NonPublicAddress);
         Create(EgressMode.Learn).Evaluate(target).Reason.Should().Be(EgressReason.NonPublicAddress);
+    }
+
+    [Theory]
+    [InlineData("localhost")]
+    [InlineData("LOCALHOST.")]
+    [InlineData("http://localhost:8080/admin")]
+    [InlineData("api.localhost:443")]
+    [InlineData("a.b.localhost")]
+    public void Evaluate_LocalhostName_DeniedAsNonPublicInEveryMode(string target)
+    {
+        var strict = Create(EgressMode.Strict).Evaluate(target);
+        var learn = Create(EgressMode.Learn);
+
+        strict.Reason.Should().Be(EgressReason.NonPublicAddress);
+        learn.Evaluate(target).Reason.Should().Be(EgressReason.NonPublicAddress);
+        learn.Evaluate(target).IsAllowed.Should().BeFalse();
+        learn.GetLearnedHosts().Should().BeEmpty();
+    }
+
+    [Theory]
+    [InlineData("notlocalhost")]
+    [InlineData("localhost.example")]
+    [InlineData("mylocalhost.com")]
+    public void Evaluate_NameMerelyContainingLocalhost_IsNotTreatedAsLoopback(string host)
+    {
+        Create(EgressMode.Learn).Evaluate(host, 443).Reason.Should().Be(EgressReason.Learned);
     }
 
     [Fact]
