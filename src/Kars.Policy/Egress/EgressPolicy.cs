@@ -136,15 +136,20 @@ public sealed class EgressPolicy
 
                 return true;
             }
-            catch (EgressPolicyLoadException ex)
+            catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                Volatile.Write(ref _lastProblems, ex.Problems);
+                // Fail closed and keep going: whatever went wrong (a typed load error, or anything unexpected from a
+                // reader), the previous snapshot stays in force and the problem is reported, never thrown at the host.
+                var problems = ex is EgressPolicyLoadException load
+                    ? load.Problems
+                    : [new EgressPolicyProblem(PolicyPath, "$", $"unexpected {ex.GetType().Name} while loading: {ex.Message}")];
+                Volatile.Write(ref _lastProblems, problems);
                 _stale = Volatile.Read(ref _snapshot) is not null;
                 EgressLog.PolicyLoadFailed(
                     _logger,
                     PolicyPath,
-                    ex.Problems.Count,
-                    ex.Problems.Count > 0 ? ex.Problems[0].ToString() : ex.Message,
+                    problems.Count,
+                    problems.Count > 0 ? problems[0].ToString() : ex.Message,
                     _stale ? "keeping the last good snapshot (stale)" : "no policy in force: every decision is NoPolicy");
                 return false;
             }
@@ -272,6 +277,7 @@ public sealed class EgressPolicy
     }
 
     /// <summary>A canonical DNS name that cannot be read as an IP address: its last label does not start with a digit.
+    /// Names with an <c>xn--</c> label take the full parser, which validates the punycode.
     /// Vectorised checks for the common case; names longer than 63 characters also get the full label-length check.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsCanonicalName(string host)
@@ -281,6 +287,7 @@ public sealed class EgressPolicy
             || host[0] == '.'
             || host[^1] == '.'
             || host.Contains("..", StringComparison.Ordinal)
+            || host.Contains("xn--", StringComparison.Ordinal)
             || (host.Length > 63 && !DnsNames.IsCanonical(host)))
         {
             return false;

@@ -161,9 +161,11 @@ internal static class HostPatterns
             return false;
         }
 
-        if (!DnsNames.IsCanonical(text))
+        // Full normalisation, not the cached fast check: an xn-- label must be validated (decode and re-encode) here,
+        // whatever names this process has seen before, so a policy loads the same on a cold start and on a reload.
+        if (!DnsNames.TryNormalize(text, out string? canonical, out _) || !string.Equals(canonical, text, StringComparison.Ordinal))
         {
-            error = "the host is not a valid DNS name (labels 1–63 characters, at most 253 in all)";
+            error = "the host is not a valid DNS name (labels 1–63 characters, at most 253 in all, valid punycode)";
             return false;
         }
 

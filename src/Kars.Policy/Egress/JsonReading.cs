@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using NodaTime;
 using NodaTime.Text;
 
 namespace Kars.Policy.Egress;
@@ -7,6 +8,9 @@ namespace Kars.Policy.Egress;
 /// <summary>Small helpers for strict reading of policy JSON with every problem collected.</summary>
 internal sealed class JsonReading(string source)
 {
+    private static readonly Instant MinTime = Instant.FromUtc(1, 1, 1, 0, 0);
+    private static readonly Instant MaxTime = Instant.FromUtc(9999, 12, 31, 23, 59, 59);
+
     private static readonly JsonDocumentOptions DocumentOptions = new()
     {
         AllowTrailingCommas = false,
@@ -100,7 +104,16 @@ internal sealed class JsonReading(string source)
             return false;
         }
 
-        value = result.Value.ToDateTimeOffset();
+        // An offset beyond ±14:00 or a year outside 0001–9999 parses as RFC 3339 but has no DateTimeOffset: report it
+        // as a problem instead of letting NodaTime's conversion throw out of the load.
+        Instant instant = result.Value.ToInstant();
+        if (instant < MinTime || instant > MaxTime)
+        {
+            Add($"{path}.{name}", $"time out of range: \"{text}\"", "use a UTC time between 0001-01-01 and 9999-12-31");
+            return false;
+        }
+
+        value = instant.ToDateTimeOffset();
         return true;
     }
 

@@ -136,6 +136,24 @@ public class KarsCompatibilityTests
         policy.Warnings.Should().ContainSingle().Which.Source.Should().EndWith("approval-bad.json");
     }
 
+    [Theory]
+    [InlineData("0000-01-01T00:00:00Z")]
+    [InlineData("-0001-01-01T00:00:00Z")]
+    public void Load_KarsApprovalWithUnrepresentableTime_SkippedNotThrown(string effectiveAt)
+    {
+        // Regression: an RFC 3339 time NodaTime parses but DateTimeOffset cannot hold used to throw out of the load.
+        var policy = EgressPolicy.Load(Folder, null, Fs(
+            ("allowlist.json", """{"schemaVersion":1,"endpoints":[{"host":"ok.example.com","port":443}]}"""),
+            ("approval-odd.json", Approval("odd", "o.example.com", effectiveAt, "2030-01-02T00:00:00Z")),
+            ("approval-good.json", Approval("good", "g.example.com", "2030-01-01T00:00:00Z", "2030-01-02T00:00:00Z"))),
+            new FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 1, 0, 0, TimeSpan.Zero)));
+
+        policy.Evaluate("ok.example.com", 443).Reason.Should().Be(EgressReason.Allowlisted);
+        policy.Evaluate("g.example.com", 443).Reason.Should().Be(EgressReason.Approved);
+        policy.Evaluate("o.example.com", 443).Reason.Should().Be(EgressReason.NotAllowlisted);
+        policy.Warnings.Should().ContainSingle().Which.Source.Should().EndWith("approval-odd.json");
+    }
+
     [Fact]
     public void Load_KarsFolderWithOnlyApprovals_NoPolicy()
     {

@@ -1,4 +1,5 @@
 using Kars.Policy.Egress;
+using Microsoft.Extensions.Time.Testing;
 using static Kars.Policy.Tests.Egress.EgressTestHelpers;
 
 namespace Kars.Policy.Tests.Egress;
@@ -78,6 +79,74 @@ public class RuleValidationTests
             "$.allow[8].prots");
         problems.Single(p => p.Path == "$.allow[7].cidr").Suggestion.Should().Be("use \"203.0.113.0/24\"");
         problems.Single(p => p.Path == "$.allow[6].host").Message.Should().Contain("first at $.allow[5].host");
+    }
+
+    private static string ApprovalDoc(string effectiveAt) => EgressTestHelpers.Doc(
+        """{"host":"api.github.com"}""",
+        $$"""
+        "approvals":[{"name":"a","hosts":[{"host":"x.example.com","port":443}],"reason":"r",
+          "effectiveAt":"{{effectiveAt}}","expiresAt":"2030-01-02T00:00:00Z"}]
+        """);
+
+    [Theory]
+    [InlineData("0000-01-01T00:00:00Z")]
+    [InlineData("-0001-01-01T00:00:00Z")]
+    public void Load_ApprovalTimeOutsideDateTimeOffsetRange_IsLoadProblemNotException(string effectiveAt)
+    {
+        // Regression: NodaTime parses these, but converting them to DateTimeOffset threw out of the load.
+        EgressTestHelpers.Problems(ApprovalDoc(effectiveAt)).Should().Contain(p => p.Path == "$.approvals[0].effectiveAt");
+    }
+
+    [Fact]
+    public void Load_ApprovalTimeWithOffsetBeyond14Hours_IsReadAsTheInstantItNames()
+    {
+        // +15:00 is valid RFC 3339 syntax (DateTimeOffset cannot hold it, which used to throw): 2030-01-01T00:00+15:00
+        // is 2029-12-31T09:00Z.
+        var time = new FakeTimeProvider(new DateTimeOffset(2029, 12, 31, 8, 59, 59, TimeSpan.Zero));
+        var policy = EgressTestHelpers.Load(ApprovalDoc("2030-01-01T00:00:00+15:00"), time: time);
+
+        policy.Evaluate("x.example.com", 443).Reason.Should().Be(EgressReason.NotAllowlisted);
+        time.Advance(TimeSpan.FromSeconds(1));
+        policy.Evaluate("x.example.com", 443).Reason.Should().Be(EgressReason.Approved);
+    }
+
+    [Fact]
+    public void Load_FreshPunycodeNames_LoadOnAColdProcessCache()
+    {
+        // A punycode name this process has never seen (random Cyrillic label), in every place a name can appear.
+        // Regression: rule validation used the cached fast check, so such a name only loaded after the process had
+        // happened to parse it once.
+        var random = new Random(Guid.NewGuid().GetHashCode());
+        string unicode = new string(Enumerable.Range(0, 12).Select(_ => (char)('а' + random.Next(0, 32))).ToArray()) + ".example";
+        string puny = new System.Globalization.IdnMapping().GetAscii(unicode);
+        puny.Should().StartWith("xn--");
+        string doc = EgressTestHelpers.Doc(
+            $$"""{"host":"{{puny}}"},{"host":"*.{{puny}}"}""",
+            "\"blocklist\":{\"domains\":[\"bad." + puny + "\"]},\"blocklistExceptions\":[\"ok.bad." + puny + "\"]");
+
+        var policy = EgressTestHelpers.Load(doc);
+
+        policy.Evaluate(puny, 443).Reason.Should().Be(EgressReason.Allowlisted);
+        policy.Evaluate("https://" + unicode + "/").Reason.Should().Be(EgressReason.Allowlisted);
+        policy.Evaluate("x.bad." + puny, 443).Reason.Should().Be(EgressReason.Blocklisted);
+    }
+
+    [Theory]
+    [InlineData("xn--zz.example.com")]
+    [InlineData("a.xn--.example.com")]
+    public void Load_InvalidPunycodeRule_IsProblem(string host)
+    {
+        EgressTestHelpers.Problems(EgressTestHelpers.Doc($$"""{"host":"{{host}}"}""")).Should().Contain(p => p.Path == "$.allow[0].host");
+    }
+
+    [Fact]
+    public void Evaluate_InvalidPunycodeHost_DeniedOnEveryOverload()
+    {
+        var policy = EgressTestHelpers.Load(EgressTestHelpers.Doc("""{"host":"*.example.com","ports":["*"]}"""));
+
+        policy.Evaluate("xn--zz.example.com", 443).Reason.Should().Be(EgressReason.InvalidTarget);
+        policy.Evaluate("xn--zz.example.com").Reason.Should().Be(EgressReason.InvalidTarget);
+        policy.Evaluate("ok.example.com", 443).Reason.Should().Be(EgressReason.Allowlisted);
     }
 
     [Fact]
