@@ -138,6 +138,7 @@ internal sealed class BudgetLedger
 
         var counters = default(BudgetCounterRefs);
         bool fits = true;
+        bool retryable = true;
         Instant blockedUntil = Instant.MinValue;
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
@@ -146,6 +147,7 @@ internal sealed class BudgetLedger
             if (level.Limits.TryGetLimit((BudgetWindow)w, out long limit) && !Fits(c, tokens, limit))
             {
                 fits = false;
+                retryable &= tokens <= limit;
                 blockedUntil = Max(blockedUntil, c.End);
             }
 
@@ -156,6 +158,7 @@ internal sealed class BudgetLedger
                 if (parent!.Limits.TryGetLimit((BudgetWindow)w, out long parentLimit) && !Fits(pc, tokens, parentLimit))
                 {
                     fits = false;
+                    retryable &= tokens <= parentLimit;
                     blockedUntil = Max(blockedUntil, pc.End);
                 }
             }
@@ -163,7 +166,9 @@ internal sealed class BudgetLedger
 
         if (!fits && request.Mode == BudgetMode.Enforce)
         {
-            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, BudgetPeriods.RetryAfter(now, blockedUntil), Remaining(level, parent, counters));
+            // A request larger than some window's whole limit can never fit: no retry delay would be honest.
+            TimeSpan? retryAfter = retryable ? BudgetPeriods.RetryAfter(now, blockedUntil) : null;
+            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter, Remaining(level, parent, counters));
         }
 
         int count = parentKey is null ? 5 : 10;

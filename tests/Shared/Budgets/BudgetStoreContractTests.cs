@@ -138,7 +138,50 @@ public abstract class BudgetStoreContractTests : IAsyncLifetime
         var decision = await ReserveAsync(level, 1);
 
         decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        decision.RetryAfter.Should().BeNull("a zero limit never admits a positive request");
         Remaining(decision, BudgetWindow.Week).Should().Be(0);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_TokensAboveWholeLimit_RejectsWithoutRetryAfter()
+    {
+        SetTime("2030-03-14T10:15:00Z");
+        var level = Level("a", new BudgetLimits(hour: 100, day: 10_000));
+
+        var decision = await ReserveAsync(level, 101);
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        decision.IsAdmitted.Should().BeFalse();
+        decision.RetryAfter.Should().BeNull("no rollover can make 101 tokens fit a 100-token hour");
+        Remaining(decision, BudgetWindow.Hour).Should().Be(100);
+        Window(await StatusAsync(level), BudgetWindow.Hour).Held.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_TokensAboveParentWholeLimit_RejectsWithoutRetryAfter()
+    {
+        SetTime("2030-03-14T10:15:00Z");
+        var tenant = Level("tenant", new BudgetLimits(month: 50));
+        var a = Level("agent-a", new BudgetLimits(hour: 10, day: 1000));
+        (await ReserveAsync(a, 10, tenant)).IsAdmitted.Should().BeTrue();
+
+        var decision = await ReserveAsync(a, 51, tenant);
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        decision.RetryAfter.Should().BeNull("51 tokens never fit the tenant's 50-token month, although the hour rolls over");
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_ObserveAboveWholeLimit_StillAdmitsAsObserved()
+    {
+        var level = Level("a", new BudgetLimits(day: 100));
+
+        var decision = await ReserveAsync(level, 101, mode: BudgetMode.Observe);
+
+        decision.Reason.Should().Be(BudgetReason.Observed);
+        decision.IsAdmitted.Should().BeTrue();
+        decision.RetryAfter.Should().BeNull();
+        Window(await StatusAsync(level), BudgetWindow.Day).Held.Should().Be(101);
     }
 
     [Fact]
@@ -482,8 +525,9 @@ public abstract class BudgetStoreContractTests : IAsyncLifetime
     {
         SetTime(at);
         var level = Level("a", new BudgetLimits(hour: 1_000_000, day: 10));
+        (await ReserveAsync(level, 5)).IsAdmitted.Should().BeTrue();
 
-        var decision = await ReserveAsync(level, 11);
+        var decision = await ReserveAsync(level, 6);
 
         decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
         decision.RetryAfter.Should().Be(TimeSpan.FromSeconds(expectedSeconds));
@@ -524,8 +568,9 @@ public abstract class BudgetStoreContractTests : IAsyncLifetime
         SetTime("2030-03-14T10:15:00Z");
         var tenant = Level("tenant", new BudgetLimits(hour: 10));
         var a = Level("agent-a", new BudgetLimits(day: 1000));
+        (await ReserveAsync(a, 6, tenant)).IsAdmitted.Should().BeTrue();
 
-        var decision = await ReserveAsync(a, 11, tenant);
+        var decision = await ReserveAsync(a, 5, tenant);
 
         decision.RetryAfter.Should().Be(TimeSpan.FromMinutes(45));
     }
