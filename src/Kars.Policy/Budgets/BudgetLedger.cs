@@ -174,6 +174,16 @@ internal sealed class BudgetLedger
         int count = parentKey is null ? 5 : 10;
         for (int i = 0; i < count; i++)
         {
+            if (counters[i]!.Held > long.MaxValue - tokens)
+            {
+                // The hold would not be representable (only reachable in Observe mode with ~1024 maximal open
+                // leases): fail closed in every mode rather than wrap or lose track of held tokens.
+                return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter: null, Remaining(level, parent, counters));
+            }
+        }
+
+        for (int i = 0; i < count; i++)
+        {
             counters[i]!.Held += tokens;
         }
 
@@ -317,7 +327,7 @@ internal sealed class BudgetLedger
             {
                 if (counters[i] is { } c)
                 {
-                    c.Held += tokens;
+                    c.Held = SaturatingAdd(c.Held, tokens);
                 }
             }
         }
@@ -355,15 +365,24 @@ internal sealed class BudgetLedger
 
     public void RestoreNextLeaseId(long next) => NextLeaseId = Math.Max(NextLeaseId, next);
 
+    /// <summary>Adds two non-negative counters, sticking at <see cref="long.MaxValue"/> instead of wrapping.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long SaturatingAdd(long a, long b)
+    {
+        long sum = a + b;
+        return sum < 0 ? long.MaxValue : sum;
+    }
+
     private static bool Fits(BudgetCounter c, long tokens, long limit)
     {
-        long load = c.Used + c.Held;
-        return tokens <= limit && load <= limit - tokens;
+        // A saturated load is "at least long.MaxValue": it never fits, whatever the limit.
+        long load = SaturatingAdd(c.Used, c.Held);
+        return load != long.MaxValue && tokens <= limit && load <= limit - tokens;
     }
 
     private static long Left(BudgetCounter c, long limit)
     {
-        long load = c.Used + c.Held;
+        long load = SaturatingAdd(c.Used, c.Held);
         return load >= limit ? 0 : limit - load;
     }
 
@@ -440,8 +459,8 @@ internal sealed class BudgetLedger
         {
             if (lease.Counters[i] is { } c)
             {
-                c.Held -= tokens;
-                c.Used += charged;
+                c.Held = Math.Max(0, c.Held - tokens);
+                c.Used = SaturatingAdd(c.Used, charged);
             }
         }
 

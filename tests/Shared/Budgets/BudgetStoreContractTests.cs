@@ -210,6 +210,86 @@ public abstract class BudgetStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TryReserveAsync_AboveMaxTokens_ThrowsAndHoldsNothing()
+    {
+        var level = Level("a", BudgetLimits.None);
+        var limited = Level("b", new BudgetLimits(day: 1000));
+
+        var above = async () => await Store.TryReserveAsync(new BudgetRequest(level, BudgetStore.MaxTokens + 1, LeaseDuration, at: Now));
+        var huge = async () => await Store.TryReserveAsync(new BudgetRequest(limited, long.MaxValue, LeaseDuration, mode: BudgetMode.Observe, at: Now));
+
+        await above.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        await huge.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        Window(await StatusAsync(limited), BudgetWindow.Day).Held.Should().Be(0);
+        (await ReserveAsync(level, BudgetStore.MaxTokens)).Reason.Should().Be(BudgetReason.Admitted);
+    }
+
+    [Fact]
+    public async Task SettleAsync_AboveMaxTokens_ThrowsAndChargesNothing()
+    {
+        var level = Level("a", new BudgetLimits(day: 1000));
+        var a = await ReserveAsync(level, 10);
+        (await ReserveAsync(level, 10)).IsAdmitted.Should().BeTrue();
+
+        var wrap = async () => await Store.SettleAsync(a.Lease.Id, long.MaxValue, Now);
+        var above = async () => await Store.SettleAsync(a.Lease.Id, BudgetStore.MaxTokens + 1, Now);
+
+        await wrap.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        await above.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        var day = Window(await StatusAsync(level), BudgetWindow.Day);
+        day.Used.Should().Be(0);
+        day.Held.Should().Be(20);
+        (await ReserveAsync(level, 981)).Reason.Should().Be(BudgetReason.BudgetExceeded);
+        (await ReserveAsync(level, 980)).Reason.Should().Be(BudgetReason.Admitted);
+    }
+
+    [Fact]
+    public async Task SettleAsync_ManySettlementsAtMaxTokens_SaturateAndNeverAdmit()
+    {
+        var level = Level("a", new BudgetLimits(day: 1000));
+        var tenant = Level("tenant", BudgetLimits.None);
+        const int Batch = 64;
+        const int Batches = 17; // 1088 × 2^53 > long.MaxValue: the counters would wrap without saturation
+
+        for (int b = 0; b < Batches; b++)
+        {
+            var decisions = await Task.WhenAll(Enumerable.Range(0, Batch).Select(
+                _ => Store.TryReserveAsync(new BudgetRequest(level, 0, LeaseDuration, tenant, BudgetMode.Observe, Now)).AsTask()));
+            await Task.WhenAll(decisions.Select(d => Store.SettleAsync(d.Lease.Id, BudgetStore.MaxTokens, Now).AsTask()));
+        }
+
+        var decision = await ReserveAsync(level, 1, tenant);
+        var zero = await ReserveAsync(level, 0, tenant);
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        zero.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        Remaining(decision, BudgetWindow.Day).Should().Be(0);
+        var day = Window(await StatusAsync(level, tenant), BudgetWindow.Day);
+        day.Used.Should().Be(long.MaxValue);
+        day.Remaining.Should().Be(0);
+        (await Store.GetStatusAsync(new BudgetLevel(tenant.Key, new BudgetLimits(day: long.MaxValue)), at: Now)).Windows.Single().Used.Should().Be(long.MaxValue);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_ObserveHoldsNearLongMax_RejectsInsteadOfWrapping()
+    {
+        var level = Level("a", new BudgetLimits(day: 1000));
+        const int Fit = 1023; // 1023 × 2^53 = long.MaxValue + 1 − 2^53: one more maximal hold would wrap
+
+        var decisions = await Task.WhenAll(Enumerable.Range(0, Fit).Select(
+            _ => Store.TryReserveAsync(new BudgetRequest(level, BudgetStore.MaxTokens, LeaseDuration, mode: BudgetMode.Observe, at: Now)).AsTask()));
+        var overflow = await ReserveAsync(level, BudgetStore.MaxTokens, mode: BudgetMode.Observe);
+
+        decisions.Should().OnlyContain(d => d.Reason == BudgetReason.Observed);
+        overflow.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        overflow.IsAdmitted.Should().BeFalse();
+        var day = Window(await StatusAsync(level), BudgetWindow.Day);
+        day.Held.Should().Be(Fit * BudgetStore.MaxTokens);
+        day.Remaining.Should().Be(0);
+        (await ReserveAsync(level, 0)).Reason.Should().Be(BudgetReason.BudgetExceeded);
+    }
+
+    [Fact]
     public async Task SettleAsync_BelowHold_ReplacesHoldWithActual()
     {
         var level = Level("a", new BudgetLimits(day: 1000));
