@@ -80,6 +80,21 @@ public sealed class BudgetMeterTests
     }
 
     [Fact]
+    public async Task TryReserveAsync_AboveMaxTokens_ThrowsWithoutTouchingTheStore()
+    {
+        var store = new InMemoryBudgetStore(_time);
+        var meter = new BudgetMeter(store, new BudgetPolicy(new BudgetLimits(day: 10)));
+
+        var act = async () => await meter.TryReserveAsync("k", BudgetStore.MaxTokens + 1);
+        var agentControlled = await meter.TryReserveAsync("k", BudgetReservation.Compute(10, long.MaxValue, null, null, 0));
+
+        await act.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        agentControlled.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        agentControlled.RetryAfter.Should().BeNull();
+        (await meter.GetStatusAsync("k")).Windows.Single().Held.Should().Be(0);
+    }
+
+    [Fact]
     public async Task TryReserveAsync_StoreClock_UsesInjectedTimeProvider()
     {
         var meter = new BudgetMeter(new InMemoryBudgetStore(_time), new BudgetPolicy(new BudgetLimits(hour: 10)));
