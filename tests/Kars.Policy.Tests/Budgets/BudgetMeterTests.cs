@@ -95,6 +95,23 @@ public sealed class BudgetMeterTests
     }
 
     [Fact]
+    public async Task TryReserveAsync_ObserveAboveCapWhenStoreCannotHold_StaysRejected()
+    {
+        var policy = new BudgetPolicy(new BudgetLimits(day: 10), mode: BudgetMode.Observe, perRequestTokens: 5);
+        var meter = new BudgetMeter(new InMemoryBudgetStore(_time), policy);
+        for (int i = 0; i < 1023; i++)
+        {
+            (await meter.TryReserveAsync("k", BudgetStore.MaxTokens)).Reason.Should().Be(BudgetReason.Observed);
+        }
+
+        var decision = await meter.TryReserveAsync("k", BudgetStore.MaxTokens);
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        decision.IsAdmitted.Should().BeFalse();
+        decision.Lease.IsValid.Should().BeFalse();
+    }
+
+    [Fact]
     public async Task TryReserveAsync_StoreClock_UsesInjectedTimeProvider()
     {
         var meter = new BudgetMeter(new InMemoryBudgetStore(_time), new BudgetPolicy(new BudgetLimits(hour: 10)));
