@@ -34,6 +34,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
 {
     private const long FailOpenLeaseFlag = 1L << 62;
     private const int SweepLimit = 32;
+    private const long CounterCap = 1L << 53;
     private static readonly RedisValue[] WindowCodes = ["H", "D", "W", "M", "Y"];
     private static readonly RedisValue Empty = RedisValue.EmptyString;
     private static readonly RedisValue One = "1";
@@ -621,6 +622,11 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
     private static long Room(long limit, long used, long held)
     {
+        if (used >= CounterCap || held >= CounterCap)
+        {
+            return 0; // saturated: rejects (see RedisBudgetScripts)
+        }
+
         long room = limit - used - held;
         return room < 0 ? 0 : room;
     }
