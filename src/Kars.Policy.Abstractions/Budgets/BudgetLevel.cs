@@ -14,9 +14,9 @@ public sealed class BudgetLevel
     public const int MaxKeyLength = 256;
 
     /// <summary>Initializes a level.</summary>
-    /// <param name="key">The budget key: 1–256 characters, no control characters.</param>
+    /// <param name="key">The budget key: 1–256 UTF-16 code units of valid UTF-16 (no lone surrogates), no control characters.</param>
     /// <param name="limits">The limits of this level.</param>
-    /// <exception cref="ArgumentException"><paramref name="key"/> is empty, too long or has control characters.</exception>
+    /// <exception cref="ArgumentException"><paramref name="key"/> is empty, too long, has control characters or is not valid UTF-16 (a lone surrogate).</exception>
     /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
     public BudgetLevel(string key, BudgetLimits limits)
     {
@@ -27,11 +27,22 @@ public sealed class BudgetLevel
             throw new ArgumentException($"A budget key has 1 to {MaxKeyLength} characters.", nameof(key));
         }
 
-        foreach (char c in key)
+        for (int i = 0; i < key.Length; i++)
         {
+            char c = key[i];
             if (char.IsControl(c))
             {
-                throw new ArgumentException("A budget key has no control characters.", nameof(key));
+                throw new ArgumentException($"A budget key has no control characters (U+{(int)c:X4} at index {i}).", nameof(key));
+            }
+
+            if (char.IsHighSurrogate(c) && i + 1 < key.Length && char.IsLowSurrogate(key[i + 1]))
+            {
+                i++;
+            }
+            else if (char.IsSurrogate(c))
+            {
+                // A lone surrogate is not text: it cannot be encoded (UTF-8 file store, Redis) and would name a different key after a round trip.
+                throw new ArgumentException($"A budget key is valid UTF-16: lone surrogate U+{(int)c:X4} at index {i}.", nameof(key));
             }
         }
 

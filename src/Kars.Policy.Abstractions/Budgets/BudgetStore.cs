@@ -15,6 +15,10 @@ namespace Kars.Policy.Budgets;
 /// <item><description>An admission holds the tokens under a store-assigned lease id until it is settled, abandoned
 /// or expires. Settlement replaces the hold with the actual usage in the periods of admission, is idempotent per
 /// lease, and charges usage above the hold. Abandonment and expiry charge the full hold.</description></item>
+/// <item><description>Token counts are bounded: a request's tokens and a settlement's actual usage are at most
+/// <see cref="MaxTokens"/> (2^53, exact in every store including Redis/Lua doubles); larger values throw. Counters
+/// (<c>used</c>, <c>held</c>) saturate at <see cref="long.MaxValue"/> instead of wrapping, and a saturated counter
+/// never admits; a hold that could not be represented is rejected even in Observe mode.</description></item>
 /// <item><description>Failures to reach or persist state throw <see cref="BudgetStoreUnavailableException"/>; bad
 /// persisted state throws <see cref="BudgetStateCorruptException"/>. A store never admits because it failed.</description></item>
 /// </list>
@@ -22,10 +26,15 @@ namespace Kars.Policy.Budgets;
 /// </remarks>
 public abstract class BudgetStore : IAsyncDisposable
 {
+    /// <summary>The largest token count of one request or one settlement: 2^53, so every store (including
+    /// Redis scripts, whose numbers are doubles) handles it exactly.</summary>
+    public const long MaxTokens = 1L << 53;
+
     /// <summary>Reserves tokens for a request, or rejects it.</summary>
     /// <param name="request">The request.</param>
     /// <param name="cancellationToken">Cancels the call; a cancelled call admits nothing.</param>
     /// <returns>The decision; when admitted it carries the lease.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The request's tokens are above <see cref="MaxTokens"/>.</exception>
     /// <exception cref="ArgumentException">The request has no level, negative tokens or a non-positive lease duration.</exception>
     /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The store cannot decide durably.</exception>
@@ -39,6 +48,11 @@ public abstract class BudgetStore : IAsyncDisposable
         if (request.Tokens < 0)
         {
             throw new ArgumentException("The tokens of a request are zero or more.", nameof(request));
+        }
+
+        if (request.Tokens > MaxTokens)
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), request.Tokens, $"The tokens of a request are at most BudgetStore.MaxTokens ({MaxTokens}).");
         }
 
         if (request.LeaseDuration <= TimeSpan.Zero)
@@ -61,17 +75,18 @@ public abstract class BudgetStore : IAsyncDisposable
 
     /// <summary>Replaces a lease's hold with the actual usage, in the periods in which it was admitted.</summary>
     /// <param name="leaseId">The lease id.</param>
-    /// <param name="actualTokens">The tokens actually used (0 or more; above the hold is charged too).</param>
+    /// <param name="actualTokens">The tokens actually used (0 to <see cref="MaxTokens"/>; above the hold is charged too).</param>
     /// <param name="at">The instant of settlement (decides whether the lease has expired); <see langword="null"/> for the store's clock.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The settlement; idempotent per lease.</returns>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive or <paramref name="actualTokens"/> is negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive, or <paramref name="actualTokens"/> is negative or above <see cref="MaxTokens"/>.</exception>
     /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The store cannot record it durably.</exception>
     public ValueTask<BudgetSettlement> SettleAsync(long leaseId, long actualTokens, Instant? at = null, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(leaseId);
         ArgumentOutOfRangeException.ThrowIfNegative(actualTokens);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(actualTokens, MaxTokens);
         if (cancellationToken.IsCancellationRequested)
         {
             return ValueTask.FromCanceled<BudgetSettlement>(cancellationToken);

@@ -138,6 +138,7 @@ internal sealed class BudgetLedger
 
         var counters = default(BudgetCounterRefs);
         bool fits = true;
+        bool retryable = true;
         Instant blockedUntil = Instant.MinValue;
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
@@ -146,6 +147,7 @@ internal sealed class BudgetLedger
             if (level.Limits.TryGetLimit((BudgetWindow)w, out long limit) && !Fits(c, tokens, limit))
             {
                 fits = false;
+                retryable &= tokens <= limit;
                 blockedUntil = Max(blockedUntil, c.End);
             }
 
@@ -156,6 +158,7 @@ internal sealed class BudgetLedger
                 if (parent!.Limits.TryGetLimit((BudgetWindow)w, out long parentLimit) && !Fits(pc, tokens, parentLimit))
                 {
                     fits = false;
+                    retryable &= tokens <= parentLimit;
                     blockedUntil = Max(blockedUntil, pc.End);
                 }
             }
@@ -163,10 +166,22 @@ internal sealed class BudgetLedger
 
         if (!fits && request.Mode == BudgetMode.Enforce)
         {
-            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, BudgetPeriods.RetryAfter(now, blockedUntil), Remaining(level, parent, counters));
+            // A request larger than some window's whole limit can never fit: no retry delay would be honest.
+            TimeSpan? retryAfter = retryable ? BudgetPeriods.RetryAfter(now, blockedUntil) : null;
+            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter, Remaining(level, parent, counters));
         }
 
         int count = parentKey is null ? 5 : 10;
+        for (int i = 0; i < count; i++)
+        {
+            if (counters[i]!.Held > long.MaxValue - tokens)
+            {
+                // The hold would not be representable (only reachable in Observe mode with ~1024 maximal open
+                // leases): fail closed in every mode rather than wrap or lose track of held tokens.
+                return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter: null, Remaining(level, parent, counters));
+            }
+        }
+
         for (int i = 0; i < count; i++)
         {
             counters[i]!.Held += tokens;
@@ -312,7 +327,7 @@ internal sealed class BudgetLedger
             {
                 if (counters[i] is { } c)
                 {
-                    c.Held += tokens;
+                    c.Held = SaturatingAdd(c.Held, tokens);
                 }
             }
         }
@@ -350,15 +365,24 @@ internal sealed class BudgetLedger
 
     public void RestoreNextLeaseId(long next) => NextLeaseId = Math.Max(NextLeaseId, next);
 
+    /// <summary>Adds two non-negative counters, sticking at <see cref="long.MaxValue"/> instead of wrapping.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long SaturatingAdd(long a, long b)
+    {
+        long sum = a + b;
+        return sum < 0 ? long.MaxValue : sum;
+    }
+
     private static bool Fits(BudgetCounter c, long tokens, long limit)
     {
-        long load = c.Used + c.Held;
-        return tokens <= limit && load <= limit - tokens;
+        // A saturated load is "at least long.MaxValue": it never fits, whatever the limit.
+        long load = SaturatingAdd(c.Used, c.Held);
+        return load != long.MaxValue && tokens <= limit && load <= limit - tokens;
     }
 
     private static long Left(BudgetCounter c, long limit)
     {
-        long load = c.Used + c.Held;
+        long load = SaturatingAdd(c.Used, c.Held);
         return load >= limit ? 0 : limit - load;
     }
 
@@ -435,8 +459,8 @@ internal sealed class BudgetLedger
         {
             if (lease.Counters[i] is { } c)
             {
-                c.Held -= tokens;
-                c.Used += charged;
+                c.Held = Math.Max(0, c.Held - tokens);
+                c.Used = SaturatingAdd(c.Used, charged);
             }
         }
 

@@ -46,11 +46,13 @@ public sealed class BudgetMeter
     /// <param name="at">An explicit instant (replay, tests), or <see langword="null"/> for the store's clock.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The decision; when admitted, settle or dispose its lease.</returns>
-    /// <exception cref="ArgumentException"><paramref name="key"/> is not a valid key or <paramref name="tokens"/> is negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="tokens"/> is negative or above <see cref="BudgetStore.MaxTokens"/>.</exception>
+    /// <exception cref="ArgumentException"><paramref name="key"/> is not a valid key.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The store cannot decide.</exception>
     public ValueTask<BudgetDecision> TryReserveAsync(string key, long tokens, Instant? at = null, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(tokens, BudgetStore.MaxTokens);
         Snapshot snapshot = Volatile.Read(ref _snapshot);
         Resolved levels = snapshot.Resolve(key);
         BudgetPolicy policy = snapshot.Policy;

@@ -26,6 +26,11 @@ namespace Kars.Policy.Budgets;
 /// the backup generation (previous snapshot + its log + the current log, sequence numbers chaining exactly); if that
 /// does not restore it either, the open throws
 /// <see cref="BudgetStateCorruptException"/>: the store never resets spend to zero.</description></item>
+/// <item><description>Only a directory with no state at all starts a fresh store; it then writes <c>budget.wal</c>, <c>budget.snapshot</c>
+/// and the identity file <c>budget.id</c>. The log is replaced atomically and never moved away, so once any state exists
+/// (identity file, snapshot or backups) a missing <c>budget.wal</c> means lost records: the open throws
+/// <see cref="BudgetStateCorruptException"/> and leaves every file untouched. A missing or damaged snapshot is restored from the backup
+/// generation when the sequence numbers chain exactly.</description></item>
 /// <item><description>An I/O failure while running throws <see cref="BudgetStoreUnavailableException"/> for
 /// that call and every later one (the in-memory state may be ahead of the disk, so the store stops deciding).</description></item>
 /// <item><description>One process owns a directory: the log is opened without write sharing.</description></item>
@@ -40,7 +45,11 @@ public sealed class FileBudgetStore : BudgetStore
     /// <summary>The snapshot file name inside the store directory.</summary>
     public const string SnapshotFileName = "budget.snapshot";
 
+    /// <summary>The identity file inside the store directory, written once when the store is created in an empty directory.</summary>
+    public const string MarkerFileName = "budget.id";
+
     private const string BackupSuffix = ".bak";
+    private const string MarkerMagic = "kars-budget-store";
 
     private readonly Lock _gate = new();
     private BudgetLedger _ledger = new();
@@ -49,6 +58,7 @@ public sealed class FileBudgetStore : BudgetStore
     private readonly ILogger _logger;
     private readonly string _logPath;
     private readonly string _snapshotPath;
+    private readonly string _markerPath;
     private readonly SemaphoreSlim _signal = new(0);
     private ArrayBufferWriter<byte> _pending = new(64 * 1024);
     private ArrayBufferWriter<byte> _writing = new(64 * 1024);
@@ -69,6 +79,7 @@ public sealed class FileBudgetStore : BudgetStore
         _logger = logger;
         _logPath = fileSystem.Path.Combine(directory, LogFileName);
         _snapshotPath = fileSystem.Path.Combine(directory, SnapshotFileName);
+        _markerPath = fileSystem.Path.Combine(directory, MarkerFileName);
     }
 
     /// <summary>Gets the store directory.</summary>
@@ -341,6 +352,33 @@ public sealed class FileBudgetStore : BudgetStore
     private void Recover()
     {
         _fs.Directory.CreateDirectory(Directory);
+        bool marker = _fs.File.Exists(_markerPath);
+        bool log = _fs.File.Exists(_logPath);
+        bool snapshot = _fs.File.Exists(_snapshotPath);
+        bool backups = _fs.File.Exists(_snapshotPath + BackupSuffix) || _fs.File.Exists(_logPath + BackupSuffix);
+        if (!marker && !log && !snapshot && !backups)
+        {
+            // Only a directory without any state (leftover *.tmp files were never acknowledged) starts a fresh store.
+            CreateFresh();
+            return;
+        }
+
+        if (marker)
+        {
+            VerifyMarker();
+        }
+
+        if (!log)
+        {
+            // The log is never absent once a store exists (it is replaced atomically, never moved away), so its
+            // records since the last snapshot are gone; the backup generation ends before them and cannot prove
+            // otherwise. Fail closed instead of silently dropping spend.
+            string found = marker ? "the store identity file" : snapshot ? "the snapshot" : "backup files";
+            throw new BudgetStateCorruptException(
+                $"The budget state in '{Directory}' is corrupt: {LogFileName} is missing although {found} exists, so the records written since the last snapshot cannot be accounted for. Refusing to start rather than reset or lose spend; restore the files, or remove the whole directory deliberately to start from zero.",
+                _logPath);
+        }
+
         long replayed;
         try
         {
@@ -366,7 +404,48 @@ public sealed class FileBudgetStore : BudgetStore
         Instant now = _time.GetCurrentInstant();
         _ledger.ExpireDue(now);
         WriteSnapshotAndResetLog(Snapshot(), _seq);
+        if (!marker)
+        {
+            // A store created before the identity file existed, or whose creation was interrupted after its log was written.
+            WriteMarker();
+        }
+
         BudgetLog.StoreOpened(_logger, Directory, _ledger.Keys.Count, _ledger.OpenLeases.Count, replayed);
+    }
+
+    private void CreateFresh()
+    {
+        // Order matters for a crash in between: the log first (a log from sequence 0 without a snapshot is a
+        // complete history), then the snapshot, then the identity file that marks the store as created.
+        string logTemp = _logPath + ".tmp";
+        WriteDurably(logTemp, BudgetFileFormat.Line(string.Join(' ', BudgetFileFormat.LogMagic, BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture), "0")));
+        _fs.File.Move(logTemp, _logPath, overwrite: true);
+        WriteSnapshotAndResetLog(Snapshot(), 0);
+        WriteMarker();
+        BudgetLog.StoreOpened(_logger, Directory, 0, 0, 0);
+    }
+
+    private void WriteMarker()
+    {
+        string temp = _markerPath + ".tmp";
+        WriteDurably(temp, BudgetFileFormat.Line(string.Join(' ', MarkerMagic, BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture), Guid.NewGuid().ToString("N"))));
+        _fs.File.Move(temp, _markerPath, overwrite: true);
+    }
+
+    private void VerifyMarker()
+    {
+        var lines = new List<(int Number, string Payload)>();
+        BudgetFileFormat.Split(_fs.File.ReadAllBytes(_markerPath), lines, out long torn, out int bad);
+        string[] f = lines.Count == 1 ? lines[0].Payload.Split(' ') : [];
+        if (bad != 0 || torn >= 0 || f.Length != 3 || f[0] != MarkerMagic || !Guid.TryParseExact(f[2], "N", out _))
+        {
+            throw new BudgetStateCorruptException($"The budget state in '{Directory}' is corrupt: {MarkerFileName} does not verify. Refusing to start; restore it or remove the whole directory deliberately.", _markerPath);
+        }
+
+        if (f[1] != BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture))
+        {
+            throw new BudgetStateCorruptException($"The budget state in '{Directory}' is of unknown version '{f[1]}' (this library reads version {BudgetFileFormat.Version}).", _markerPath);
+        }
     }
 
     private long Load(string snapshotPath, string[] logPaths)
@@ -642,8 +721,9 @@ public sealed class FileBudgetStore : BudgetStore
         _log = null;
         if (_fs.File.Exists(_logPath))
         {
-            // Keep the log that led from the previous snapshot (now budget.snapshot.bak) to this one.
-            _fs.File.Move(_logPath, _logPath + BackupSuffix, overwrite: true);
+            // Keep the log that led from the previous snapshot (now budget.snapshot.bak) to this one. Copied, not
+            // moved: the log is never absent, so a missing log always means lost records (see Recover).
+            _fs.File.Copy(_logPath, _logPath + BackupSuffix, overwrite: true);
         }
 
         _fs.File.Move(logTemp, _logPath, overwrite: true);

@@ -62,6 +62,27 @@ public sealed class BudgetTypesTests
         act.Should().Throw<ArgumentException>();
     }
 
+    [Theory]
+    [InlineData(new[] { 'a', '\uD800' }, "lone surrogate U+D800 at index 1")]
+    [InlineData(new[] { '\uDC00', 'a' }, "lone surrogate U+DC00 at index 0")]
+    [InlineData(new[] { '\uD83D', '\uD83D', '\uDE00' }, "lone surrogate U+D83D at index 0")]
+    [InlineData(new[] { 'a', '\uDE00', '\uD83D' }, "lone surrogate U+DE00 at index 1")]
+    [InlineData(new[] { 'a', '\u007F' }, "control characters (U+007F at index 1)")]
+    public void BudgetLevel_InvalidUtf16OrControl_ThrowsNamingTheCharacter(char[] chars, string expected)
+    {
+        var act = () => new BudgetLevel(new string(chars), BudgetLimits.None);
+
+        act.Should().Throw<ArgumentException>().WithParameterName("key").And.Message.Should().Contain(expected);
+    }
+
+    [Fact]
+    public void BudgetLevel_SurrogatePairAndNonAscii_AreAccepted()
+    {
+        var level = new BudgetLevel("agent-\uD83D\uDE00-ü", BudgetLimits.None);
+
+        level.Key.Should().Be("agent-😀-ü");
+    }
+
     [Fact]
     public void BudgetDecision_Default_IsARejection()
     {

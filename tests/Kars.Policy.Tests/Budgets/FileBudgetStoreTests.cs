@@ -286,6 +286,158 @@ public sealed class FileBudgetStoreTests
         await act.Should().ThrowAsync<BudgetStateCorruptException>();
     }
 
+    private string MarkerPath => _fs.Path.Combine(Dir, FileBudgetStore.MarkerFileName);
+
+    private async Task TwoGenerationsAsync()
+    {
+        await using (var store = await OpenAsync())
+        {
+            await store.TryReserveAsync(Request(100));
+        }
+
+        await using (var store = await OpenAsync())
+        {
+            var d = await store.TryReserveAsync(Request(200));
+            await store.SettleAsync(d.Lease.Id, 150);
+        }
+    }
+
+    private Dictionary<string, byte[]> Files() => _fs.Directory.GetFiles(Dir).ToDictionary(f => f, f => _fs.File.ReadAllBytes(f));
+
+    [Fact]
+    public async Task OpenAsync_SnapshotAndLogDeletedWithBackups_FailsClosedAndKeepsBackups()
+    {
+        await TwoGenerationsAsync();
+        _fs.File.Delete(SnapshotPath);
+        _fs.File.Delete(LogPath);
+        var before = Files();
+
+        var act = async () => await OpenAsync();
+
+        var ex = (await act.Should().ThrowAsync<BudgetStateCorruptException>()).Which;
+        ex.Path.Should().Be(LogPath);
+        ex.Message.Should().Contain("budget.wal is missing");
+        Files().Should().BeEquivalentTo(before, "a refused open changes no file, least of all the backups");
+    }
+
+    [Fact]
+    public async Task OpenAsync_OnlyBackupsPresent_FailsClosed()
+    {
+        await TwoGenerationsAsync();
+        _fs.File.Delete(SnapshotPath);
+        _fs.File.Delete(LogPath);
+        _fs.File.Delete(MarkerPath);
+
+        var act = async () => await OpenAsync();
+
+        (await act.Should().ThrowAsync<BudgetStateCorruptException>()).Which.Message.Should().Contain("backup files exist");
+        _fs.File.Exists(SnapshotPath).Should().BeFalse();
+    }
+
+    [Fact]
+    public async Task OpenAsync_LogDeleted_FailsClosedInsteadOfDroppingRecordsSinceSnapshot()
+    {
+        await TwoGenerationsAsync();
+        await using (var store = await OpenAsync())
+        {
+            (await store.TryReserveAsync(Request(300))).IsAdmitted.Should().BeTrue();
+        }
+
+        _fs.File.Delete(LogPath);
+
+        var act = async () => await OpenAsync();
+
+        (await act.Should().ThrowAsync<BudgetStateCorruptException>()).Which.Path.Should().Be(LogPath);
+    }
+
+    [Fact]
+    public async Task OpenAsync_LogDeletedBeforeAnyCompaction_FailsClosed()
+    {
+        await using (var store = await OpenAsync())
+        {
+            (await store.TryReserveAsync(Request(300))).IsAdmitted.Should().BeTrue();
+        }
+
+        _fs.File.Delete(LogPath);
+        _fs.File.Delete(LogPath + ".bak");
+
+        var act = async () => await OpenAsync();
+
+        (await act.Should().ThrowAsync<BudgetStateCorruptException>()).Which.Message.Should().Contain("store identity file");
+    }
+
+    [Fact]
+    public async Task OpenAsync_MarkerOnly_FailsClosed()
+    {
+        await TwoGenerationsAsync();
+        foreach (string file in _fs.Directory.GetFiles(Dir).Where(f => f != MarkerPath))
+        {
+            _fs.File.Delete(file);
+        }
+
+        var act = async () => await OpenAsync();
+
+        await act.Should().ThrowAsync<BudgetStateCorruptException>();
+        _fs.Directory.GetFiles(Dir).Should().Equal(MarkerPath);
+    }
+
+    [Fact]
+    public async Task OpenAsync_DamagedMarker_FailsClosed()
+    {
+        await TwoGenerationsAsync();
+        _fs.File.WriteAllText(MarkerPath, "hello\n");
+
+        var act = async () => await OpenAsync();
+
+        (await act.Should().ThrowAsync<BudgetStateCorruptException>()).Which.Path.Should().Be(MarkerPath);
+    }
+
+    [Fact]
+    public async Task OpenAsync_MarkerDeletedButStateIntact_LoadsAndRewritesMarker()
+    {
+        await TwoGenerationsAsync();
+        _fs.File.Delete(MarkerPath);
+
+        await using var reopened = await OpenAsync();
+
+        var day = Day(await reopened.GetStatusAsync(_agent));
+        day.Held.Should().Be(100);
+        day.Used.Should().Be(150);
+        _fs.File.Exists(MarkerPath).Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task OpenAsync_ManyGenerations_LogNeverMissingAndStateKept()
+    {
+        await TwoGenerationsAsync();
+        await using (var store = await OpenAsync())
+        {
+            store.CompactAfterRecords = 3;
+            for (int i = 0; i < 10; i++)
+            {
+                var d = await store.TryReserveAsync(Request(1));
+                await store.SettleAsync(d.Lease.Id, 1);
+                _fs.File.Exists(LogPath).Should().BeTrue();
+            }
+        }
+
+        await using var reopened = await OpenAsync();
+        Day(await reopened.GetStatusAsync(_agent)).Used.Should().Be(160);
+    }
+
+    [Fact]
+    public async Task OpenAsync_KeyWithSurrogatePair_SameKeyAfterRestart()
+    {
+        var level = new BudgetLevel("agent-\uD83D\uDE00 %/ü", new BudgetLimits(day: 1000));
+        await using (var store = await OpenAsync())
+        {
+            (await store.TryReserveAsync(new BudgetRequest(level, 400, Lease))).IsAdmitted.Should().BeTrue();
+        }
+
+        await using var reopened = await OpenAsync();
+        Day(await reopened.GetStatusAsync(level)).Held.Should().Be(400);
+    }
+
     [Fact]
     public async Task OpenAsync_EmptyDirectory_StartsEmpty()
     {
@@ -294,6 +446,64 @@ public sealed class FileBudgetStoreTests
         Day(await store.GetStatusAsync(_agent)).Used.Should().Be(0);
         _fs.File.Exists(LogPath).Should().BeTrue();
         _fs.File.Exists(SnapshotPath).Should().BeTrue();
+        _fs.File.Exists(MarkerPath).Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task OpenAsync_RealDiskLogDeleted_FailsClosedAndKeepsFiles()
+    {
+        var disk = new FileSystem();
+        string dir = Path.Combine(Path.GetTempPath(), "kars-budget-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await using (var store = await FileBudgetStore.OpenAsync(dir, disk, _time))
+            {
+                (await store.TryReserveAsync(Request(300))).IsAdmitted.Should().BeTrue();
+            }
+
+            await using (var store = await FileBudgetStore.OpenAsync(dir, disk, _time))
+            {
+                (await store.TryReserveAsync(Request(200))).IsAdmitted.Should().BeTrue();
+            }
+
+            disk.File.Delete(disk.Path.Combine(dir, FileBudgetStore.LogFileName));
+            disk.File.Delete(disk.Path.Combine(dir, FileBudgetStore.SnapshotFileName));
+            string backup = disk.Path.Combine(dir, FileBudgetStore.SnapshotFileName + ".bak");
+            byte[] before = disk.File.ReadAllBytes(backup);
+
+            var act = async () => await FileBudgetStore.OpenAsync(dir, disk, _time);
+
+            await act.Should().ThrowAsync<BudgetStateCorruptException>();
+            disk.File.ReadAllBytes(backup).Should().Equal(before);
+            disk.File.Exists(disk.Path.Combine(dir, FileBudgetStore.SnapshotFileName)).Should().BeFalse();
+        }
+        finally
+        {
+            disk.Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task OpenAsync_RealDiskEmptyDirectory_StartsFreshWithMarker()
+    {
+        var disk = new FileSystem();
+        string dir = Path.Combine(Path.GetTempPath(), "kars-budget-" + Guid.NewGuid().ToString("N"));
+        disk.Directory.CreateDirectory(dir);
+        try
+        {
+            await using (var store = await FileBudgetStore.OpenAsync(dir, disk, _time))
+            {
+                (await store.TryReserveAsync(Request(300))).IsAdmitted.Should().BeTrue();
+            }
+
+            disk.File.Exists(disk.Path.Combine(dir, FileBudgetStore.MarkerFileName)).Should().BeTrue();
+            await using var reopened = await FileBudgetStore.OpenAsync(dir, disk, _time);
+            Day(await reopened.GetStatusAsync(_agent)).Held.Should().Be(300);
+        }
+        finally
+        {
+            disk.Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]

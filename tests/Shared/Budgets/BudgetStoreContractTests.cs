@@ -138,7 +138,50 @@ public abstract class BudgetStoreContractTests : IAsyncLifetime
         var decision = await ReserveAsync(level, 1);
 
         decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        decision.RetryAfter.Should().BeNull("a zero limit never admits a positive request");
         Remaining(decision, BudgetWindow.Week).Should().Be(0);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_TokensAboveWholeLimit_RejectsWithoutRetryAfter()
+    {
+        SetTime("2030-03-14T10:15:00Z");
+        var level = Level("a", new BudgetLimits(hour: 100, day: 10_000));
+
+        var decision = await ReserveAsync(level, 101);
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        decision.IsAdmitted.Should().BeFalse();
+        decision.RetryAfter.Should().BeNull("no rollover can make 101 tokens fit a 100-token hour");
+        Remaining(decision, BudgetWindow.Hour).Should().Be(100);
+        Window(await StatusAsync(level), BudgetWindow.Hour).Held.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_TokensAboveParentWholeLimit_RejectsWithoutRetryAfter()
+    {
+        SetTime("2030-03-14T10:15:00Z");
+        var tenant = Level("tenant", new BudgetLimits(month: 50));
+        var a = Level("agent-a", new BudgetLimits(hour: 10, day: 1000));
+        (await ReserveAsync(a, 10, tenant)).IsAdmitted.Should().BeTrue();
+
+        var decision = await ReserveAsync(a, 51, tenant);
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        decision.RetryAfter.Should().BeNull("51 tokens never fit the tenant's 50-token month, although the hour rolls over");
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_ObserveAboveWholeLimit_StillAdmitsAsObserved()
+    {
+        var level = Level("a", new BudgetLimits(day: 100));
+
+        var decision = await ReserveAsync(level, 101, mode: BudgetMode.Observe);
+
+        decision.Reason.Should().Be(BudgetReason.Observed);
+        decision.IsAdmitted.Should().BeTrue();
+        decision.RetryAfter.Should().BeNull();
+        Window(await StatusAsync(level), BudgetWindow.Day).Held.Should().Be(101);
     }
 
     [Fact]
@@ -164,6 +207,86 @@ public abstract class BudgetStoreContractTests : IAsyncLifetime
 
         decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
         Remaining(decision, BudgetWindow.Year).Should().Be(10);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_AboveMaxTokens_ThrowsAndHoldsNothing()
+    {
+        var level = Level("a", BudgetLimits.None);
+        var limited = Level("b", new BudgetLimits(day: 1000));
+
+        var above = async () => await Store.TryReserveAsync(new BudgetRequest(level, BudgetStore.MaxTokens + 1, LeaseDuration, at: Now));
+        var huge = async () => await Store.TryReserveAsync(new BudgetRequest(limited, long.MaxValue, LeaseDuration, mode: BudgetMode.Observe, at: Now));
+
+        await above.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        await huge.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        Window(await StatusAsync(limited), BudgetWindow.Day).Held.Should().Be(0);
+        (await ReserveAsync(level, BudgetStore.MaxTokens)).Reason.Should().Be(BudgetReason.Admitted);
+    }
+
+    [Fact]
+    public async Task SettleAsync_AboveMaxTokens_ThrowsAndChargesNothing()
+    {
+        var level = Level("a", new BudgetLimits(day: 1000));
+        var a = await ReserveAsync(level, 10);
+        (await ReserveAsync(level, 10)).IsAdmitted.Should().BeTrue();
+
+        var wrap = async () => await Store.SettleAsync(a.Lease.Id, long.MaxValue, Now);
+        var above = async () => await Store.SettleAsync(a.Lease.Id, BudgetStore.MaxTokens + 1, Now);
+
+        await wrap.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        await above.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        var day = Window(await StatusAsync(level), BudgetWindow.Day);
+        day.Used.Should().Be(0);
+        day.Held.Should().Be(20);
+        (await ReserveAsync(level, 981)).Reason.Should().Be(BudgetReason.BudgetExceeded);
+        (await ReserveAsync(level, 980)).Reason.Should().Be(BudgetReason.Admitted);
+    }
+
+    [Fact]
+    public async Task SettleAsync_ManySettlementsAtMaxTokens_SaturateAndNeverAdmit()
+    {
+        var level = Level("a", new BudgetLimits(day: 1000));
+        var tenant = Level("tenant", BudgetLimits.None);
+        const int Batch = 64;
+        const int Batches = 17; // 1088 × 2^53 > long.MaxValue: the counters would wrap without saturation
+
+        for (int b = 0; b < Batches; b++)
+        {
+            var decisions = await Task.WhenAll(Enumerable.Range(0, Batch).Select(
+                _ => Store.TryReserveAsync(new BudgetRequest(level, 0, LeaseDuration, tenant, BudgetMode.Observe, Now)).AsTask()));
+            await Task.WhenAll(decisions.Select(d => Store.SettleAsync(d.Lease.Id, BudgetStore.MaxTokens, Now).AsTask()));
+        }
+
+        var decision = await ReserveAsync(level, 1, tenant);
+        var zero = await ReserveAsync(level, 0, tenant);
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        zero.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        Remaining(decision, BudgetWindow.Day).Should().Be(0);
+        var day = Window(await StatusAsync(level, tenant), BudgetWindow.Day);
+        day.Used.Should().Be(long.MaxValue);
+        day.Remaining.Should().Be(0);
+        (await Store.GetStatusAsync(new BudgetLevel(tenant.Key, new BudgetLimits(day: long.MaxValue)), at: Now)).Windows.Single().Used.Should().Be(long.MaxValue);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_ObserveHoldsNearLongMax_RejectsInsteadOfWrapping()
+    {
+        var level = Level("a", new BudgetLimits(day: 1000));
+        const int Fit = 1023; // 1023 × 2^53 = long.MaxValue + 1 − 2^53: one more maximal hold would wrap
+
+        var decisions = await Task.WhenAll(Enumerable.Range(0, Fit).Select(
+            _ => Store.TryReserveAsync(new BudgetRequest(level, BudgetStore.MaxTokens, LeaseDuration, mode: BudgetMode.Observe, at: Now)).AsTask()));
+        var overflow = await ReserveAsync(level, BudgetStore.MaxTokens, mode: BudgetMode.Observe);
+
+        decisions.Should().OnlyContain(d => d.Reason == BudgetReason.Observed);
+        overflow.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        overflow.IsAdmitted.Should().BeFalse();
+        var day = Window(await StatusAsync(level), BudgetWindow.Day);
+        day.Held.Should().Be(Fit * BudgetStore.MaxTokens);
+        day.Remaining.Should().Be(0);
+        (await ReserveAsync(level, 0)).Reason.Should().Be(BudgetReason.BudgetExceeded);
     }
 
     [Fact]
@@ -482,8 +605,9 @@ public abstract class BudgetStoreContractTests : IAsyncLifetime
     {
         SetTime(at);
         var level = Level("a", new BudgetLimits(hour: 1_000_000, day: 10));
+        (await ReserveAsync(level, 5)).IsAdmitted.Should().BeTrue();
 
-        var decision = await ReserveAsync(level, 11);
+        var decision = await ReserveAsync(level, 6);
 
         decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
         decision.RetryAfter.Should().Be(TimeSpan.FromSeconds(expectedSeconds));
@@ -524,8 +648,9 @@ public abstract class BudgetStoreContractTests : IAsyncLifetime
         SetTime("2030-03-14T10:15:00Z");
         var tenant = Level("tenant", new BudgetLimits(hour: 10));
         var a = Level("agent-a", new BudgetLimits(day: 1000));
+        (await ReserveAsync(a, 6, tenant)).IsAdmitted.Should().BeTrue();
 
-        var decision = await ReserveAsync(a, 11, tenant);
+        var decision = await ReserveAsync(a, 5, tenant);
 
         decision.RetryAfter.Should().Be(TimeSpan.FromMinutes(45));
     }
