@@ -21,9 +21,10 @@ namespace Kars.Policy.Redis;
 /// <para>Time comes from <c>redis.call('TIME')</c> inside the script unless the caller passes an explicit instant
 /// (replay and tests). Window ids and bounds are computed in Lua with integer civil-from-days arithmetic.</para>
 /// <para>Numbers travel as decimal strings formatted with <c>%d</c>; Lua numbers are doubles, so counters and
-/// limits are exact up to 2^53 tokens; larger limits are compared approximately. Every counter write saturates at
-/// 2^53 (a saturated counter rejects in every limited window), so no value ever reaches the 2^63 range where
-/// <c>%d</c> would wrap.</para>
+/// limits are exact up to 2^53 tokens (<c>BudgetStore.MaxTokens</c>, the bound of one request or settlement) and
+/// approximate above. Counters saturate at <c>long.MaxValue</c>, written as its exact decimal, instead of reaching the
+/// 2^63 range where <c>%d</c> wraps to a negative value; a saturated counter never admits, and a hold that would
+/// reach 2^63 is refused in every mode. Counters are returned as decimal strings for the same reason.</para>
 /// <para>Lease ids are chosen by the client (random, below 2^62) so that a client that gave up on an admission can
 /// release the lease it may have created. Keys the client can name are declared in KEYS; the lease keys found in an
 /// expiry set and the hashes named in a lease are not (see <c>docs/redis.md</c>).</para>
@@ -34,10 +35,15 @@ internal static class RedisBudgetScripts
     internal const string Common = """
 local function fmt(n) return string.format('%d', n) end
 
--- Counters saturate at 2^53, the largest integer a Lua number (a double) holds exactly; '%d' of a value at or
--- above 2^63 would format LLONG_MIN. A saturated counter rejects every admission in a limited window.
-local CAP = 9007199254740992
-local function sat(n) if n > CAP then return CAP end return n end
+-- Counters saturate at long.MaxValue instead of wrapping: Lua numbers are doubles, and '%d' of a value at or above
+-- 2^63 formats LLONG_MIN (a negative counter would admit everything after). LMAX is long.MaxValue rounded to a
+-- double, i.e. 2^63; a counter at or above it is written as the exact decimal of long.MaxValue. Counters are exact
+-- up to 2^53 (the bound of one request or settlement) and approximate above.
+local LMAX = 9223372036854775807
+local function cfmt(n)
+  if n >= LMAX then return '9223372036854775807' end
+  return string.format('%d', n)
+end
 
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
@@ -147,7 +153,6 @@ local function finish(P, lid, actual, state, tomb_ttl, cancel)
   local t = tonumber(L.t)
   local charge = actual
   if charge == nil then charge = t end
-  charge = sat(charge)
   for i = 1, #L.c do
     local ck = L.c[i].k
     local fb = L.c[i].f
@@ -165,10 +170,10 @@ local function finish(P, lid, actual, state, tomb_ttl, cancel)
           local nh = tonumber(h) - t
           if nh < 0 then nh = 0 end
           out[#out + 1] = names[2 * j]
-          out[#out + 1] = fmt(nh)
+          out[#out + 1] = cfmt(nh)
           if charge > 0 then
             out[#out + 1] = names[2 * j - 1]
-            out[#out + 1] = fmt(sat((tonumber(vals[2 * j - 1]) or 0) + charge))
+            out[#out + 1] = cfmt((tonumber(vals[2 * j - 1]) or 0) + charge)
           end
         end
       end
@@ -176,7 +181,7 @@ local function finish(P, lid, actual, state, tomb_ttl, cancel)
     end
   end
   for i = 1, #L.z do redis.call('ZREM', L.z[i], lid) end
-  redis.call('SET', lk, cjson.encode({ s = state, c = fmt(charge) }), 'EX', fmt(tomb_ttl))
+  redis.call('SET', lk, cjson.encode({ s = state, c = cfmt(charge) }), 'EX', fmt(tomb_ttl))
   return 1, charge
 end
 
@@ -209,7 +214,7 @@ local lk = KEYS[1]
 if redis.call('EXISTS', lk) == 1 then return { 3 } end
 local now_s, now_us = clock(ARGV[2], ARGV[3])
 local now_ms = now_s * 1000 + math.floor(now_us / 1000)
-local tokens = sat(tonumber(ARGV[4]))
+local tokens = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[5])
 local observe = ARGV[6] == '1'
 local margin = tonumber(ARGV[7])
@@ -240,6 +245,7 @@ end
 
 local ok = true
 local never = false
+local overflow = false
 local retry = 0
 for l = 1, nlev do
   local lv = levels[l]
@@ -253,24 +259,26 @@ for l = 1, nlev do
     for w = 1, #lv.ws do
       local x = lv.ws[w]
       x.fresh = not vals[2 * w]
-      x.u = sat(tonumber(vals[2 * w - 1]) or 0)
-      x.h = sat(tonumber(vals[2 * w]) or 0)
+      x.u = tonumber(vals[2 * w - 1]) or 0
+      x.h = tonumber(vals[2 * w]) or 0
+      -- A hold that could not be represented is refused in every mode.
+      if x.h + tokens >= LMAX then overflow = true end
       if x.limit ~= nil then
-        if tokens > x.limit then
+        local load = x.u + x.h
+        -- A saturated load never fits; a request above the whole limit never fits (no retry helps).
+        if load >= LMAX or tokens > x.limit or load + tokens > x.limit then
           ok = false
-          never = true
-        elseif x.u >= CAP or x.h >= CAP or x.u + x.h + tokens > x.limit then
-          ok = false
+          if tokens > x.limit then never = true end
           if x.we - now_s > retry then retry = x.we - now_s end
         end
       end
     end
   end
 end
-if never then retry = -1 end
+if never or overflow then retry = -1 end
 
 local status = 0
-if ok then status = 1 elseif observe then status = 2 end
+if overflow then status = 0 elseif ok then status = 1 elseif observe then status = 2 end
 
 local exp_ms = 0
 if status ~= 0 then
@@ -293,9 +301,9 @@ if status ~= 0 then
       local fresh = false
       for w = 1, #lv.ws do
         local x = lv.ws[w]
-        x.h = sat(x.h + tokens)
+        x.h = x.h + tokens
         out[#out + 1] = x.fb .. ':h'
-        out[#out + 1] = fmt(x.h)
+        out[#out + 1] = cfmt(x.h)
         if x.fresh then
           out[#out + 1] = x.fb .. ':u'
           out[#out + 1] = '0'
@@ -321,8 +329,8 @@ local out = { status, now_s, now_us, retry, exp_ms, total }
 for l = 1, nlev do
   for w = 1, #levels[l].ws do
     local x = levels[l].ws[w]
-    out[#out + 1] = x.u
-    out[#out + 1] = x.h
+    out[#out + 1] = cfmt(x.u)
+    out[#out + 1] = cfmt(x.h)
     out[#out + 1] = x.ws
     out[#out + 1] = x.we
   end
@@ -395,8 +403,8 @@ for l = 1, nlev do
     end
     local vals = redis.call('HMGET', KEYS[2 * l - 1], unpack(names))
     for w = 1, nw do
-      out[#out + 1] = sat(tonumber(vals[2 * w - 1]) or 0)
-      out[#out + 1] = sat(tonumber(vals[2 * w]) or 0)
+      out[#out + 1] = cfmt(tonumber(vals[2 * w - 1]) or 0)
+      out[#out + 1] = cfmt(tonumber(vals[2 * w]) or 0)
       out[#out + 1] = bounds[w][1]
       out[#out + 1] = bounds[w][2]
     end

@@ -34,7 +34,6 @@ public sealed partial class RedisBudgetStore : BudgetStore
 {
     private const long FailOpenLeaseFlag = 1L << 62;
     private const int SweepLimit = 32;
-    private const long CounterCap = 1L << 53;
     private static readonly RedisValue[] WindowCodes = ["H", "D", "W", "M", "Y"];
     private static readonly RedisValue Empty = RedisValue.EmptyString;
     private static readonly RedisValue One = "1";
@@ -622,13 +621,14 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
     private static long Room(long limit, long used, long held)
     {
-        if (used >= CounterCap || held >= CounterCap)
+        // Saturating: counters stick at long.MaxValue (see RedisBudgetScripts), and a saturated load leaves no room.
+        long load = used + held;
+        if (load < 0)
         {
-            return 0; // saturated: rejects (see RedisBudgetScripts)
+            load = long.MaxValue;
         }
 
-        long room = limit - used - held;
-        return room < 0 ? 0 : room;
+        return load >= limit ? 0 : limit - load;
     }
 
     private static (RedisValue Seconds, RedisValue Micros) Clock(Instant? at)

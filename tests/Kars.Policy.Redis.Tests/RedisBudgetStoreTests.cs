@@ -12,7 +12,6 @@ namespace Kars.Policy.Redis.Tests;
 public sealed class RedisBudgetStoreTests
 {
     private static readonly Instant FixedAt = Instant.FromUtc(2031, 6, 15, 12, 0);
-    private const long MaxTokens = 1L << 53;
 
     private static readonly string[] ScriptInternalCommands =
         ["time", "exists", "get", "set", "hmget", "hset", "hkeys", "hdel", "expire", "ttl", "zadd", "zrem", "zrangebyscore"];
@@ -342,7 +341,8 @@ public sealed class RedisBudgetStoreTests
     [Fact]
     public async Task SettleAsync_MaxTokensRepeated_CounterSaturatesAndRejects()
     {
-        // Lua numbers are doubles: without saturation, 3 × 2^53 … formatted with %d would wrap to a negative counter.
+        // Lua numbers are doubles and %d of a value at or above 2^63 is LLONG_MIN: without saturation the counter
+        // would wrap negative and admit everything after, even under a limit of long.MaxValue.
         await using RedisServer server = await RedisServer.StartAsync();
         await using var store = NewStore(server, "k:");
         var level = new BudgetLevel("a", new BudgetLimits(day: long.MaxValue));
@@ -357,7 +357,7 @@ public sealed class RedisBudgetStoreTests
 
         foreach (long id in leases)
         {
-            (await store.SettleAsync(id, MaxTokens, FixedAt)).Status.Should().Be(BudgetSettlementStatus.Settled);
+            (await store.SettleAsync(id, BudgetStore.MaxTokens, FixedAt)).Status.Should().Be(BudgetSettlementStatus.Settled);
         }
 
         BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 1, TimeSpan.FromMinutes(5), at: FixedAt));
@@ -366,7 +366,7 @@ public sealed class RedisBudgetStoreTests
         decision.Remaining.TryGetValue(BudgetWindow.Day, out long remaining).Should().BeTrue();
         remaining.Should().Be(0);
         BudgetWindowStatus day = (await store.GetStatusAsync(level, null, FixedAt)).Windows.Single();
-        day.Used.Should().Be(MaxTokens, "the counter saturates at 2^53 and never wraps negative");
+        day.Used.Should().Be(long.MaxValue, "the counter saturates at long.MaxValue and never wraps negative");
         day.Held.Should().Be(0);
         day.Remaining.Should().Be(0);
     }
