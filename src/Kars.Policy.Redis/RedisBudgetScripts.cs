@@ -342,7 +342,8 @@ return out
     /// Settlement. KEYS: the lease key. ARGV: prefix, now seconds ('' = server TIME), now microseconds, lease id,
     /// actual tokens ('' = charge the full hold), tombstone TTL (s), release (1/0).
     /// Returns: status (1 settled now, 2 already settled, 3 expired and charged its hold, 0 unknown lease), charged.
-    /// A lease settled at or after its expiry is charged its full hold (status 3). A release (actual 0, sent by the
+    /// A lease settled at or after its expiry is charged its full hold (status 3). A release (actual 0, even after
+    /// the lease's expiry as long as no sweep charged it first; sent by the
     /// client when it gave up on an admission) also leaves a settled tombstone for an unknown lease, so the admission,
     /// if it is still in flight, is refused when it arrives.
     /// </summary>
@@ -359,7 +360,8 @@ local release = ARGV[7] == '1'
 local raw = redis.call('GET', KEYS[1])
 if raw then
   local L = cjson.decode(raw)
-  if L.s == 'a' and now_ms >= tonumber(L.e) then
+  -- A release is never charged: its caller never received the lease, so nothing ran under it.
+  if not release and L.s == 'a' and now_ms >= tonumber(L.e) then
     local _, c = finish(P, lid, nil, 'E', tomb_ttl, false)
     return { 3, c }
   end
