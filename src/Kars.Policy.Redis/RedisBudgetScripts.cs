@@ -24,7 +24,7 @@ namespace Kars.Policy.Redis;
 /// limits are exact up to 2^53 tokens (<c>BudgetStore.MaxTokens</c>, the bound of one request or settlement) and
 /// approximate above. Counters saturate at <c>long.MaxValue</c>, written as its exact decimal, instead of reaching the
 /// 2^63 range where <c>%d</c> wraps to a negative value; a saturated counter never admits, and a hold that would
-/// reach 2^63 is refused in every mode. Counters are returned as decimal strings for the same reason.</para>
+/// reach 2^63 is refused in every mode. Counters at or above 2^53 are returned as decimal strings for the same reason.</para>
 /// <para>Lease ids are chosen by the client (random, below 2^62) so that a client that gave up on an admission can
 /// release the lease it may have created. Keys the client can name are declared in KEYS; the lease keys found in an
 /// expiry set and the hashes named in a lease are not (see <c>docs/redis.md</c>).</para>
@@ -43,6 +43,12 @@ local LMAX = 9223372036854775807
 local function cfmt(n)
   if n >= LMAX then return '9223372036854775807' end
   return string.format('%d', n)
+end
+-- A counter as a reply: an integer while exact (below 2^53), else the decimal string (Redis would convert a number
+-- at or above 2^63 to LLONG_MIN).
+local function cret(n)
+  if n < 9007199254740992 then return n end
+  return cfmt(n)
 end
 
 local function days_from_civil(y, m, d)
@@ -329,8 +335,8 @@ local out = { status, now_s, now_us, retry, exp_ms, total }
 for l = 1, nlev do
   for w = 1, #levels[l].ws do
     local x = levels[l].ws[w]
-    out[#out + 1] = cfmt(x.u)
-    out[#out + 1] = cfmt(x.h)
+    out[#out + 1] = cret(x.u)
+    out[#out + 1] = cret(x.h)
     out[#out + 1] = x.ws
     out[#out + 1] = x.we
   end
@@ -405,8 +411,8 @@ for l = 1, nlev do
     end
     local vals = redis.call('HMGET', KEYS[2 * l - 1], unpack(names))
     for w = 1, nw do
-      out[#out + 1] = cfmt(tonumber(vals[2 * w - 1]) or 0)
-      out[#out + 1] = cfmt(tonumber(vals[2 * w]) or 0)
+      out[#out + 1] = cret(tonumber(vals[2 * w - 1]) or 0)
+      out[#out + 1] = cret(tonumber(vals[2 * w]) or 0)
       out[#out + 1] = bounds[w][1]
       out[#out + 1] = bounds[w][2]
     end
