@@ -4,7 +4,7 @@ using Kars.Policy.Budgets;
 
 namespace Kars.Policy.Cli;
 
-/// <summary><c>kars-policy budget replay --limits FILE [--store memory|file:PATH|redis:CONN] &lt; events.jsonl</c> (DESIGN §7).</summary>
+/// <summary><c>kars-policy budget replay --limits FILE [--store memory|file:PATH|redis:CONN] [--json] &lt; events.jsonl</c> (DESIGN §7).</summary>
 internal static class BudgetCommand
 {
     public static Command Create(CliConsole console) => Create(console, new FileSystem(), TimeProvider.System);
@@ -14,19 +14,19 @@ internal static class BudgetCommand
         var command = new Command("budget", "Token budget tools.");
         var limits = new Option<string>("--limits") { Description = "The limits file (JSON).", Required = true };
         var store = new Option<string>("--store") { Description = "memory (default), file:PATH or redis:CONN.", DefaultValueFactory = _ => "memory" };
-        var json = new Option<bool>("--json") { Description = "Print JSON lines (the only output format of replay)." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object per event instead of a table." };
         var replay = new Command("replay", "Replay recorded budget events (JSON lines on stdin) against proposed limits.")
         {
             limits,
             store,
             json,
         };
-        replay.SetAction(parse => Run(console, fileSystem, time, parse.GetValue(limits)!, parse.GetValue(store) ?? "memory"));
+        replay.SetAction(parse => Run(console, fileSystem, time, parse.GetValue(limits)!, parse.GetValue(store) ?? "memory", parse.GetValue(json)));
         command.Subcommands.Add(replay);
         return command;
     }
 
-    private static int Run(CliConsole console, IFileSystem fileSystem, TimeProvider time, string limitsPath, string storeSpec)
+    private static int Run(CliConsole console, IFileSystem fileSystem, TimeProvider time, string limitsPath, string storeSpec, bool json)
     {
         try
         {
@@ -41,7 +41,7 @@ internal static class BudgetCommand
             }
 
             BudgetPolicy policy = BudgetLimitsFile.Parse(text);
-            return RunAsync(console, fileSystem, time, policy, storeSpec).GetAwaiter().GetResult();
+            return RunAsync(console, fileSystem, time, policy, storeSpec, json).GetAwaiter().GetResult();
         }
         catch (BudgetReplayException ex)
         {
@@ -55,12 +55,12 @@ internal static class BudgetCommand
         }
     }
 
-    private static async Task<int> RunAsync(CliConsole console, IFileSystem fileSystem, TimeProvider time, BudgetPolicy policy, string storeSpec)
+    private static async Task<int> RunAsync(CliConsole console, IFileSystem fileSystem, TimeProvider time, BudgetPolicy policy, string storeSpec, bool json)
     {
         BudgetStore store = await BudgetReplay.OpenStoreAsync(storeSpec, fileSystem, time).ConfigureAwait(false);
         await using (store.ConfigureAwait(false))
         {
-            return await BudgetReplay.RunAsync(policy, store, console.In, console.Out).ConfigureAwait(false);
+            return await BudgetReplay.RunAsync(policy, store, console.In, console.Out, json).ConfigureAwait(false);
         }
     }
 }

@@ -6,7 +6,8 @@ namespace Kars.Policy.Cli;
 /// <summary>
 /// Reads the limits file of <c>budget replay</c> (DESIGN §7):
 /// <c>{"mode","perRequestTokens","limits":{window:n},"keys":{key:{"parent","limits"}}}</c>, plus the optional
-/// <c>leaseSeconds</c> (how long an unsettled request holds its tokens; 600 by default). Unknown fields are errors.
+/// <c>leaseSeconds</c> (how long an unsettled request holds its tokens; 600 by default). Unknown fields and duplicate
+/// names (fields, keys, windows: JSON would silently keep the last) are errors.
 /// </summary>
 internal static class BudgetLimitsFile
 {
@@ -35,8 +36,10 @@ internal static class BudgetLimitsFile
             TimeSpan? lease = null;
             BudgetLimits defaults = BudgetLimits.None;
             var keys = new Dictionary<string, BudgetKeyPolicy>(StringComparer.Ordinal);
+            var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (JsonProperty property in root.EnumerateObject())
             {
+                Unique(seen, property.Name, property.Name);
                 switch (property.Name)
                 {
                     case "mode":
@@ -62,7 +65,10 @@ internal static class BudgetLimitsFile
 
                         foreach (JsonProperty key in property.Value.EnumerateObject())
                         {
-                            keys[key.Name] = Key(key);
+                            if (!keys.TryAdd(key.Name, Key(key)))
+                            {
+                                throw new BudgetReplayException($"limits file: duplicate key 'keys.{key.Name}'");
+                            }
                         }
 
                         break;
@@ -97,8 +103,10 @@ internal static class BudgetLimitsFile
 
         BudgetLimits limits = BudgetLimits.None;
         string? parent = null;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (JsonProperty property in key.Value.EnumerateObject())
         {
+            Unique(seen, property.Name, $"{path}.{property.Name}");
             switch (property.Name)
             {
                 case "limits":
@@ -128,8 +136,14 @@ internal static class BudgetLimitsFile
         }
 
         long? hour = null, day = null, week = null, month = null, year = null;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (JsonProperty property in element.EnumerateObject())
         {
+            if (!seen.Add(property.Name))
+            {
+                throw new BudgetReplayException($"limits file: duplicate window '{path}.{property.Name}'");
+            }
+
             long value = Count(property.Value, $"{path}.{property.Name}");
             switch (property.Name)
             {
@@ -143,6 +157,14 @@ internal static class BudgetLimitsFile
         }
 
         return new BudgetLimits(hour, day, week, month, year);
+    }
+
+    private static void Unique(HashSet<string> seen, string name, string path)
+    {
+        if (!seen.Add(name))
+        {
+            throw new BudgetReplayException($"limits file: duplicate field '{path}'");
+        }
     }
 
     private static long Count(JsonElement element, string path)

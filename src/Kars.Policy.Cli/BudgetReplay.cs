@@ -9,22 +9,31 @@ using NodaTime.Text;
 namespace Kars.Policy.Cli;
 
 /// <summary>
-/// <c>budget replay</c>: replays timestamped events against a budget policy, one output line per event
-/// (DESIGN §7). Every event's <c>at</c> is the clock for that event.
+/// <c>budget replay</c>: replays timestamped events against a budget policy, one output per event (DESIGN §7): a
+/// readable table by default, one JSON line per event with <c>--json</c>. Every event's <c>at</c> is the clock for
+/// that event: strict RFC 3339 (<c>uuuu-MM-ddTHH:mm:ss[.f…]</c>, 1–9 fraction digits, then <c>Z</c> or <c>±HH:mm</c>;
+/// lower-case <c>t</c>/<c>z</c> accepted per RFC 3339 §5.6; no leap second).
 /// </summary>
 internal sealed class BudgetReplay
 {
     private static readonly string[] WindowNames = ["hour", "day", "week", "month", "year"];
+    private static readonly string[] TableHeader = ["AT", "OP", "ID", "KEY", "RESULT", "DETAIL"];
+    private static readonly OffsetDateTimePattern Rfc3339 = OffsetDateTimePattern.CreateWithInvariantCulture("uuuu'-'MM'-'dd'T'HH':'mm':'ss;FFFFFFFFFo<Z+HH:mm>");
+    private static readonly JsonDocumentOptions EventOptions = new() { AllowDuplicateProperties = false };
     private readonly BudgetStore _store;
     private readonly BudgetMeter _meter;
     private readonly TextWriter _out;
-    private readonly Dictionary<string, long> _leases = new(StringComparer.Ordinal);
+    private readonly bool _json;
+    private readonly List<string[]> _rows = [];
+    private readonly Dictionary<string, (long Lease, string Key)> _leases = new(StringComparer.Ordinal);
+    private string _at = string.Empty;
 
-    private BudgetReplay(BudgetStore store, BudgetPolicy policy, TextWriter output)
+    private BudgetReplay(BudgetStore store, BudgetPolicy policy, TextWriter output, bool json)
     {
         _store = store;
         _meter = new BudgetMeter(store, policy);
         _out = output;
+        _json = json;
     }
 
     /// <summary>Opens the store named by <paramref name="spec"/>: <c>memory</c>, <c>file:PATH</c> or <c>redis:CONN</c>.</summary>
@@ -60,29 +69,37 @@ internal sealed class BudgetReplay
         throw new BudgetReplayException($"--store '{spec}' is not one of memory, file:PATH, redis:CONN");
     }
 
-    public static async Task<int> RunAsync(BudgetPolicy policy, BudgetStore store, TextReader input, TextWriter output)
+    public static async Task<int> RunAsync(BudgetPolicy policy, BudgetStore store, TextReader input, TextWriter output, bool json)
     {
-        var replay = new BudgetReplay(store, policy, output);
+        var replay = new BudgetReplay(store, policy, output, json);
         int number = 0;
-        while (await input.ReadLineAsync().ConfigureAwait(false) is { } line)
+        try
         {
-            number++;
-            if (string.IsNullOrWhiteSpace(line))
+            while (await input.ReadLineAsync().ConfigureAwait(false) is { } line)
             {
-                continue;
-            }
+                number++;
+                if (string.IsNullOrWhiteSpace(line))
+                {
+                    continue;
+                }
 
-            try
-            {
-                await replay.ApplyAsync(line).ConfigureAwait(false);
-            }
-            catch (BudgetReplayException ex)
-            {
-                throw new BudgetReplayException($"events line {number}: {ex.Message}");
+                try
+                {
+                    await replay.ApplyAsync(line).ConfigureAwait(false);
+                }
+                catch (BudgetReplayException ex)
+                {
+                    throw new BudgetReplayException($"events line {number}: {ex.Message}");
+                }
             }
         }
+        finally
+        {
+            // The events replayed before a failure are still reported (the error goes to stderr).
+            replay.WriteTable();
+            await output.FlushAsync().ConfigureAwait(false);
+        }
 
-        await output.FlushAsync().ConfigureAwait(false);
         return ExitCodes.Success;
     }
 
@@ -91,7 +108,8 @@ internal sealed class BudgetReplay
         using JsonDocument document = ParseLine(line);
         JsonElement e = document.RootElement;
         string op = String(e, "op");
-        Instant at = ParseAt(String(e, "at"));
+        _at = String(e, "at");
+        Instant at = ParseAt(_at);
         switch (op)
         {
             case "request":
@@ -119,22 +137,31 @@ internal sealed class BudgetReplay
         }
 
         BudgetDecision decision = await _meter.TryReserveAsync(key, tokens, at).ConfigureAwait(false);
-        _leases[id] = decision.Lease.IsValid ? decision.Lease.Id : 0;
+        _leases[id] = (decision.Lease.IsValid ? decision.Lease.Id : 0, key);
         BudgetWindowValues remaining = decision.Reason == BudgetReason.PerRequestTokensExceeded
             ? Remaining(await _meter.GetStatusAsync(key, at).ConfigureAwait(false))
             : decision.Remaining;
+        string reason = decision.Reason switch
+        {
+            BudgetReason.Admitted => "admitted",
+            BudgetReason.Observed => "observed",
+            BudgetReason.PerRequestTokensExceeded => "perRequestTokensExceeded",
+            _ => "budgetExceeded",
+        };
+        int status = decision.IsAdmitted ? 200 : 429;
+        if (!_json)
+        {
+            string retry = decision.RetryAfter is { } r ? Invariant((long)r.TotalSeconds) + "s" : decision.IsAdmitted ? "-" : "never";
+            Row("request", id, key, $"{Invariant(status)} {reason}", $"tokens {Invariant(tokens)}, retry after {retry}, remaining {Windows(remaining)}");
+            return;
+        }
+
         WriteLine(w =>
         {
             w.WriteString("id", id);
             w.WriteBoolean("admitted", decision.IsAdmitted);
-            w.WriteNumber("status", decision.IsAdmitted ? 200 : 429);
-            w.WriteString("reason", decision.Reason switch
-            {
-                BudgetReason.Admitted => "admitted",
-                BudgetReason.Observed => "observed",
-                BudgetReason.PerRequestTokensExceeded => "perRequestTokensExceeded",
-                _ => "budgetExceeded",
-            });
+            w.WriteNumber("status", status);
+            w.WriteString("reason", reason);
             if (decision.RetryAfter is { } retry)
             {
                 w.WriteNumber("retryAfter", (long)retry.TotalSeconds);
@@ -150,11 +177,12 @@ internal sealed class BudgetReplay
 
     private async Task CloseAsync(string id, long? actual, Instant at)
     {
-        if (!_leases.TryGetValue(id, out long lease))
+        if (!_leases.TryGetValue(id, out var entry))
         {
             throw new BudgetReplayException($"no request with id '{id}' came before");
         }
 
+        long lease = entry.Lease;
         long charged = 0;
         if (lease != 0)
         {
@@ -162,6 +190,12 @@ internal sealed class BudgetReplay
                 ? await _store.SettleAsync(lease, tokens, at).ConfigureAwait(false)
                 : await _store.AbandonAsync(lease, at).ConfigureAwait(false);
             charged = settlement.Charged;
+        }
+
+        if (!_json)
+        {
+            Row(actual is null ? "abandon" : "settle", id, entry.Key, $"charged {Invariant(charged)}", actual is { } a ? $"actual {Invariant(a)}" : "full hold");
+            return;
         }
 
         WriteLine(w =>
@@ -174,6 +208,15 @@ internal sealed class BudgetReplay
     private async Task StatusAsync(string key, Instant at)
     {
         BudgetStatus status = await _meter.GetStatusAsync(key, at).ConfigureAwait(false);
+        if (!_json)
+        {
+            string detail = status.Windows.Count == 0
+                ? "no limits"
+                : string.Join("; ", status.Windows.Select(w => $"{WindowNames[(int)w.Window]} used {Invariant(w.Used)} held {Invariant(w.Held)} remaining {Invariant(w.Remaining)}"));
+            Row("status", "-", key, "-", detail);
+            return;
+        }
+
         WriteLine(w =>
         {
             w.WriteString("key", key);
@@ -220,6 +263,46 @@ internal sealed class BudgetReplay
         w.WriteEndObject();
     }
 
+    private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static string Windows(BudgetWindowValues values)
+    {
+        var parts = new List<string>(WindowNames.Length);
+        for (int i = 0; i < WindowNames.Length; i++)
+        {
+            if (values.TryGetValue((BudgetWindow)i, out long value))
+            {
+                parts.Add($"{WindowNames[i]}={Invariant(value)}");
+            }
+        }
+
+        return parts.Count == 0 ? "unlimited" : string.Join(' ', parts);
+    }
+
+    private void Row(string op, string id, string key, string result, string detail) => _rows.Add([_at, op, id, key, result, detail]);
+
+    private void WriteTable()
+    {
+        if (_json || _rows.Count == 0)
+        {
+            return;
+        }
+
+        int[] widths = new int[TableHeader.Length];
+        foreach (string[] row in _rows.Prepend(TableHeader))
+        {
+            for (int i = 0; i < row.Length; i++)
+            {
+                widths[i] = Math.Max(widths[i], row[i].Length);
+            }
+        }
+
+        foreach (string[] row in _rows.Prepend(TableHeader))
+        {
+            _out.WriteLine(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd());
+        }
+    }
+
     private void WriteLine(Action<Utf8JsonWriter> body)
     {
         using var buffer = new MemoryStream();
@@ -238,7 +321,7 @@ internal sealed class BudgetReplay
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(line);
+            document = JsonDocument.Parse(line, EventOptions);
         }
         catch (JsonException ex)
         {
@@ -255,28 +338,70 @@ internal sealed class BudgetReplay
     }
 
     private static string String(JsonElement e, string name)
-        => e.TryGetProperty(name, out JsonElement value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text
-            ? text
-            : throw new BudgetReplayException($"'{name}' must be a non-empty string");
+    {
+        string? text = null;
+        if (e.TryGetProperty(name, out JsonElement value) && value.ValueKind == JsonValueKind.String)
+        {
+            try
+            {
+                text = value.GetString();
+            }
+            catch (InvalidOperationException)
+            {
+                throw new BudgetReplayException($"'{name}' is not valid UTF-16 text");
+            }
+        }
+
+        return text is { Length: > 0 } ? text : throw new BudgetReplayException($"'{name}' must be a non-empty string");
+    }
 
     private static string Key(JsonElement e)
     {
         string key = String(e, "key");
-        return key.Length <= BudgetLevel.MaxKeyLength && !key.Any(char.IsControl)
-            ? key
-            : throw new BudgetReplayException($"'key' must have 1 to {BudgetLevel.MaxKeyLength} characters and no control characters");
+        try
+        {
+            _ = new BudgetLevel(key, BudgetLimits.None);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new BudgetReplayException("'key': " + ex.Message.Split(" (Parameter", 2)[0]);
+        }
+
+        return key;
     }
 
     private static long Count(JsonElement e, string name)
-        => e.TryGetProperty(name, out JsonElement value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out long count) && count >= 0
+        => e.TryGetProperty(name, out JsonElement value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out long count) && count is >= 0 and <= BudgetStore.MaxTokens
             ? count
-            : throw new BudgetReplayException($"'{name}' must be a whole number ≥ 0");
+            : throw new BudgetReplayException($"'{name}' must be a whole number from 0 to {BudgetStore.MaxTokens}");
+
+    /// <summary>Parses strict RFC 3339: <c>uuuu-MM-ddTHH:mm:ss</c>, an optional fraction of 1–9 digits, then <c>Z</c> or <c>±HH:mm</c>.</summary>
+    internal static bool TryParseAt(string text, out Instant instant)
+    {
+        instant = default;
+
+        // RFC 3339 §5.6 allows lower-case 't' and 'z'; nothing else differs between the cases of this grammar.
+        // The checks around the pattern: four-digit year without sign, '.' (never ',') and at least one fraction digit.
+        string upper = text.ToUpperInvariant();
+        if (upper.Length < 20 || !char.IsAsciiDigit(upper[0]) || !char.IsAsciiDigit(upper[1]) || !char.IsAsciiDigit(upper[2]) || !char.IsAsciiDigit(upper[3])
+            || upper[4] != '-' || upper.Contains(',', StringComparison.Ordinal) || upper.EndsWith(".Z", StringComparison.Ordinal)
+            || upper.Contains(".+", StringComparison.Ordinal) || upper.Contains(".-", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        ParseResult<OffsetDateTime> result = Rfc3339.Parse(upper);
+        if (!result.Success)
+        {
+            return false;
+        }
+
+        instant = result.Value.ToInstant();
+        return true;
+    }
 
     private static Instant ParseAt(string text)
-    {
-        ParseResult<OffsetDateTime> result = OffsetDateTimePattern.ExtendedIso.Parse(text);
-        return result.Success
-            ? result.Value.ToInstant()
-            : throw new BudgetReplayException($"'at' must be an RFC 3339 timestamp such as 2030-01-31T23:59:59Z, not '{text}'");
-    }
+        => TryParseAt(text, out Instant instant)
+            ? instant
+            : throw new BudgetReplayException($"'at' must be an RFC 3339 timestamp (uuuu-MM-ddTHH:mm:ss[.fffffffff] then Z or ±HH:mm), such as 2030-01-31T23:59:59Z, not '{text}'");
 }

@@ -16,6 +16,12 @@ public sealed class BudgetReplayTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     private (int Exit, string[] Lines, string Error) Replay(string events, string limits = Limits, params string[] extra)
+        => Run(events, limits, ["--json", .. extra]);
+
+    private (int Exit, string[] Lines, string Error) Table(string events, string limits = Limits, params string[] extra)
+        => Run(events, limits, extra);
+
+    private (int Exit, string[] Lines, string Error) Run(string events, string limits, string[] extra)
     {
         string path = Path.Combine(_dir, "limits.json");
         File.WriteAllText(path, limits);
@@ -23,6 +29,137 @@ public sealed class BudgetReplayTests : IDisposable
         var stderr = new StringWriter();
         int exit = Program.Run(["budget", "replay", "--limits", path, .. extra], new StringReader(events), stdout, stderr);
         return (exit, stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries), stderr.ToString());
+    }
+
+    [Fact]
+    public void Replay_WithoutJson_PrintsAReadableTable()
+    {
+        string events = """
+            {"op":"request","id":"r1","key":"agent-a","tokens":20,"at":"2030-01-31T23:59:58Z"}
+            {"op":"request","id":"r2","key":"x","tokens":1001,"at":"2030-01-31T23:59:58.5Z"}
+            {"op":"settle","id":"r1","actual":300,"at":"2030-02-01T00:00:02Z"}
+            {"op":"status","key":"agent-a","at":"2030-01-31T23:59:59Z"}
+            """;
+
+        var (exit, lines, error) = Table(events);
+
+        exit.Should().Be(0, error);
+        lines.Should().Equal(
+            "AT                      OP       ID  KEY      RESULT              DETAIL",
+            "2030-01-31T23:59:58Z    request  r1  agent-a  200 admitted        tokens 20, retry after -, remaining day=2980",
+            "2030-01-31T23:59:58.5Z  request  r2  x        429 budgetExceeded  tokens 1001, retry after never, remaining day=1000 month=100000",
+            "2030-02-01T00:00:02Z    settle   r1  agent-a  charged 300         actual 300",
+            "2030-01-31T23:59:59Z    status   -   agent-a  -                   day used 300 held 0 remaining 2700");
+    }
+
+    [Fact]
+    public void Replay_TableWithBadLine_PrintsRowsSoFarAndExits2()
+    {
+        string events = """
+            {"op":"request","id":"r1","key":"agent-a","tokens":20,"at":"2030-01-31T23:59:58Z"}
+            {"op":"status","key":"agent-a","at":"2030-01-31 23:59:59Z"}
+            """;
+
+        var (exit, lines, error) = Table(events);
+
+        exit.Should().Be(2);
+        lines.Should().HaveCount(2);
+        lines[0].Should().StartWith("AT ");
+        error.Should().StartWith("kars-policy: events line 2: 'at' must be an RFC 3339 timestamp");
+    }
+
+    [Theory]
+    [InlineData("2030-01-31T23:59:59Z", "2030-01-31T23:59:59Z")]
+    [InlineData("2030-01-31t23:59:59z", "2030-01-31T23:59:59Z")]
+    [InlineData("2030-01-31T23:59:59.123456789Z", "2030-01-31T23:59:59.123456789Z")]
+    [InlineData("2030-01-31T23:59:59.5+01:30", "2030-01-31T22:29:59.5Z")]
+    [InlineData("2030-01-31T23:59:59-00:00", "2030-01-31T23:59:59Z")]
+    public void TryParseAt_Rfc3339_Accepts(string text, string expected)
+    {
+        BudgetReplay.TryParseAt(text, out var instant).Should().BeTrue();
+
+        NodaTime.Text.InstantPattern.ExtendedIso.Format(instant).Should().Be(expected);
+    }
+
+    [Theory]
+    [InlineData("2030-01-31T23:59:59")]
+    [InlineData("2030-01-31 23:59:59Z")]
+    [InlineData("2030-01-31T23:59Z")]
+    [InlineData("2030-01-31T23:59:59+01")]
+    [InlineData("2030-01-31T23:59:59+0100")]
+    [InlineData("2030-01-31T23:59:59+01:00:00")]
+    [InlineData("2030-01-31T23:59:59.Z")]
+    [InlineData("2030-01-31T23:59:59,5Z")]
+    [InlineData("2030-01-31T23:59:59.1234567891Z")]
+    [InlineData("20300131T235959Z")]
+    [InlineData("-030-01-31T23:59:59Z")]
+    [InlineData("12030-01-31T23:59:59Z")]
+    [InlineData("2030-1-31T23:59:59Z")]
+    [InlineData("2030-01-31T23:59:60Z")]
+    [InlineData("2030-02-30T00:00:00Z")]
+    [InlineData(" 2030-01-31T23:59:59Z")]
+    public void TryParseAt_NotRfc3339_Rejects(string text)
+    {
+        BudgetReplay.TryParseAt(text, out _).Should().BeFalse();
+    }
+
+    [Fact]
+    public void Replay_NonRfc3339At_Exits2NamingTheLine()
+    {
+        string events = """
+            {"op":"status","key":"k","at":"2030-01-01T10:00:00Z"}
+            {"op":"status","key":"k","at":"2030-01-01T10:00:00"}
+            """;
+
+        var (exit, lines, error) = Replay(events);
+
+        exit.Should().Be(2);
+        lines.Should().HaveCount(1);
+        error.Should().StartWith("kars-policy: events line 2: 'at' must be an RFC 3339 timestamp").And.Contain("'2030-01-01T10:00:00'");
+    }
+
+    [Theory]
+    [InlineData("""{"mode":"Enforce","mode":"Observe"}""", "duplicate field 'mode'")]
+    [InlineData("""{"limits":{"day":10,"day":1000000}}""", "duplicate window 'limits.day'")]
+    [InlineData("""{"keys":{"a":{"limits":{"hour":1,"hour":2}}}}""", "duplicate window 'keys.a.limits.hour'")]
+    [InlineData("""{"keys":{"a":{"limits":{"day":1}},"a":{"limits":{"day":99}}}}""", "duplicate key 'keys.a'")]
+    [InlineData("""{"keys":{"a":{"parent":null,"parent":"b"},"b":{}}}""", "duplicate field 'keys.a.parent'")]
+    [InlineData("""{"keys":{},"keys":{"a":{}}}""", "duplicate field 'keys'")]
+    public void Replay_DuplicateNamesInLimitsFile_Exits2NamingTheField(string limits, string expected)
+    {
+        var (exit, lines, error) = Replay("", limits);
+
+        exit.Should().Be(2);
+        lines.Should().BeEmpty();
+        error.Should().StartWith("kars-policy: limits file: ").And.Contain(expected);
+    }
+
+    [Theory]
+    [InlineData("""{"op":"request","id":"1","key":"k","tokens":9007199254740993,"at":"2030-01-01T10:00:00Z"}""", "'tokens' must be a whole number from 0 to 9007199254740992")]
+    [InlineData("""{"op":"request","id":"1","key":"k\ud800","tokens":1,"at":"2030-01-01T10:00:00Z"}""", "'key'")]
+    [InlineData("""{"op":"status","key":"k","key":"j","at":"2030-01-01T10:00:00Z"}""", "not valid JSON")]
+    public void Replay_OutOfRangeOrInvalidEvent_Exits2NamingTheLine(string bad, string expected)
+    {
+        var (exit, _, error) = Replay(bad);
+
+        exit.Should().Be(2);
+        error.Should().StartWith("kars-policy: events line 1: ").And.Contain(expected);
+        error.Should().NotContain("   at ");
+    }
+
+    [Fact]
+    public void Replay_SettleAboveMaxTokens_Exits2()
+    {
+        string events = """
+            {"op":"request","id":"1","key":"k","tokens":10,"at":"2030-01-01T10:00:00Z"}
+            {"op":"settle","id":"1","actual":9223372036854775807,"at":"2030-01-01T10:00:01Z"}
+            """;
+
+        var (exit, lines, error) = Replay(events);
+
+        exit.Should().Be(2);
+        lines.Should().HaveCount(1);
+        error.Should().StartWith("kars-policy: events line 2: 'actual'");
     }
 
     private static JsonElement Json(string line) => JsonDocument.Parse(line).RootElement;

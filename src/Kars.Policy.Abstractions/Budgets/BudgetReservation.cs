@@ -7,7 +7,7 @@ public static class BudgetReservation
     /// Returns prompt estimate + completion bound, where the bound is the larger of <paramref name="maxTokens"/> and
     /// <paramref name="maxCompletionTokens"/>, else what the per-request cap leaves after the prompt
     /// (<c>max(0, perRequestTokens − promptTokens)</c>, so the whole request fits the cap), else
-    /// <paramref name="defaultCompletionTokens"/>. Saturates at <see cref="long.MaxValue"/>.
+    /// <paramref name="defaultCompletionTokens"/>. Saturates at <see cref="BudgetStore.MaxTokens"/>, so the result can always be reserved.
     /// </summary>
     /// <remarks>The per-request cap applies to the whole reservation (prompt + completion): a request without
     /// <c>max_tokens</c> is bounded by the rest of the cap instead of by the full cap, which would always exceed it.</remarks>
@@ -45,7 +45,9 @@ public static class BudgetReservation
             _ => perRequestTokens is { } cap ? Math.Max(0, cap - promptTokens) : defaultCompletionTokens,
         };
 
+        // Saturates at BudgetStore.MaxTokens, the largest reservation a store accepts: an agent-controlled
+        // max_tokens can then never make the meter throw; it holds (or is rejected for) the maximum instead.
         long sum = promptTokens + bound;
-        return sum < 0 ? long.MaxValue : sum;
+        return sum is < 0 or > BudgetStore.MaxTokens ? BudgetStore.MaxTokens : sum;
     }
 }

@@ -308,6 +308,11 @@ internal sealed class BudgetLedger
 
     public void RestoreHold(long id, Instant at, Instant expiresAt, long tokens, string key, string? parent, bool addToCounters)
     {
+        if (id <= 0 || tokens is < 0 or > BudgetStore.MaxTokens)
+        {
+            throw new FormatException($"lease {id} holds {tokens} tokens (a lease id is positive, a hold 0 to {BudgetStore.MaxTokens})");
+        }
+
         var keyState = GetKey(key);
         var parentState = parent is null ? null : GetKey(parent);
         var counters = default(BudgetCounterRefs);
@@ -342,6 +347,11 @@ internal sealed class BudgetLedger
 
     public void RestoreSettle(long id, long? actual)
     {
+        if (actual is < 0 or > BudgetStore.MaxTokens)
+        {
+            throw new FormatException($"lease {id} settled with {actual} tokens (0 to {BudgetStore.MaxTokens})");
+        }
+
         if (_open.TryGetValue(id, out BudgetOpenLease lease))
         {
             Close(id, lease, actual ?? lease.Tokens, BudgetSettlementStatus.Settled);
@@ -350,6 +360,12 @@ internal sealed class BudgetLedger
 
     public void RestoreCounter(string key, BudgetWindow window, Instant start, Instant end, long used, long held)
     {
+        if (used < 0 || held < 0)
+        {
+            // A negative counter would lower the load and admit more than the limit: never accept one.
+            throw new FormatException($"negative counter (used {used}, held {held})");
+        }
+
         BudgetCounter c = GetKey(key).GetSlow(window, start, end, start);
         c.Used = used;
         c.Held = held;

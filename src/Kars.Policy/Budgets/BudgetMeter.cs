@@ -81,6 +81,12 @@ public sealed class BudgetMeter
     private async ValueTask<BudgetDecision> ObserveAboveCapAsync(BudgetRequest request, CancellationToken cancellationToken)
     {
         BudgetDecision decision = await _store.TryReserveAsync(request, cancellationToken).ConfigureAwait(false);
+        if (!decision.IsAdmitted)
+        {
+            // Even Observe mode rejects a hold the store cannot represent (BudgetStore.MaxTokens, saturation).
+            return decision;
+        }
+
         return new BudgetDecision(BudgetReason.Observed, decision.Tokens, decision.Lease, null, decision.Remaining);
     }
 

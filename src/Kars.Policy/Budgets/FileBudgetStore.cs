@@ -89,7 +89,8 @@ public sealed class FileBudgetStore : BudgetStore
     /// <value>The default value is 100,000.</value>
     public long CompactAfterRecords { get; set; } = 100_000;
 
-    /// <summary>Opens (or creates) the store in <paramref name="directory"/>, replaying its snapshot and log.</summary>
+    /// <summary>Opens the store in <paramref name="directory"/>, replaying its snapshot and log; creates a fresh, empty
+    /// store only when the directory holds no state at all (no identity file, log, snapshot or backup).</summary>
     /// <param name="directory">The store directory; created when missing.</param>
     /// <param name="fileSystem">The file system; the real one when <see langword="null"/>.</param>
     /// <param name="timeProvider">The clock; <see cref="TimeProvider.System"/> when <see langword="null"/>.</param>
@@ -97,7 +98,8 @@ public sealed class FileBudgetStore : BudgetStore
     /// <param name="cancellationToken">Cancels the open.</param>
     /// <returns>The open store.</returns>
     /// <exception cref="ArgumentException"><paramref name="directory"/> is empty.</exception>
-    /// <exception cref="BudgetStateCorruptException">The persisted state is corrupt or of an unknown version.</exception>
+    /// <exception cref="BudgetStateCorruptException">The persisted state is corrupt, incomplete (for example the log is missing
+    /// while a snapshot, backup or identity file exists) or of an unknown version; no file is changed.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The directory cannot be read or written, or another process owns it.</exception>
     public static async ValueTask<FileBudgetStore> OpenAsync(string directory, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILogger? logger = null, CancellationToken cancellationToken = default)
     {

@@ -80,6 +80,38 @@ public sealed class BudgetMeterTests
     }
 
     [Fact]
+    public async Task TryReserveAsync_AboveMaxTokens_ThrowsWithoutTouchingTheStore()
+    {
+        var store = new InMemoryBudgetStore(_time);
+        var meter = new BudgetMeter(store, new BudgetPolicy(new BudgetLimits(day: 10)));
+
+        var act = async () => await meter.TryReserveAsync("k", BudgetStore.MaxTokens + 1);
+        var agentControlled = await meter.TryReserveAsync("k", BudgetReservation.Compute(10, long.MaxValue, null, null, 0));
+
+        await act.Should().ThrowAsync<ArgumentOutOfRangeException>();
+        agentControlled.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        agentControlled.RetryAfter.Should().BeNull();
+        (await meter.GetStatusAsync("k")).Windows.Single().Held.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_ObserveAboveCapWhenStoreCannotHold_StaysRejected()
+    {
+        var policy = new BudgetPolicy(new BudgetLimits(day: 10), mode: BudgetMode.Observe, perRequestTokens: 5);
+        var meter = new BudgetMeter(new InMemoryBudgetStore(_time), policy);
+        for (int i = 0; i < 1023; i++)
+        {
+            (await meter.TryReserveAsync("k", BudgetStore.MaxTokens)).Reason.Should().Be(BudgetReason.Observed);
+        }
+
+        var decision = await meter.TryReserveAsync("k", BudgetStore.MaxTokens);
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        decision.IsAdmitted.Should().BeFalse();
+        decision.Lease.IsValid.Should().BeFalse();
+    }
+
+    [Fact]
     public async Task TryReserveAsync_StoreClock_UsesInjectedTimeProvider()
     {
         var meter = new BudgetMeter(new InMemoryBudgetStore(_time), new BudgetPolicy(new BudgetLimits(hour: 10)));

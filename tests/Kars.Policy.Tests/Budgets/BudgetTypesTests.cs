@@ -18,9 +18,11 @@ public sealed class BudgetTypesTests
     }
 
     [Fact]
-    public void Compute_Overflow_Saturates()
+    public void Compute_Overflow_SaturatesAtMaxTokens()
     {
-        BudgetReservation.Compute(long.MaxValue, long.MaxValue, null, null, 0).Should().Be(long.MaxValue);
+        BudgetReservation.Compute(long.MaxValue, long.MaxValue, null, null, 0).Should().Be(BudgetStore.MaxTokens);
+        BudgetReservation.Compute(1, BudgetStore.MaxTokens, null, null, 0).Should().Be(BudgetStore.MaxTokens);
+        BudgetReservation.Compute(0, BudgetStore.MaxTokens - 1, null, null, 0).Should().Be(BudgetStore.MaxTokens - 1);
     }
 
     [Fact]

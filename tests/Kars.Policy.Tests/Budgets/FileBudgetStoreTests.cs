@@ -438,6 +438,34 @@ public sealed class FileBudgetStoreTests
         Day(await reopened.GetStatusAsync(level)).Held.Should().Be(400);
     }
 
+    [Theory]
+    [InlineData("P 1 0 864000000000 -500 0 k", "negative counter")]
+    [InlineData("P 1 0 864000000000 0 -1 k", "negative counter")]
+    [InlineData("L 7 0 6000000000 -5 k %", "holds -5 tokens")]
+    [InlineData("L 7 0 6000000000 9007199254740993 k %", "holds 9007199254740993 tokens")]
+    public async Task OpenAsync_SnapshotWithNegativeOrOversizedValues_FailsClosed(string record, string expected)
+    {
+        _fs.Directory.CreateDirectory(Dir);
+        _fs.File.WriteAllBytes(SnapshotPath, [.. Line("kars-budget-snapshot 1 0 8"), .. Line(record), .. Line("E 1")]);
+        _fs.File.WriteAllBytes(LogPath, Line("kars-budget-wal 1 0"));
+
+        var act = async () => await OpenAsync();
+
+        (await act.Should().ThrowAsync<BudgetStateCorruptException>()).Which.Message.Should().Contain(expected);
+    }
+
+    [Fact]
+    public async Task OpenAsync_LogSettlementAboveMaxTokens_FailsClosed()
+    {
+        _fs.Directory.CreateDirectory(Dir);
+        _fs.File.WriteAllBytes(SnapshotPath, [.. Line("kars-budget-snapshot 1 0 1"), .. Line("E 0")]);
+        _fs.File.WriteAllBytes(LogPath, [.. Line("kars-budget-wal 1 0"), .. Line("R 1 1 0 6000000000 10 k %"), .. Line("S 2 1 9223372036854775807"), .. Line("S 3 1 1")]);
+
+        var act = async () => await OpenAsync();
+
+        (await act.Should().ThrowAsync<BudgetStateCorruptException>()).Which.Message.Should().Contain("settled with 9223372036854775807");
+    }
+
     [Fact]
     public async Task OpenAsync_EmptyDirectory_StartsEmpty()
     {
