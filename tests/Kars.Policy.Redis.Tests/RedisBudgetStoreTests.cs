@@ -443,6 +443,63 @@ public sealed class RedisBudgetStoreTests
         (await db.KeyExistsAsync("k:x:a")).Should().BeFalse();
     }
 
+    [Fact]
+    public async Task SettleAsync_ReleaseOfLeasePastExpiry_ChargesNothing()
+    {
+        // A release (the caller never got the lease) charges 0 even when the server clock is past the lease's
+        // expiry, e.g. for an admission at an explicit instant in the past.
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using ConnectionMultiplexer admin = await AdminAsync(server);
+        await using var store = NewStore(server, "k:");
+        var level = new BudgetLevel("a", new BudgetLimits(day: 100));
+        Instant past = Instant.FromUtc(2020, 2, 29, 12, 0);
+        BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 40, TimeSpan.FromMinutes(1), at: past));
+        string id = decision.Lease.Id.ToString(CultureInfo.InvariantCulture);
+
+        var r = (RedisResult[])(await admin.GetDatabase().ScriptEvaluateAsync(
+            RedisBudgetScripts.Settle, ["k:l:" + id], ["k:", "", "", id, "0", "3600", "1"]))!;
+
+        ((long)r[0]).Should().Be(1, "settled now");
+        ((long)r[1]).Should().Be(0);
+        BudgetWindowStatus day = (await store.GetStatusAsync(level, null, past)).Windows.Single();
+        day.Used.Should().Be(0);
+        day.Held.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_FailOpenAfterTimeout_ScriptHoldReleased()
+    {
+        // Open mode admits without a hold on a time-out; the hold the late script creates must not count as well.
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using var store = NewStore(server, "k:", o =>
+        {
+            o.FailureMode = RedisBudgetFailureMode.Open;
+            o.OperationTimeout = TimeSpan.FromSeconds(1);
+        });
+        var level = new BudgetLevel("a", new BudgetLimits(day: 100));
+        (await store.TryReserveAsync(new BudgetRequest(level, 1, TimeSpan.FromMinutes(1), at: FixedAt))).IsAdmitted.Should().BeTrue();
+
+        (await server.SendRawAsync("CLIENT", "PAUSE", "3000", "ALL")).Should().Be("+OK");
+        BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 60, TimeSpan.FromMinutes(1), at: FixedAt));
+        RedisBudgetStore.IsFailOpenLease(decision.Lease).Should().BeTrue();
+        (await server.SendRawAsync("PING")).Should().Be("+PONG");
+
+        BudgetWindowStatus day = default!;
+        for (int attempt = 0; attempt < 200; attempt++)
+        {
+            day = (await store.GetStatusAsync(level, null, FixedAt)).Windows.Single();
+            if (day.Held == 1)
+            {
+                break;
+            }
+
+            await Task.Delay(50);
+        }
+
+        day.Held.Should().Be(1, "only the first admission holds tokens; the timed-out one was released");
+        day.Used.Should().Be(0);
+    }
+
     [Theory]
     [InlineData(RedisBudgetFailureMode.Open)]
     [InlineData(RedisBudgetFailureMode.Closed)]
