@@ -26,7 +26,10 @@ namespace Kars.Policy.Redis;
 /// by the next admission or status read of any of its keys, or by a late settlement.</description></item>
 /// <item><description>When Redis is unreachable or slow: <see cref="BudgetStoreUnavailableException"/>
 /// (<see cref="RedisBudgetFailureMode.Closed"/>, the default), or an admission without a hold
-/// (<see cref="RedisBudgetFailureMode.Open"/>). Settlement and status always throw.</description></item>
+/// (<see cref="RedisBudgetFailureMode.Open"/>). Settlement and status always throw. A script or data error (a
+/// wrong-type key, an undecodable lease) throws <see cref="BudgetStateCorruptException"/> in both modes.</description></item>
+/// <item><description>Lease ids are chosen by the client, so an admission whose caller was told it failed (time-out,
+/// lost connection, cancellation after sending) is released in the background with charge 0.</description></item>
 /// </list>
 /// <para>Safe for concurrent use. Key layout, failure modes and clock skew: <c>docs/redis.md</c>.</para>
 /// </remarks>

@@ -427,7 +427,7 @@ public sealed class RedisBudgetStoreTests
     }
 
     [Fact]
-    public async Task SettleAsync_ReleaseBeforeAdmission_LateAdmissionRefusedAndRetriedWithNewId()
+    public async Task SettleAsync_ReleaseBeforeAdmission_LateAdmissionWritesNothing()
     {
         // A release that overtakes its admission (reconnect) leaves a tombstone; an admission with that id writes nothing.
         await using RedisServer server = await RedisServer.StartAsync();
