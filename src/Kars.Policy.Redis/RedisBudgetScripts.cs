@@ -13,7 +13,7 @@ namespace Kars.Policy.Redis;
 /// <c>{end}</c> the period's exclusive end in epoch seconds. One <c>HMGET</c> reads, and one <c>HSET</c> writes, all windows
 /// of a level. The hash expires (positive relative <c>EXPIRE</c>, only ever extended) after the latest window end plus
 /// a margin; when a new period starts, fields of periods that ended more than the margin ago are deleted.</item>
-/// <item><c>P l:{leaseId}</c> — the lease, JSON: state, tokens, expiry (ms), per level the hash and the period fields
+/// <item><c>P l:{leaseId}</c> — the lease (id chosen by the client), JSON: state, tokens, expiry (ms), per level the hash and the period fields
 /// it holds tokens in, and the expiry sets it is listed in. After settlement it becomes a small tombstone so settlement is idempotent.</item>
 /// <item><c>P x:{budgetKey}</c> — a sorted set of the budget key's open leases scored by lease expiry (ms); every
 /// admission sweeps the expired leases of every level it touches and charges their full hold.</item>
@@ -21,13 +21,35 @@ namespace Kars.Policy.Redis;
 /// <para>Time comes from <c>redis.call('TIME')</c> inside the script unless the caller passes an explicit instant
 /// (replay and tests). Window ids and bounds are computed in Lua with integer civil-from-days arithmetic.</para>
 /// <para>Numbers travel as decimal strings formatted with <c>%d</c>; Lua numbers are doubles, so counters and
-/// limits are exact up to 2^53 tokens; larger limits are compared approximately.</para>
+/// limits are exact up to 2^53 tokens (<c>BudgetStore.MaxTokens</c>, the bound of one request or settlement) and
+/// approximate above. Counters saturate at <c>long.MaxValue</c>, written as its exact decimal, instead of reaching the
+/// 2^63 range where <c>%d</c> wraps to a negative value; a saturated counter never admits, and a hold that would
+/// reach 2^63 is refused in every mode. Counters at or above 2^53 are returned as decimal strings for the same reason.</para>
+/// <para>Lease ids are chosen by the client (random, below 2^62) so that a client that gave up on an admission can
+/// release the lease it may have created. Keys the client can name are declared in KEYS; the lease keys found in an
+/// expiry set and the hashes named in a lease are not (see <c>docs/redis.md</c>).</para>
 /// </remarks>
 internal static class RedisBudgetScripts
 {
     /// <summary>Shared functions: civil calendar arithmetic, window computation, lease settlement and sweeping.</summary>
     internal const string Common = """
 local function fmt(n) return string.format('%d', n) end
+
+-- Counters saturate at long.MaxValue instead of wrapping: Lua numbers are doubles, and '%d' of a value at or above
+-- 2^63 formats LLONG_MIN (a negative counter would admit everything after). LMAX is long.MaxValue rounded to a
+-- double, i.e. 2^63; a counter at or above it is written as the exact decimal of long.MaxValue. Counters are exact
+-- up to 2^53 (the bound of one request or settlement) and approximate above.
+local LMAX = 9223372036854775807
+local function cfmt(n)
+  if n >= LMAX then return '9223372036854775807' end
+  return string.format('%d', n)
+end
+-- A counter as a reply: an integer while exact (below 2^53), else the decimal string (Redis would convert a number
+-- at or above 2^63 to LLONG_MIN).
+local function cret(n)
+  if n < 9007199254740992 then return n end
+  return cfmt(n)
+end
 
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
@@ -120,10 +142,15 @@ end
 -- Replaces the hold of an active lease with a charge (nil = the full hold), in the periods of admission: one
 -- HMGET and one HSET per level; a period whose counters are gone (expired or pruned) is skipped, never re-created.
 -- Returns status, charged: 1 settled now, 2 already settled, 3 already charged on expiry, 0 unknown lease.
-local function finish(P, lid, actual, state, tomb_ttl)
+-- With cancel set, an unknown lease gets a settled tombstone so that an admission still in flight with that id is
+-- refused when it arrives.
+local function finish(P, lid, actual, state, tomb_ttl, cancel)
   local lk = P .. 'l:' .. lid
   local raw = redis.call('GET', lk)
-  if not raw then return 0, 0 end
+  if not raw then
+    if cancel then redis.call('SET', lk, cjson.encode({ s = 'S', c = '0' }), 'EX', fmt(tomb_ttl)) end
+    return 0, 0
+  end
   local L = cjson.decode(raw)
   if L.s ~= 'a' then
     if L.s == 'S' then return 2, tonumber(L.c) end
@@ -149,10 +176,10 @@ local function finish(P, lid, actual, state, tomb_ttl)
           local nh = tonumber(h) - t
           if nh < 0 then nh = 0 end
           out[#out + 1] = names[2 * j]
-          out[#out + 1] = fmt(nh)
+          out[#out + 1] = cfmt(nh)
           if charge > 0 then
             out[#out + 1] = names[2 * j - 1]
-            out[#out + 1] = fmt((tonumber(vals[2 * j - 1]) or 0) + charge)
+            out[#out + 1] = cfmt((tonumber(vals[2 * j - 1]) or 0) + charge)
           end
         end
       end
@@ -160,7 +187,7 @@ local function finish(P, lid, actual, state, tomb_ttl)
     end
   end
   for i = 1, #L.z do redis.call('ZREM', L.z[i], lid) end
-  redis.call('SET', lk, cjson.encode({ s = state, c = fmt(charge) }), 'EX', fmt(tomb_ttl))
+  redis.call('SET', lk, cjson.encode({ s = state, c = cfmt(charge) }), 'EX', fmt(tomb_ttl))
   return 1, charge
 end
 
@@ -168,7 +195,7 @@ end
 local function sweep(P, zk, now_ms, limit, tomb_ttl)
   local ids = redis.call('ZRANGEBYSCORE', zk, '-inf', fmt(now_ms), 'LIMIT', '0', fmt(limit))
   for i = 1, #ids do
-    local st = finish(P, ids[i], nil, 'E', tomb_ttl)
+    local st = finish(P, ids[i], nil, 'E', tomb_ttl, false)
     if st ~= 1 then redis.call('ZREM', zk, ids[i]) end
   end
 end
@@ -177,16 +204,20 @@ if redis.replicate_commands then redis.replicate_commands() end
 """;
 
     /// <summary>
-    /// Admission. ARGV: prefix, now seconds ('' = server TIME), now microseconds, tokens, lease duration (ms),
-    /// observe (1/0), counter TTL margin (s), tombstone TTL (s), sweep limit, level count, then per level:
-    /// budget key, window count, then per window: code, limit ('' = counted but not limited).
-    /// Returns: status (1 admitted, 0 rejected, 2 admitted in observe mode although it would be rejected),
-    /// now seconds, now microseconds, retry-after seconds (until every blocking window has rolled over),
-    /// lease id (0 when rejected), lease expiry (ms), window count, then per level and window: used, held
-    /// (including this request when admitted), start, end.
+    /// Admission. KEYS: the lease key, then per level its counter hash and its expiry set. ARGV: prefix, now seconds
+    /// ('' = server TIME), now microseconds, tokens, lease duration (ms), observe (1/0), counter TTL margin (s),
+    /// tombstone TTL (s), sweep limit, level count, lease id (chosen by the client), then per level: window count,
+    /// then per window: code, limit ('' = counted but not limited).
+    /// Returns: status (1 admitted, 0 rejected, 2 admitted in observe mode although it would be rejected, 3 the lease
+    /// id is taken — by a collision or by a release that overtook this admission — and nothing was written),
+    /// now seconds, now microseconds, retry-after seconds (until every blocking window has rolled over; -1 when the
+    /// tokens exceed a limit outright and no rollover helps), lease expiry (ms), window count, then per level and
+    /// window: used, held (including this request when admitted), start, end.
     /// </summary>
     internal const string Admit = Common + "\n" + """
 local P = ARGV[1]
+local lk = KEYS[1]
+if redis.call('EXISTS', lk) == 1 then return { 3 } end
 local now_s, now_us = clock(ARGV[2], ARGV[3])
 local now_ms = now_s * 1000 + math.floor(now_us / 1000)
 local tokens = tonumber(ARGV[4])
@@ -196,16 +227,16 @@ local margin = tonumber(ARGV[7])
 local tomb_ttl = tonumber(ARGV[8])
 local sweep_limit = tonumber(ARGV[9])
 local nlev = tonumber(ARGV[10])
+local lid = ARGV[11]
 
-local idx = 11
+local idx = 12
 local levels = {}
 local total = 0
 local win = windows_at(now_s)
 for l = 1, nlev do
-  local bk = ARGV[idx]
-  local nw = tonumber(ARGV[idx + 1])
-  idx = idx + 2
-  local lv = { ck = P .. 'c:' .. bk, zk = P .. 'x:' .. bk, ws = {} }
+  local nw = tonumber(ARGV[idx])
+  idx = idx + 1
+  local lv = { ck = KEYS[2 * l], zk = KEYS[2 * l + 1], ws = {} }
   sweep(P, lv.zk, now_ms, sweep_limit, tomb_ttl)
   for w = 1, nw do
     local code = ARGV[idx]
@@ -219,6 +250,8 @@ for l = 1, nlev do
 end
 
 local ok = true
+local never = false
+local overflow = false
 local retry = 0
 for l = 1, nlev do
   local lv = levels[l]
@@ -234,21 +267,27 @@ for l = 1, nlev do
       x.fresh = not vals[2 * w]
       x.u = tonumber(vals[2 * w - 1]) or 0
       x.h = tonumber(vals[2 * w]) or 0
-      if x.limit ~= nil and x.u + x.h + tokens > x.limit then
-        ok = false
-        if x.we - now_s > retry then retry = x.we - now_s end
+      -- A hold that could not be represented is refused in every mode.
+      if x.h + tokens >= LMAX then overflow = true end
+      if x.limit ~= nil then
+        local load = x.u + x.h
+        -- A saturated load never fits; a request above the whole limit never fits (no retry helps).
+        if load >= LMAX or tokens > x.limit or load + tokens > x.limit then
+          ok = false
+          if tokens > x.limit then never = true end
+          if x.we - now_s > retry then retry = x.we - now_s end
+        end
       end
     end
   end
 end
+if never or overflow then retry = -1 end
 
 local status = 0
-if ok then status = 1 elseif observe then status = 2 end
+if overflow then status = 0 elseif ok then status = 1 elseif observe then status = 2 end
 
-local lid = 0
 local exp_ms = 0
 if status ~= 0 then
-  lid = redis.call('INCR', P .. 'seq')
   exp_ms = now_ms + lease_ms
   local keep = margin + math.ceil(lease_ms / 1000)
   for l = 1, nlev do
@@ -270,7 +309,7 @@ if status ~= 0 then
         local x = lv.ws[w]
         x.h = x.h + tokens
         out[#out + 1] = x.fb .. ':h'
-        out[#out + 1] = fmt(x.h)
+        out[#out + 1] = cfmt(x.h)
         if x.fresh then
           out[#out + 1] = x.fb .. ':u'
           out[#out + 1] = '0'
@@ -285,19 +324,19 @@ if status ~= 0 then
     end
     held[l] = { k = lv.ck, f = fbs }
   end
-  redis.call('SET', P .. 'l:' .. fmt(lid), cjson.encode({ s = 'a', t = fmt(tokens), e = fmt(exp_ms), c = held, z = zsets }), 'EX', fmt(keep))
+  redis.call('SET', lk, cjson.encode({ s = 'a', t = fmt(tokens), e = fmt(exp_ms), c = held, z = zsets }), 'EX', fmt(keep))
   for l = 1, nlev do
-    redis.call('ZADD', zsets[l], fmt(exp_ms), fmt(lid))
+    redis.call('ZADD', zsets[l], fmt(exp_ms), lid)
     if redis.call('TTL', zsets[l]) < keep then redis.call('EXPIRE', zsets[l], fmt(keep)) end
   end
 end
 
-local out = { status, now_s, now_us, retry, lid, exp_ms, total }
+local out = { status, now_s, now_us, retry, exp_ms, total }
 for l = 1, nlev do
   for w = 1, #levels[l].ws do
     local x = levels[l].ws[w]
-    out[#out + 1] = x.u
-    out[#out + 1] = x.h
+    out[#out + 1] = cret(x.u)
+    out[#out + 1] = cret(x.h)
     out[#out + 1] = x.ws
     out[#out + 1] = x.we
   end
@@ -306,10 +345,13 @@ return out
 """;
 
     /// <summary>
-    /// Settlement. ARGV: prefix, now seconds ('' = server TIME), now microseconds, lease id, actual tokens
-    /// ('' = charge the full hold), tombstone TTL (s).
+    /// Settlement. KEYS: the lease key. ARGV: prefix, now seconds ('' = server TIME), now microseconds, lease id,
+    /// actual tokens ('' = charge the full hold), tombstone TTL (s), release (1/0).
     /// Returns: status (1 settled now, 2 already settled, 3 expired and charged its hold, 0 unknown lease), charged.
-    /// A lease settled at or after its expiry is charged its full hold (status 3).
+    /// A lease settled at or after its expiry is charged its full hold (status 3). A release (actual 0, even after
+    /// the lease's expiry as long as no sweep charged it first; sent by the
+    /// client when it gave up on an admission) also leaves a settled tombstone for an unknown lease, so the admission,
+    /// if it is still in flight, is refused when it arrives.
     /// </summary>
     internal const string Settle = Common + "\n" + """
 local P = ARGV[1]
@@ -319,22 +361,25 @@ local lid = ARGV[4]
 local actual = nil
 if ARGV[5] ~= '' then actual = tonumber(ARGV[5]) end
 local tomb_ttl = tonumber(ARGV[6])
+local release = ARGV[7] == '1'
 
-local raw = redis.call('GET', P .. 'l:' .. lid)
+local raw = redis.call('GET', KEYS[1])
 if raw then
   local L = cjson.decode(raw)
-  if L.s == 'a' and now_ms >= tonumber(L.e) then
-    local _, c = finish(P, lid, nil, 'E', tomb_ttl)
+  -- A release is never charged: its caller never received the lease, so nothing ran under it.
+  if not release and L.s == 'a' and now_ms >= tonumber(L.e) then
+    local _, c = finish(P, lid, nil, 'E', tomb_ttl, false)
     return { 3, c }
   end
 end
-local st, c = finish(P, lid, actual, 'S', tomb_ttl)
+local st, c = finish(P, lid, actual, 'S', tomb_ttl, release)
 return { st, c }
 """;
 
     /// <summary>
-    /// Status. ARGV: prefix, now seconds ('' = server TIME), now microseconds, tombstone TTL (s), sweep limit,
-    /// level count, then per level: budget key, window count, then the window codes.
+    /// Status. KEYS: per level its counter hash and its expiry set. ARGV: prefix, now seconds ('' = server TIME),
+    /// now microseconds, tombstone TTL (s), sweep limit, level count, then per level: window count, then the window
+    /// codes.
     /// Returns: now seconds, now microseconds, then per level and window: used, held, start, end.
     /// Expired leases of every level are charged first.
     /// </summary>
@@ -349,10 +394,9 @@ local idx = 7
 local out = { now_s, now_us }
 local win = windows_at(now_s)
 for l = 1, nlev do
-  local bk = ARGV[idx]
-  local nw = tonumber(ARGV[idx + 1])
-  idx = idx + 2
-  sweep(P, P .. 'x:' .. bk, now_ms, sweep_limit, tomb_ttl)
+  local nw = tonumber(ARGV[idx])
+  idx = idx + 1
+  sweep(P, KEYS[2 * l], now_ms, sweep_limit, tomb_ttl)
   if nw > 0 then
     local names = {}
     local bounds = {}
@@ -365,10 +409,10 @@ for l = 1, nlev do
       names[#names + 1] = fb .. ':h'
       bounds[w] = { ws, we }
     end
-    local vals = redis.call('HMGET', P .. 'c:' .. bk, unpack(names))
+    local vals = redis.call('HMGET', KEYS[2 * l - 1], unpack(names))
     for w = 1, nw do
-      out[#out + 1] = tonumber(vals[2 * w - 1]) or 0
-      out[#out + 1] = tonumber(vals[2 * w]) or 0
+      out[#out + 1] = cret(tonumber(vals[2 * w - 1]) or 0)
+      out[#out + 1] = cret(tonumber(vals[2 * w]) or 0)
       out[#out + 1] = bounds[w][1]
       out[#out + 1] = bounds[w][2]
     end

@@ -1,4 +1,7 @@
+using System.Buffers.Binary;
 using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
 using Kars.Policy.Budgets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -23,7 +26,10 @@ namespace Kars.Policy.Redis;
 /// by the next admission or status read of any of its keys, or by a late settlement.</description></item>
 /// <item><description>When Redis is unreachable or slow: <see cref="BudgetStoreUnavailableException"/>
 /// (<see cref="RedisBudgetFailureMode.Closed"/>, the default), or an admission without a hold
-/// (<see cref="RedisBudgetFailureMode.Open"/>). Settlement and status always throw.</description></item>
+/// (<see cref="RedisBudgetFailureMode.Open"/>). Settlement and status always throw. A script or data error (a
+/// wrong-type key, an undecodable lease) throws <see cref="BudgetStateCorruptException"/> in both modes.</description></item>
+/// <item><description>Lease ids are chosen by the client, so an admission whose caller was told it failed (time-out,
+/// lost connection, cancellation after sending) is released in the background with charge 0.</description></item>
 /// </list>
 /// <para>Safe for concurrent use. Key layout, failure modes and clock skew: <c>docs/redis.md</c>.</para>
 /// </remarks>
@@ -35,6 +41,12 @@ public sealed partial class RedisBudgetStore : BudgetStore
     private static readonly RedisValue Empty = RedisValue.EmptyString;
     private static readonly RedisValue One = "1";
     private static readonly RedisValue Zero = "0";
+    private const int MaxPendingReleases = 1024;
+    private static readonly TimeSpan MaxReleaseDelay = TimeSpan.FromSeconds(5);
+
+    /// <summary>Server errors that mean "not now" (loading, busy, failover, out of memory), not "never".</summary>
+    private static readonly string[] TransientErrorPrefixes =
+        ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "NOREPLICAS", "MISCONF", "OOM"];
 
     private readonly RedisValue _prefix;
     private readonly RedisBudgetFailureMode _failureMode;
@@ -49,6 +61,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
     private Task<IConnectionMultiplexer>? _connection;
     private readonly bool _ownsConnection;
     private long _failOpenSequence;
+    private int _pendingReleases;
     private int _disposed;
 
     /// <summary>Initializes a store. Without <paramref name="connection"/> it creates (and owns) a connection from
@@ -133,7 +146,16 @@ public sealed partial class RedisBudgetStore : BudgetStore
         int windowCount = windows.Count;
         int levels = parent is null ? 1 : 2;
 
-        var args = new RedisValue[10 + (levels * (2 + (2 * windowCount)))];
+        var keys = new RedisKey[1 + (2 * levels)];
+        keys[1] = CounterKey(level.Key);
+        keys[2] = ExpiryKey(level.Key);
+        if (parent is not null)
+        {
+            keys[3] = CounterKey(parent.Key);
+            keys[4] = ExpiryKey(parent.Key);
+        }
+
+        var args = new RedisValue[11 + (levels * (1 + (2 * windowCount)))];
         args[0] = _prefix;
         (args[1], args[2]) = Clock(request.At);
         args[3] = request.Tokens;
@@ -143,39 +165,80 @@ public sealed partial class RedisBudgetStore : BudgetStore
         args[7] = _tombstoneTtl;
         args[8] = _sweepLimit;
         args[9] = levels;
-        int i = 10;
+        int i = 11;
         i = AddLevel(args, i, level, windows);
         if (parent is not null)
         {
             AddLevel(args, i, parent, windows);
         }
 
-        RedisResult[] r;
-        try
+        for (int attempt = 0; ; attempt++)
         {
-            r = (RedisResult[])(await EvaluateAsync(RedisBudgetScripts.AdmitSha, RedisBudgetScripts.Admit, args, "admission", cancellationToken).ConfigureAwait(false))!;
-        }
-        catch (BudgetStoreUnavailableException ex) when (_failureMode == RedisBudgetFailureMode.Open)
-        {
-            return FailOpen(request, windows, ex);
-        }
+            long leaseId = NewLeaseId();
+            keys[0] = LeaseKey(leaseId);
+            args[10] = leaseId;
+            var sent = new StrongBox<bool>();
+            RedisResult[] r;
+            try
+            {
+                r = (RedisResult[])(await EvaluateAsync(RedisBudgetScripts.AdmitSha, RedisBudgetScripts.Admit, keys, args, "admission", sent, cancellationToken).ConfigureAwait(false))!;
+            }
+            catch (BudgetStoreUnavailableException ex)
+            {
+                // The script may have run (or may still run) although this caller is told it failed: release the
+                // lease it would have created so that its hold is never charged.
+                if (sent.Value)
+                {
+                    StartRelease(leaseId, request.LeaseDuration);
+                }
 
-        int status = (int)r[0];
-        long retrySeconds = (long)r[3];
-        long leaseId = (long)r[4];
-        long expiresMs = (long)r[5];
+                if (_failureMode == RedisBudgetFailureMode.Open && IsTransient(ex.InnerException))
+                {
+                    return FailOpen(request, windows, ex);
+                }
 
-        BudgetWindowValues remaining = Remaining(r, 7, windows, level, parent);
-        if (status == 0)
-        {
-            return new BudgetDecision(BudgetReason.BudgetExceeded, request.Tokens, default, TimeSpan.FromSeconds(Math.Max(1, retrySeconds)), remaining);
+                throw;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // A cancelled call admits nothing.
+                if (sent.Value)
+                {
+                    StartRelease(leaseId, request.LeaseDuration);
+                }
+
+                throw;
+            }
+
+            int status = (int)r[0];
+            if (status == 3)
+            {
+                // The id is taken (a random collision): nothing was written; try another id.
+                if (attempt < 3)
+                {
+                    continue;
+                }
+
+                throw new BudgetStateCorruptException($"The Redis budget store found lease keys taken for {attempt + 1} random lease ids under prefix '{_prefix}'.", (string?)_prefix);
+            }
+
+            long retrySeconds = (long)r[3];
+            long expiresMs = (long)r[4];
+
+            BudgetWindowValues remaining = Remaining(r, 6, windows, level, parent);
+            if (status == 0)
+            {
+                // -1: the tokens exceed a limit outright; no rollover makes room.
+                TimeSpan? retryAfter = retrySeconds < 0 ? null : TimeSpan.FromSeconds(Math.Max(1, retrySeconds));
+                return new BudgetDecision(BudgetReason.BudgetExceeded, request.Tokens, default, retryAfter, remaining);
+            }
+
+            Instant expiresAt = request.At is { } at
+                ? at + Duration.FromTimeSpan(request.LeaseDuration)
+                : Instant.FromUnixTimeMilliseconds(expiresMs);
+            var lease = new BudgetLease(this, leaseId, request.Tokens, expiresAt);
+            return new BudgetDecision(status == 2 ? BudgetReason.Observed : BudgetReason.Admitted, request.Tokens, lease, null, remaining);
         }
-
-        Instant expiresAt = request.At is { } at
-            ? at + Duration.FromTimeSpan(request.LeaseDuration)
-            : Instant.FromUnixTimeMilliseconds(expiresMs);
-        var lease = new BudgetLease(this, leaseId, request.Tokens, expiresAt);
-        return new BudgetDecision(status == 2 ? BudgetReason.Observed : BudgetReason.Admitted, request.Tokens, lease, null, remaining);
     }
 
     /// <inheritdoc/>
@@ -192,20 +255,29 @@ public sealed partial class RedisBudgetStore : BudgetStore
         BudgetWindowValues windows = Union(level, parent);
         int windowCount = windows.Count;
         int levels = parent is null ? 1 : 2;
-        var args = new RedisValue[6 + (levels * (2 + windowCount))];
+        var keys = new RedisKey[2 * levels];
+        keys[0] = CounterKey(level.Key);
+        keys[1] = ExpiryKey(level.Key);
+        if (parent is not null)
+        {
+            keys[2] = CounterKey(parent.Key);
+            keys[3] = ExpiryKey(parent.Key);
+        }
+
+        var args = new RedisValue[6 + (levels * (1 + windowCount))];
         args[0] = _prefix;
         (args[1], args[2]) = Clock(at);
         args[3] = _tombstoneTtl;
         args[4] = _sweepLimit;
         args[5] = levels;
         int i = 6;
-        i = AddLevelCodes(args, i, level, windows);
+        i = AddLevelCodes(args, i, windows);
         if (parent is not null)
         {
-            AddLevelCodes(args, i, parent, windows);
+            AddLevelCodes(args, i, windows);
         }
 
-        var r = (RedisResult[])(await EvaluateAsync(RedisBudgetScripts.StatusSha, RedisBudgetScripts.Status, args, "status", cancellationToken).ConfigureAwait(false))!;
+        var r = (RedisResult[])(await EvaluateAsync(RedisBudgetScripts.StatusSha, RedisBudgetScripts.Status, keys, args, "status", sent: null, cancellationToken).ConfigureAwait(false))!;
         Instant now = at ?? FromClock((long)r[0], (long)r[1]);
         var result = new List<BudgetWindowStatus>(windowCount);
         int k = 0;
@@ -270,7 +342,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
         }
     }
 
-    private async ValueTask<BudgetSettlement> FinishAsync(long leaseId, long? actualTokens, Instant? at, CancellationToken cancellationToken)
+    private async ValueTask<BudgetSettlement> FinishAsync(long leaseId, long? actualTokens, Instant? at, CancellationToken cancellationToken, bool release = false)
     {
         if ((leaseId & FailOpenLeaseFlag) != 0)
         {
@@ -278,13 +350,15 @@ public sealed partial class RedisBudgetStore : BudgetStore
             return new BudgetSettlement(BudgetSettlementStatus.Settled, 0);
         }
 
-        var args = new RedisValue[6];
+        var args = new RedisValue[7];
         args[0] = _prefix;
         (args[1], args[2]) = Clock(at);
         args[3] = leaseId;
         args[4] = actualTokens is { } actual ? actual : Empty;
         args[5] = _tombstoneTtl;
-        var r = (RedisResult[])(await EvaluateAsync(RedisBudgetScripts.SettleSha, RedisBudgetScripts.Settle, args, "settlement", cancellationToken).ConfigureAwait(false))!;
+        args[6] = release ? One : Zero;
+        RedisKey[] keys = [LeaseKey(leaseId)];
+        var r = (RedisResult[])(await EvaluateAsync(RedisBudgetScripts.SettleSha, RedisBudgetScripts.Settle, keys, args, release ? "release" : "settlement", sent: null, cancellationToken).ConfigureAwait(false))!;
         var status = (BudgetSettlementStatus)(int)r[0];
         return new BudgetSettlement(status, (long)r[1]);
     }
@@ -318,7 +392,11 @@ public sealed partial class RedisBudgetStore : BudgetStore
         return new BudgetDecision(BudgetReason.Admitted, request.Tokens, new BudgetLease(this, id, request.Tokens, expires), null, remaining);
     }
 
-    private async Task<RedisResult> EvaluateAsync(byte[] sha, string script, RedisValue[] args, string operation, CancellationToken cancellationToken)
+    /// <summary>Runs a script. Throws <see cref="BudgetStoreUnavailableException"/> when Redis cannot be reached, does
+    /// not answer in time or reports a transient or configuration error, and <see cref="BudgetStateCorruptException"/>
+    /// when the script fails on the stored data (a wrong-type key, an undecodable lease).</summary>
+    /// <param name="sent">Set when the command may have reached the server (so its effects may exist).</param>
+    private async Task<RedisResult> EvaluateAsync(byte[] sha, string script, RedisKey[] keys, RedisValue[] args, string operation, StrongBox<bool>? sent, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         try
@@ -327,26 +405,130 @@ public sealed partial class RedisBudgetStore : BudgetStore
             IDatabase db = connection.GetDatabase();
             try
             {
-                return await db.ScriptEvaluateAsync(sha, keys: null, args).WaitAsync(_operationTimeout, cancellationToken).ConfigureAwait(false);
+                sent?.Value = true;
+                return await db.ScriptEvaluateAsync(sha, keys, args).WaitAsync(_operationTimeout, cancellationToken).ConfigureAwait(false);
             }
             catch (RedisServerException ex) when (ex.Message.StartsWith("NOSCRIPT", StringComparison.Ordinal))
             {
                 // The server lost its script cache (restart, failover, SCRIPT FLUSH): EVAL loads it again.
                 Log.ScriptReloaded(_logger, operation);
-                return await db.ScriptEvaluateAsync(script, keys: null, args).WaitAsync(_operationTimeout, cancellationToken).ConfigureAwait(false);
+                return await db.ScriptEvaluateAsync(script, keys, args).WaitAsync(_operationTimeout, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             throw;
         }
+        catch (RedisServerException ex) when (!IsTransient(ex) && IsDataError(ex))
+        {
+            Log.ScriptFailed(_logger, operation, ex);
+            throw new BudgetStateCorruptException($"The Redis budget store's {operation} script failed on the stored data under prefix '{_prefix}': {ex.Message}", (string?)_prefix, ex);
+        }
         catch (Exception ex) when (ex is RedisException or TimeoutException or System.Net.Sockets.SocketException or IOException
             or ObjectDisposedException or OperationCanceledException)
         {
             // OperationCanceledException here is not the caller's cancellation (filtered above): the client gave up.
+            if (ex is RedisConnectionException { FailureType: ConnectionFailureType.UnableToResolvePhysicalConnection })
+            {
+                // No connection to write to (BacklogPolicy.FailFast): the command never left this process.
+                sent?.Value = false;
+            }
+
             Log.Unavailable(_logger, operation, ex.GetType().Name, ex);
             throw new BudgetStoreUnavailableException($"The Redis budget store could not complete the {operation}: {ex.Message}", ex);
         }
+    }
+
+    /// <summary>Whether a failure is Redis being unreachable, slow or momentarily unable to serve (the only failures
+    /// <see cref="RedisBudgetFailureMode.Open"/> may admit on), as opposed to a script, data or configuration error.</summary>
+    private static bool IsTransient(Exception? ex) => ex switch
+    {
+        RedisServerException server => TransientErrorPrefixes.Any(p => server.Message.StartsWith(p, StringComparison.Ordinal)),
+        RedisConnectionException or RedisTimeoutException or TimeoutException or System.Net.Sockets.SocketException or IOException
+            or ObjectDisposedException or OperationCanceledException => true,
+        _ => false,
+    };
+
+    /// <summary>Whether a server error comes from the script meeting data it cannot use (a wrong-type key, an
+    /// undecodable lease) or from a runtime error in the script.</summary>
+    private static bool IsDataError(RedisServerException ex)
+        => ex.Message.StartsWith("WRONGTYPE", StringComparison.Ordinal)
+            || ex.Message.Contains("user_script", StringComparison.Ordinal)
+            || ex.Message.Contains("cjson", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Releases, in the background and with retries, a lease an admission may have created although its
+    /// caller was told it failed: charge 0, or a tombstone that refuses the admission if it arrives later. Stops when
+    /// the release is recorded, when the lease would have expired anyway (its expiry charges the hold), or on
+    /// dispose.</summary>
+    private void StartRelease(long leaseId, TimeSpan leaseDuration)
+    {
+        if (Interlocked.Increment(ref _pendingReleases) > MaxPendingReleases)
+        {
+            Interlocked.Decrement(ref _pendingReleases);
+            Log.ReleaseSkipped(_logger, leaseId, MaxPendingReleases);
+            return;
+        }
+
+        _ = Task.Run(() => ReleaseAsync(leaseId, leaseDuration));
+    }
+
+    private async Task ReleaseAsync(long leaseId, TimeSpan leaseDuration)
+    {
+        try
+        {
+            long started = _timeProvider.GetTimestamp();
+            TimeSpan delay = TimeSpan.FromMilliseconds(100);
+            while (Volatile.Read(ref _disposed) == 0)
+            {
+                try
+                {
+                    await FinishAsync(leaseId, 0, at: null, CancellationToken.None, release: true).ConfigureAwait(false);
+                    Log.Released(_logger, leaseId);
+                    return;
+                }
+                catch (BudgetStoreUnavailableException)
+                {
+                    // Retried below: a dropped connection may come back while the lease is still open.
+                }
+
+                if (_timeProvider.GetElapsedTime(started) + delay > leaseDuration)
+                {
+                    Log.ReleaseAbandoned(_logger, leaseId);
+                    return;
+                }
+
+                await Task.Delay(delay, _timeProvider).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxReleaseDelay.Ticks));
+            }
+        }
+        catch (Exception ex) when (ex is BudgetException or ObjectDisposedException)
+        {
+            Log.ReleaseAbandoned(_logger, leaseId);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pendingReleases);
+        }
+    }
+
+    private RedisKey LeaseKey(long leaseId) => string.Concat((string?)_prefix, "l:", leaseId.ToString(CultureInfo.InvariantCulture));
+
+    private RedisKey CounterKey(string budgetKey) => string.Concat((string?)_prefix, "c:", budgetKey);
+
+    private RedisKey ExpiryKey(string budgetKey) => string.Concat((string?)_prefix, "x:", budgetKey);
+
+    /// <summary>A random lease id in [1, 2^62): bit 62 marks fail-open leases.</summary>
+    private static long NewLeaseId()
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        long id;
+        do
+        {
+            RandomNumberGenerator.Fill(bytes);
+            id = BinaryPrimitives.ReadInt64LittleEndian(bytes) & (FailOpenLeaseFlag - 1);
+        }
+        while (id == 0);
+        return id;
     }
 
     /// <summary>The connection, created on first use; a failed attempt is retried by the next call, never cached.</summary>
@@ -379,7 +561,6 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
     private static int AddLevel(RedisValue[] args, int i, BudgetLevel level, BudgetWindowValues windows)
     {
-        args[i++] = level.Key;
         args[i++] = windows.Count;
         for (var w = BudgetWindow.Hour; w <= BudgetWindow.Year; w++)
         {
@@ -395,9 +576,8 @@ public sealed partial class RedisBudgetStore : BudgetStore
         return i;
     }
 
-    private static int AddLevelCodes(RedisValue[] args, int i, BudgetLevel level, BudgetWindowValues windows)
+    private static int AddLevelCodes(RedisValue[] args, int i, BudgetWindowValues windows)
     {
-        args[i++] = level.Key;
         args[i++] = windows.Count;
         for (var w = BudgetWindow.Hour; w <= BudgetWindow.Year; w++)
         {
@@ -444,8 +624,14 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
     private static long Room(long limit, long used, long held)
     {
-        long room = limit - used - held;
-        return room < 0 ? 0 : room;
+        // Saturating: counters stick at long.MaxValue (see RedisBudgetScripts), and a saturated load leaves no room.
+        long load = used + held;
+        if (load < 0)
+        {
+            load = long.MaxValue;
+        }
+
+        return load >= limit ? 0 : limit - load;
     }
 
     private static (RedisValue Seconds, RedisValue Micros) Clock(Instant? at)
@@ -488,5 +674,17 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
         [LoggerMessage(4004, LogLevel.Warning, "Redis budget store: lease {LeaseId} was admitted while Redis was unavailable (FailureMode=Open); its usage is not recorded", EventName = "RedisBudgetFailOpenLeaseFinished")]
         public static partial void FailOpenLeaseFinished(ILogger logger, long leaseId);
+
+        [LoggerMessage(4005, LogLevel.Error, "Redis budget store: the {Operation} script failed on the stored data; failing closed", EventName = "RedisBudgetScriptFailed")]
+        public static partial void ScriptFailed(ILogger logger, string operation, Exception exception);
+
+        [LoggerMessage(4006, LogLevel.Information, "Redis budget store: released lease {LeaseId} of an admission whose caller was told it failed", EventName = "RedisBudgetLeaseReleased")]
+        public static partial void Released(ILogger logger, long leaseId);
+
+        [LoggerMessage(4007, LogLevel.Warning, "Redis budget store: could not release lease {LeaseId} of a failed admission; if the admission ran, its hold is charged at lease expiry", EventName = "RedisBudgetLeaseReleaseAbandoned")]
+        public static partial void ReleaseAbandoned(ILogger logger, long leaseId);
+
+        [LoggerMessage(4008, LogLevel.Warning, "Redis budget store: {MaxPending} releases already pending; lease {LeaseId} of a failed admission is not released (its hold, if any, is charged at lease expiry)", EventName = "RedisBudgetLeaseReleaseSkipped")]
+        public static partial void ReleaseSkipped(ILogger logger, long leaseId, int maxPending);
     }
 }

@@ -8,9 +8,11 @@ public enum RedisBudgetFailureMode
     /// <see cref="Budgets.BudgetStoreUnavailableException"/>, which the ASP.NET Core gate answers with 503.</summary>
     Closed = 0,
 
-    /// <summary>Fail open: the admission is admitted without a hold in Redis, a warning is logged, and the lease is
-    /// marked (see <see cref="RedisBudgetStore.IsFailOpenLease(Budgets.BudgetLease)"/>); its usage is not recorded.
-    /// Opt in only where availability matters more than the budget.</summary>
+    /// <summary>Fail open: when Redis is unreachable, times out or answers with a transient error (<c>LOADING</c>,
+    /// <c>BUSY</c>, failover, <c>OOM</c>…), the admission is admitted without a hold in Redis, a warning is logged, and
+    /// the lease is marked (see <see cref="RedisBudgetStore.IsFailOpenLease(Budgets.BudgetLease)"/>); its usage is not
+    /// recorded. Script, data and configuration errors still throw. Opt in only where availability matters more than
+    /// the budget.</summary>
     Open = 1,
 }
 

@@ -14,7 +14,7 @@ public sealed class RedisBudgetStoreTests
     private static readonly Instant FixedAt = Instant.FromUtc(2031, 6, 15, 12, 0);
 
     private static readonly string[] ScriptInternalCommands =
-        ["time", "get", "set", "incr", "hmget", "hset", "hkeys", "hdel", "expire", "ttl", "zadd", "zrem", "zrangebyscore"];
+        ["time", "exists", "get", "set", "hmget", "hset", "hkeys", "hdel", "expire", "ttl", "zadd", "zrem", "zrangebyscore"];
 
     [Fact]
     public async Task TryReserveAsync_KeyAndParentAllWindows_OneRoundTripPerAdmissionAndSettlement()
@@ -145,7 +145,8 @@ public sealed class RedisBudgetStoreTests
         decision.IsAdmitted.Should().BeTrue();
         IDatabase db = admin.GetDatabase();
         RedisKey[] keys = admin.GetServer(admin.GetEndPoints()[0]).Keys(pattern: "k:*").ToArray();
-        keys.Select(k => (string)k!).Should().BeEquivalentTo("k:seq", "k:l:1", "k:x:agent", "k:x:tenant", "k:c:agent", "k:c:tenant");
+        string leaseKey = "k:l:" + decision.Lease.Id.ToString(CultureInfo.InvariantCulture);
+        keys.Select(k => (string)k!).Should().BeEquivalentTo(leaseKey, "k:x:agent", "k:x:tenant", "k:c:agent", "k:c:tenant");
         static string End(int y, int mo, int d, int h = 0) => Instant.FromUtc(y, mo, d, h, 0).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
         string[] bases =
         [
@@ -163,10 +164,9 @@ public sealed class RedisBudgetStoreTests
             fields.Where(f => ((string)f.Name!).EndsWith(":u", StringComparison.Ordinal)).Select(f => (long)f.Value).Should().AllBeEquivalentTo(0);
         }
 
-        (await db.KeyTimeToLiveAsync("k:seq")).Should().BeNull("the lease sequence never expires");
         Instant yearEnd = Instant.FromUtc(2032, 1, 1, 0, 0);
         TimeSpan longest = (yearEnd - FixedAt).ToTimeSpan() + TimeSpan.FromHours(1);
-        foreach (RedisKey key in keys.Where(k => k != "k:seq"))
+        foreach (RedisKey key in keys)
         {
             TimeSpan? ttl = await db.KeyTimeToLiveAsync(key);
             ttl.Should().NotBeNull($"{key} expires");
@@ -336,6 +336,215 @@ public sealed class RedisBudgetStoreTests
         }
 
         decision.Reason.Should().Be(BudgetReason.Admitted, "the store reconnects and reloads its script (NOSCRIPT) after a restart");
+    }
+
+    [Fact]
+    public async Task SettleAsync_MaxTokensRepeated_CounterSaturatesAndRejects()
+    {
+        // Lua numbers are doubles and %d of a value at or above 2^63 is LLONG_MIN: without saturation the counter
+        // would wrap negative and admit everything after, even under a limit of long.MaxValue.
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using var store = NewStore(server, "k:");
+        var level = new BudgetLevel("a", new BudgetLimits(day: long.MaxValue));
+        // 1100 × 2^53 > 2^63: enough settlements of the largest accepted actual to wrap an unsaturated counter.
+        var leases = new List<long>();
+        for (int i = 0; i < 1100; i++)
+        {
+            BudgetDecision admitted = await store.TryReserveAsync(new BudgetRequest(level, 1, TimeSpan.FromMinutes(5), at: FixedAt));
+            admitted.IsAdmitted.Should().BeTrue();
+            leases.Add(admitted.Lease.Id);
+        }
+
+        foreach (long id in leases)
+        {
+            (await store.SettleAsync(id, BudgetStore.MaxTokens, FixedAt)).Status.Should().Be(BudgetSettlementStatus.Settled);
+        }
+
+        BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 1, TimeSpan.FromMinutes(5), at: FixedAt));
+
+        decision.Reason.Should().Be(BudgetReason.BudgetExceeded, "a saturated counter rejects");
+        decision.Remaining.TryGetValue(BudgetWindow.Day, out long remaining).Should().BeTrue();
+        remaining.Should().Be(0);
+        BudgetWindowStatus day = (await store.GetStatusAsync(level, null, FixedAt)).Windows.Single();
+        day.Used.Should().Be(long.MaxValue, "the counter saturates at long.MaxValue and never wraps negative");
+        day.Held.Should().Be(0);
+        day.Remaining.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_ReplyArrivesAfterTimeout_LeaseReleasedNoPhantomSpend()
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using ConnectionMultiplexer admin = await AdminAsync(server);
+        await using var store = NewStore(server, "k:", o => o.OperationTimeout = TimeSpan.FromSeconds(1));
+        var tenant = new BudgetLevel("tenant", new BudgetLimits(day: 1000));
+        var level = new BudgetLevel("a", new BudgetLimits(day: 100));
+        // Warm-up on another key: connects and loads the admission script (a cold EVALSHA would only get NOSCRIPT).
+        BudgetDecision warmUp = await store.TryReserveAsync(new BudgetRequest(new BudgetLevel("w", BudgetLimits.None), 1, TimeSpan.FromMinutes(1), at: FixedAt));
+        string warmUpKey = "k:l:" + warmUp.Lease.Id.ToString(CultureInfo.InvariantCulture);
+        await store.SettleAsync(warmUp.Lease.Id, 1, FixedAt);
+        await store.GetStatusAsync(level, tenant, FixedAt);
+
+        // The server stops answering, so the admission is sent but its reply comes after the client's timeout.
+        (await server.SendRawAsync("CLIENT", "PAUSE", "3000", "ALL")).Should().Be("+OK");
+        var reserve = async () => await store.TryReserveAsync(new BudgetRequest(level, 40, TimeSpan.FromMinutes(1), tenant, at: FixedAt));
+        await reserve.Should().ThrowAsync<BudgetStoreUnavailableException>();
+
+        // Once the server answers (PING waits out the pause), the admission runs and then the release: the lease
+        // ends settled with charge 0.
+        (await server.SendRawAsync("PING")).Should().Be("+PONG");
+        IDatabase db = admin.GetDatabase();
+        IServer srv = admin.GetServer(admin.GetEndPoints()[0]);
+        RedisKey[] leases = [];
+        string? lease = null;
+        for (int attempt = 0; attempt < 200; attempt++)
+        {
+            leases = srv.Keys(pattern: "k:l:*").Where(k => k != warmUpKey).ToArray();
+            lease = leases.Length == 1 ? (string?)await db.StringGetAsync(leases[0]) : null;
+            if (lease is not null && lease.Contains("\"s\":\"S\"", StringComparison.Ordinal))
+            {
+                break;
+            }
+
+            await Task.Delay(50);
+        }
+
+        leases.Should().ContainSingle("the admission reached the server and created its lease");
+        lease.Should().Contain("\"s\":\"S\"").And.Contain("\"c\":\"0\"", "the release settled the lease with charge 0");
+        (await db.SortedSetLengthAsync("k:x:a")).Should().Be(0);
+        (await db.SortedSetLengthAsync("k:x:tenant")).Should().Be(0);
+
+        // After the lease would have expired nothing is charged: no phantom spend.
+        Instant later = FixedAt + Duration.FromMinutes(2);
+        foreach (BudgetLevel l in new[] { level, tenant })
+        {
+            BudgetWindowStatus day = (await store.GetStatusAsync(l, null, later)).Windows.Single();
+            day.Used.Should().Be(0, l.Key);
+            day.Held.Should().Be(0, l.Key);
+        }
+
+        (await store.TryReserveAsync(new BudgetRequest(level, 100, TimeSpan.FromMinutes(1), tenant, at: later))).Reason.Should().Be(BudgetReason.Admitted);
+    }
+
+    [Fact]
+    public async Task SettleAsync_ReleaseBeforeAdmission_LateAdmissionWritesNothing()
+    {
+        // A release that overtakes its admission (reconnect) leaves a tombstone; an admission with that id writes nothing.
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using ConnectionMultiplexer admin = await AdminAsync(server);
+        IDatabase db = admin.GetDatabase();
+        RedisResult released = await db.ScriptEvaluateAsync(
+            RedisBudgetScripts.Settle, ["k:l:77"], ["k:", "", "", "77", "0", "3600", "1"]);
+        await db.ScriptEvaluateAsync(RedisBudgetScripts.Admit, ["k:l:77", "k:c:a", "k:x:a"], ["k:", "", "", "10", "60000", "0", "3600", "3600", "32", "1", "77", "1", "D", "100"]);
+
+        ((long)((RedisResult[])released!)[0]).Should().Be(0, "the lease was unknown");
+        ((string?)await db.StringGetAsync("k:l:77")).Should().Contain("\"s\":\"S\"");
+        (await db.KeyExistsAsync("k:c:a")).Should().BeFalse("the refused admission wrote no counter");
+        (await db.KeyExistsAsync("k:x:a")).Should().BeFalse();
+    }
+
+    [Fact]
+    public async Task SettleAsync_ReleaseOfLeasePastExpiry_ChargesNothing()
+    {
+        // A release (the caller never got the lease) charges 0 even when the server clock is past the lease's
+        // expiry, e.g. for an admission at an explicit instant in the past.
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using ConnectionMultiplexer admin = await AdminAsync(server);
+        await using var store = NewStore(server, "k:");
+        var level = new BudgetLevel("a", new BudgetLimits(day: 100));
+        Instant past = Instant.FromUtc(2020, 2, 29, 12, 0);
+        BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 40, TimeSpan.FromMinutes(1), at: past));
+        string id = decision.Lease.Id.ToString(CultureInfo.InvariantCulture);
+
+        var r = (RedisResult[])(await admin.GetDatabase().ScriptEvaluateAsync(
+            RedisBudgetScripts.Settle, ["k:l:" + id], ["k:", "", "", id, "0", "3600", "1"]))!;
+
+        ((long)r[0]).Should().Be(1, "settled now");
+        ((long)r[1]).Should().Be(0);
+        BudgetWindowStatus day = (await store.GetStatusAsync(level, null, past)).Windows.Single();
+        day.Used.Should().Be(0);
+        day.Held.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_FailOpenAfterTimeout_ScriptHoldReleased()
+    {
+        // Open mode admits without a hold on a time-out; the hold the late script creates must not count as well.
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using var store = NewStore(server, "k:", o =>
+        {
+            o.FailureMode = RedisBudgetFailureMode.Open;
+            o.OperationTimeout = TimeSpan.FromSeconds(1);
+        });
+        var level = new BudgetLevel("a", new BudgetLimits(day: 100));
+        (await store.TryReserveAsync(new BudgetRequest(level, 1, TimeSpan.FromMinutes(1), at: FixedAt))).IsAdmitted.Should().BeTrue();
+
+        (await server.SendRawAsync("CLIENT", "PAUSE", "3000", "ALL")).Should().Be("+OK");
+        BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 60, TimeSpan.FromMinutes(1), at: FixedAt));
+        RedisBudgetStore.IsFailOpenLease(decision.Lease).Should().BeTrue();
+        (await server.SendRawAsync("PING")).Should().Be("+PONG");
+
+        BudgetWindowStatus day = default!;
+        for (int attempt = 0; attempt < 200; attempt++)
+        {
+            day = (await store.GetStatusAsync(level, null, FixedAt)).Windows.Single();
+            if (day.Held == 1)
+            {
+                break;
+            }
+
+            await Task.Delay(50);
+        }
+
+        day.Held.Should().Be(1, "only the first admission holds tokens; the timed-out one was released");
+        day.Used.Should().Be(0);
+    }
+
+    [Theory]
+    [InlineData(RedisBudgetFailureMode.Open)]
+    [InlineData(RedisBudgetFailureMode.Closed)]
+    public async Task TryReserveAsync_WrongTypeAtCounterKey_ThrowsCorruptNotAdmitted(RedisBudgetFailureMode mode)
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using ConnectionMultiplexer admin = await AdminAsync(server);
+        await admin.GetDatabase().StringSetAsync("k:c:a", "not a hash");
+        await using var store = NewStore(server, "k:", o => o.FailureMode = mode);
+        var level = new BudgetLevel("a", new BudgetLimits(day: 100));
+
+        var reserve = async () => await store.TryReserveAsync(new BudgetRequest(level, 10, TimeSpan.FromMinutes(5)));
+
+        (await reserve.Should().ThrowAsync<BudgetStateCorruptException>("a data error fails closed in every mode"))
+            .Which.InnerException.Should().BeOfType<RedisServerException>().Which.Message.Should().Contain("WRONGTYPE");
+        ((string?)await admin.GetDatabase().StringGetAsync("k:c:a")).Should().Be("not a hash");
+    }
+
+    [Fact]
+    public async Task SettleAsync_UndecodableLease_ThrowsCorrupt()
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using ConnectionMultiplexer admin = await AdminAsync(server);
+        await admin.GetDatabase().StringSetAsync("k:l:5", "{not json");
+        await using var store = NewStore(server, "k:", o => o.FailureMode = RedisBudgetFailureMode.Open);
+
+        var settle = async () => await store.SettleAsync(5, 1);
+
+        await settle.Should().ThrowAsync<BudgetStateCorruptException>();
+    }
+
+    [Theory]
+    [InlineData(BudgetMode.Enforce, BudgetReason.BudgetExceeded)]
+    [InlineData(BudgetMode.Observe, BudgetReason.Observed)]
+    public async Task TryReserveAsync_TokensAboveParentLimitOutright_NoRetryAfter(BudgetMode mode, BudgetReason expected)
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using var store = NewStore(server, "k:");
+        var tenant = new BudgetLevel("tenant", new BudgetLimits(hour: 1000, day: 50));
+        var level = new BudgetLevel("a", new BudgetLimits(hour: 10_000));
+
+        BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 60, TimeSpan.FromMinutes(5), tenant, at: FixedAt, mode: mode));
+
+        decision.Reason.Should().Be(expected);
+        decision.RetryAfter.Should().BeNull("no rollover makes room for 60 tokens under a limit of 50");
     }
 
     [Fact]
