@@ -115,6 +115,58 @@ internal sealed class BudgetCounterSet
     public int ParentVersion;
 }
 
+/// <summary>Five 64-bit values, one per window.</summary>
+[InlineArray(BudgetPeriods.WindowCount)]
+internal struct BudgetLimitValues
+{
+    private long _element;
+}
+
+/// <summary>
+/// The limits of one level decoded into an array and a bit mask, cached by reference: <see cref="BudgetLimits"/> is
+/// immutable and hosts pass the same instance on every call, so decoding happens once per distinct instance.
+/// </summary>
+internal sealed class BudgetLimitsView
+{
+    private BudgetLimits? _source;
+    private BudgetLimitValues _values;
+    private int _mask;
+
+    /// <summary>Decodes <paramref name="limits"/> unless it is the instance decoded last.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public BudgetLimitsView Load(BudgetLimits limits)
+    {
+        if (!ReferenceEquals(limits, _source))
+        {
+            Decode(limits);
+        }
+
+        return this;
+    }
+
+    /// <summary>Gets the limit of window <paramref name="window"/> (0–4), when it is limited.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryGetLimit(int window, out long limit)
+    {
+        limit = _values[window];
+        return (_mask & (1 << window)) != 0;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Decode(BudgetLimits limits)
+    {
+        int mask = 0;
+        for (int w = 0; w < BudgetPeriods.WindowCount; w++)
+        {
+            mask |= limits.TryGetLimit((BudgetWindow)w, out long limit) ? 1 << w : 0;
+            _values[w] = limit;
+        }
+
+        _mask = mask;
+        _source = limits;
+    }
+}
+
 /// <summary>An open lease.</summary>
 internal struct BudgetOpenLease
 {
@@ -148,6 +200,8 @@ internal sealed class BudgetLedger
     private readonly BudgetClosedLease[] _closed = new BudgetClosedLease[ClosedLeaseMemory];
     private readonly List<long> _due = [];
     private BudgetPeriodSet? _periods;
+    private readonly BudgetLimitsView _ownLimits = new();
+    private readonly BudgetLimitsView _parentLimits = new();
     private string? _lastKeyName;
     private BudgetKeyState? _lastKey;
     private string? _lastParentName;
@@ -180,10 +234,11 @@ internal sealed class BudgetLedger
         bool fits = true;
         bool retryable = true;
         Instant blockedUntil = Instant.MinValue;
-        BudgetLimits limits = level.Limits;
+        BudgetLimitsView own = _ownLimits.Load(level.Limits);
+        BudgetLimitsView? inherited = parent is null ? null : _parentLimits.Load(parent.Limits);
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
-            if (limits.TryGetLimit((BudgetWindow)w, out long limit))
+            if (own.TryGetLimit(w, out long limit))
             {
                 BudgetCounter c = counters[w]!;
                 if (!Fits(c, tokens, limit))
@@ -195,12 +250,11 @@ internal sealed class BudgetLedger
             }
         }
 
-        if (parent is not null)
+        if (inherited is not null)
         {
-            BudgetLimits parentLimits = parent.Limits;
             for (int w = 0; w < BudgetPeriods.WindowCount; w++)
             {
-                if (parentLimits.TryGetLimit((BudgetWindow)w, out long parentLimit))
+                if (inherited.TryGetLimit(w, out long parentLimit))
                 {
                     BudgetCounter pc = counters[w + 5]!;
                     if (!Fits(pc, tokens, parentLimit))
@@ -217,7 +271,7 @@ internal sealed class BudgetLedger
         {
             // A request larger than some window's whole limit can never fit: no retry delay would be honest.
             TimeSpan? retryAfter = retryable ? BudgetPeriods.RetryAfter(now, blockedUntil) : null;
-            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter, Remaining(level, parent, counters));
+            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter, Remaining(own, inherited, counters));
         }
 
         int count = set.Count;
@@ -227,7 +281,7 @@ internal sealed class BudgetLedger
             {
                 // The hold would not be representable (only reachable in Observe mode with ~1024 maximal open
                 // leases): fail closed in every mode rather than wrap or lose track of held tokens.
-                return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter: null, Remaining(level, parent, counters));
+                return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter: null, Remaining(own, inherited, counters));
             }
         }
 
@@ -261,7 +315,7 @@ internal sealed class BudgetLedger
             tokens,
             new BudgetLease(store, id, tokens, expiresAt),
             retryAfter: null,
-            Remaining(level, parent, counters));
+            Remaining(own, inherited, counters));
     }
 
     public BudgetSettlement Settle(long id, long actual, Instant now)
@@ -452,22 +506,20 @@ internal sealed class BudgetLedger
 
     private static Instant Max(Instant a, Instant b) => a > b ? a : b;
 
-    private static BudgetWindowValues Remaining(BudgetLevel level, BudgetLevel? parent, in BudgetCounterRefs counters)
+    private static BudgetWindowValues Remaining(BudgetLimitsView own, BudgetLimitsView? inherited, in BudgetCounterRefs counters)
     {
-        Span<long> values = stackalloc long[BudgetPeriods.WindowCount];
+        var values = default(BudgetLimitValues);
         byte present = 0;
-        BudgetLimits own = level.Limits;
-        BudgetLimits? inherited = parent?.Limits;
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
             long remaining = long.MaxValue;
-            if (own.TryGetLimit((BudgetWindow)w, out long limit))
+            if (own.TryGetLimit(w, out long limit))
             {
                 remaining = Left(counters[w]!, limit);
                 present |= (byte)(1 << w);
             }
 
-            if (inherited is not null && inherited.TryGetLimit((BudgetWindow)w, out long parentLimit))
+            if (inherited is not null && inherited.TryGetLimit(w, out long parentLimit))
             {
                 remaining = Math.Min(remaining, Left(counters[w + 5]!, parentLimit));
                 present |= (byte)(1 << w);
