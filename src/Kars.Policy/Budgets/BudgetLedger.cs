@@ -28,6 +28,13 @@ internal sealed class BudgetKeyState(string key)
 
     public string Key { get; } = key;
 
+    /// <summary>Gets a number that changes whenever a counter of this key is pruned, so cached references to
+    /// this key's counters (<see cref="BudgetCounterSet"/>) can tell that they may be stale.</summary>
+    public int Version { get; private set; }
+
+    /// <summary>Gets or sets the counter set of the last admission for this key (owned by the ledger).</summary>
+    public BudgetCounterSet? CachedSet { get; set; }
+
     public IEnumerable<BudgetCounter> Counters => _periods.Values;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -68,6 +75,7 @@ internal sealed class BudgetKeyState(string key)
             if (c.End < horizon && c.Held == 0 && !ReferenceEquals(_current[(int)c.Window], c))
             {
                 _periods.Remove(pair.Key);
+                Version++;
             }
         }
     }
@@ -80,6 +88,85 @@ internal struct BudgetCounterRefs
     private BudgetCounter? _element;
 }
 
+/// <summary>
+/// The counters one admission holds tokens in: the current period of each window of the key and, when there is a
+/// parent, of the parent. Immutable once built, so many leases share one set; the ledger caches the set of the last
+/// admission per key and reuses it while the periods, the parent and both keys' <see cref="BudgetKeyState.Version"/>
+/// are unchanged (then every reference is still the counter a fresh lookup would return).
+/// </summary>
+internal sealed class BudgetCounterSet
+{
+    /// <summary>The counters: 0–4 the key's windows, 5–9 the parent's (null without a parent).</summary>
+    public BudgetCounterRefs Counters;
+
+    /// <summary>How many counters are in use: 5 without a parent, 10 with one.</summary>
+    public int Count;
+
+    /// <summary>The period set the counters were looked up for (cache validation).</summary>
+    public BudgetPeriodSet? Periods;
+
+    /// <summary>The parent key the counters were looked up for (cache validation).</summary>
+    public BudgetKeyState? Parent;
+
+    /// <summary>The key's version at lookup (cache validation).</summary>
+    public int KeyVersion;
+
+    /// <summary>The parent's version at lookup (cache validation).</summary>
+    public int ParentVersion;
+}
+
+/// <summary>Five 64-bit values, one per window.</summary>
+[InlineArray(BudgetPeriods.WindowCount)]
+internal struct BudgetLimitValues
+{
+    private long _element;
+}
+
+/// <summary>
+/// The limits of one level decoded into an array and a bit mask, cached by reference: <see cref="BudgetLimits"/> is
+/// immutable and hosts pass the same instance on every call, so decoding happens once per distinct instance.
+/// </summary>
+internal sealed class BudgetLimitsView
+{
+    private BudgetLimits? _source;
+    private BudgetLimitValues _values;
+    private int _mask;
+
+    /// <summary>Decodes <paramref name="limits"/> unless it is the instance decoded last.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public BudgetLimitsView Load(BudgetLimits limits)
+    {
+        if (!ReferenceEquals(limits, _source))
+        {
+            Decode(limits);
+        }
+
+        return this;
+    }
+
+    /// <summary>Gets the limit of window <paramref name="window"/> (0–4), when it is limited.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryGetLimit(int window, out long limit)
+    {
+        limit = _values[window];
+        return (_mask & (1 << window)) != 0;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Decode(BudgetLimits limits)
+    {
+        int mask = 0;
+        for (int w = 0; w < BudgetPeriods.WindowCount; w++)
+        {
+            mask |= limits.TryGetLimit((BudgetWindow)w, out long limit) ? 1 << w : 0;
+            _values[w] = limit;
+        }
+
+        _mask = mask;
+        _source = limits;
+    }
+}
+
 /// <summary>An open lease.</summary>
 internal struct BudgetOpenLease
 {
@@ -88,7 +175,7 @@ internal struct BudgetOpenLease
     public Instant At;
     public Instant ExpiresAt;
     public long Tokens;
-    public BudgetCounterRefs Counters;
+    public BudgetCounterSet Counters;
 }
 
 /// <summary>A recently closed lease, remembered so settlement stays idempotent.</summary>
@@ -113,6 +200,12 @@ internal sealed class BudgetLedger
     private readonly BudgetClosedLease[] _closed = new BudgetClosedLease[ClosedLeaseMemory];
     private readonly List<long> _due = [];
     private BudgetPeriodSet? _periods;
+    private readonly BudgetLimitsView _ownLimits = new();
+    private readonly BudgetLimitsView _parentLimits = new();
+    private string? _lastKeyName;
+    private BudgetKeyState? _lastKey;
+    private string? _lastParentName;
+    private BudgetKeyState? _lastParent;
     private Instant _nextExpiry = Instant.MaxValue;
     private TimeSpan _leaseSpan;
     private Duration _leaseDuration;
@@ -132,34 +225,44 @@ internal sealed class BudgetLedger
         BudgetPeriodSet periods = Periods(now);
         BudgetLevel level = request.Level;
         BudgetLevel? parent = request.Parent;
-        BudgetKeyState key = GetKey(level.Key);
-        BudgetKeyState? parentKey = parent is null ? null : GetKey(parent.Key);
+        BudgetKeyState key = GetKey(level.Key, ref _lastKeyName, ref _lastKey);
+        BudgetKeyState? parentKey = parent is null ? null : GetKey(parent.Key, ref _lastParentName, ref _lastParent);
         long tokens = request.Tokens;
 
-        var counters = default(BudgetCounterRefs);
+        BudgetCounterSet set = CountersFor(key, parentKey, periods, now);
+        ref BudgetCounterRefs counters = ref set.Counters;
         bool fits = true;
         bool retryable = true;
         Instant blockedUntil = Instant.MinValue;
+        BudgetLimitsView own = _ownLimits.Load(level.Limits);
+        BudgetLimitsView? inherited = parent is null ? null : _parentLimits.Load(parent.Limits);
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
-            BudgetCounter c = key.Get(w, periods, now);
-            counters[w] = c;
-            if (level.Limits.TryGetLimit((BudgetWindow)w, out long limit) && !Fits(c, tokens, limit))
+            if (own.TryGetLimit(w, out long limit))
             {
-                fits = false;
-                retryable &= tokens <= limit;
-                blockedUntil = Max(blockedUntil, c.End);
-            }
-
-            if (parentKey is not null)
-            {
-                BudgetCounter pc = parentKey.Get(w, periods, now);
-                counters[w + 5] = pc;
-                if (parent!.Limits.TryGetLimit((BudgetWindow)w, out long parentLimit) && !Fits(pc, tokens, parentLimit))
+                BudgetCounter c = counters[w]!;
+                if (!Fits(c, tokens, limit))
                 {
                     fits = false;
-                    retryable &= tokens <= parentLimit;
-                    blockedUntil = Max(blockedUntil, pc.End);
+                    retryable &= tokens <= limit;
+                    blockedUntil = Max(blockedUntil, c.End);
+                }
+            }
+        }
+
+        if (inherited is not null)
+        {
+            for (int w = 0; w < BudgetPeriods.WindowCount; w++)
+            {
+                if (inherited.TryGetLimit(w, out long parentLimit))
+                {
+                    BudgetCounter pc = counters[w + 5]!;
+                    if (!Fits(pc, tokens, parentLimit))
+                    {
+                        fits = false;
+                        retryable &= tokens <= parentLimit;
+                        blockedUntil = Max(blockedUntil, pc.End);
+                    }
                 }
             }
         }
@@ -168,17 +271,17 @@ internal sealed class BudgetLedger
         {
             // A request larger than some window's whole limit can never fit: no retry delay would be honest.
             TimeSpan? retryAfter = retryable ? BudgetPeriods.RetryAfter(now, blockedUntil) : null;
-            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter, Remaining(level, parent, counters));
+            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter, Remaining(own, inherited, counters));
         }
 
-        int count = parentKey is null ? 5 : 10;
+        int count = set.Count;
         for (int i = 0; i < count; i++)
         {
             if (counters[i]!.Held > long.MaxValue - tokens)
             {
                 // The hold would not be representable (only reachable in Observe mode with ~1024 maximal open
                 // leases): fail closed in every mode rather than wrap or lose track of held tokens.
-                return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter: null, Remaining(level, parent, counters));
+                return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter: null, Remaining(own, inherited, counters));
             }
         }
 
@@ -201,7 +304,7 @@ internal sealed class BudgetLedger
         entry.At = now;
         entry.ExpiresAt = expiresAt;
         entry.Tokens = tokens;
-        entry.Counters = counters;
+        entry.Counters = set;
         if (expiresAt < _nextExpiry)
         {
             _nextExpiry = expiresAt;
@@ -212,30 +315,12 @@ internal sealed class BudgetLedger
             tokens,
             new BudgetLease(store, id, tokens, expiresAt),
             retryAfter: null,
-            Remaining(level, parent, counters));
+            Remaining(own, inherited, counters));
     }
 
-    public BudgetSettlement Settle(long id, long actual, Instant now)
-    {
-        ExpireDue(now);
-        ref BudgetOpenLease lease = ref CollectionsMarshal.GetValueRefOrNullRef(_open, id);
-        if (!Unsafe.IsNullRef(ref lease))
-        {
-            long hold = lease.Tokens;
-            if (now >= lease.ExpiresAt)
-            {
-                Close(id, lease, hold, BudgetSettlementStatus.Expired);
-                return new BudgetSettlement(BudgetSettlementStatus.Expired, hold);
-            }
+    public BudgetSettlement Settle(long id, long actual, Instant now) => Finish(id, actual, abandon: false, now);
 
-            Close(id, lease, actual, BudgetSettlementStatus.Settled);
-            return new BudgetSettlement(BudgetSettlementStatus.Settled, actual);
-        }
-
-        return Closed(id);
-    }
-
-    public BudgetSettlement Abandon(long id, Instant now) => Settle(id, _open.TryGetValue(id, out BudgetOpenLease lease) ? lease.Tokens : 0, now);
+    public BudgetSettlement Abandon(long id, Instant now) => Finish(id, 0, abandon: true, now);
 
     public BudgetStatus Status(BudgetLevel level, BudgetLevel? parent, Instant now)
     {
@@ -274,13 +359,18 @@ internal sealed class BudgetLedger
     }
 
     /// <summary>Charges every open lease whose expiry is at or before <paramref name="now"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void ExpireDue(Instant now)
     {
-        if (now < _nextExpiry)
+        if (now >= _nextExpiry)
         {
-            return;
+            ExpireDueSlow(now);
         }
+    }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ExpireDueSlow(Instant now)
+    {
         Instant next = Instant.MaxValue;
         _due.Clear();
         foreach (var pair in _open)
@@ -297,7 +387,7 @@ internal sealed class BudgetLedger
 
         foreach (long id in _due)
         {
-            BudgetOpenLease lease = _open[id];
+            _open.Remove(id, out BudgetOpenLease lease);
             Close(id, lease, lease.Tokens, BudgetSettlementStatus.Expired);
         }
 
@@ -315,29 +405,28 @@ internal sealed class BudgetLedger
 
         var keyState = GetKey(key);
         var parentState = parent is null ? null : GetKey(parent);
-        var counters = default(BudgetCounterRefs);
+        // Not cached (no Periods): recovery runs once, and the set must name the periods of the lease's own instant.
+        var set = new BudgetCounterSet { Count = parentState is null ? 5 : 10 };
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
             var (start, end) = BudgetPeriods.Get((BudgetWindow)w, at);
-            counters[w] = keyState.GetSlow((BudgetWindow)w, start, end, at);
+            set.Counters[w] = keyState.GetSlow((BudgetWindow)w, start, end, at);
             if (parentState is not null)
             {
-                counters[w + 5] = parentState.GetSlow((BudgetWindow)w, start, end, at);
+                set.Counters[w + 5] = parentState.GetSlow((BudgetWindow)w, start, end, at);
             }
         }
 
         if (addToCounters)
         {
-            for (int i = 0; i < 10; i++)
+            for (int i = 0; i < set.Count; i++)
             {
-                if (counters[i] is { } c)
-                {
-                    c.Held = SaturatingAdd(c.Held, tokens);
-                }
+                BudgetCounter c = set.Counters[i]!;
+                c.Held = SaturatingAdd(c.Held, tokens);
             }
         }
 
-        _open[id] = new BudgetOpenLease { Key = keyState, Parent = parentState, At = at, ExpiresAt = expiresAt, Tokens = tokens, Counters = counters };
+        _open[id] = new BudgetOpenLease { Key = keyState, Parent = parentState, At = at, ExpiresAt = expiresAt, Tokens = tokens, Counters = set };
         NextLeaseId = Math.Max(NextLeaseId, id + 1);
         if (expiresAt < _nextExpiry)
         {
@@ -352,7 +441,7 @@ internal sealed class BudgetLedger
             throw new FormatException($"lease {id} settled with {actual} tokens (0 to {BudgetStore.MaxTokens})");
         }
 
-        if (_open.TryGetValue(id, out BudgetOpenLease lease))
+        if (_open.Remove(id, out BudgetOpenLease lease))
         {
             Close(id, lease, actual ?? lease.Tokens, BudgetSettlementStatus.Settled);
         }
@@ -404,22 +493,20 @@ internal sealed class BudgetLedger
 
     private static Instant Max(Instant a, Instant b) => a > b ? a : b;
 
-    private static BudgetWindowValues Remaining(BudgetLevel level, BudgetLevel? parent, in BudgetCounterRefs counters)
+    private static BudgetWindowValues Remaining(BudgetLimitsView own, BudgetLimitsView? inherited, in BudgetCounterRefs counters)
     {
-        Span<long> values = stackalloc long[BudgetPeriods.WindowCount];
+        var values = default(BudgetLimitValues);
         byte present = 0;
-        BudgetLimits own = level.Limits;
-        BudgetLimits? inherited = parent?.Limits;
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
             long remaining = long.MaxValue;
-            if (own.TryGetLimit((BudgetWindow)w, out long limit))
+            if (own.TryGetLimit(w, out long limit))
             {
                 remaining = Left(counters[w]!, limit);
                 present |= (byte)(1 << w);
             }
 
-            if (inherited is not null && inherited.TryGetLimit((BudgetWindow)w, out long parentLimit))
+            if (inherited is not null && inherited.TryGetLimit(w, out long parentLimit))
             {
                 remaining = Math.Min(remaining, Left(counters[w + 5]!, parentLimit));
                 present |= (byte)(1 << w);
@@ -454,6 +541,64 @@ internal sealed class BudgetLedger
         return state;
     }
 
+    /// <summary>
+    /// <see cref="GetKey(string)"/> with a one-entry cache by string reference: hosts usually pass the same key
+    /// string (from their <see cref="BudgetLevel"/>) on every call. Key states are never removed from the ledger,
+    /// so a cached state is always the one the dictionary holds for that key.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private BudgetKeyState GetKey(string key, ref string? lastName, ref BudgetKeyState? last)
+    {
+        if (ReferenceEquals(key, lastName))
+        {
+            return last!;
+        }
+
+        BudgetKeyState state = GetKey(key);
+        lastName = key;
+        last = state;
+        return state;
+    }
+
+    /// <summary>The counters of <paramref name="key"/> (and <paramref name="parent"/>) in <paramref name="periods"/>,
+    /// from the key's cached set when it is still valid.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static BudgetCounterSet CountersFor(BudgetKeyState key, BudgetKeyState? parent, BudgetPeriodSet periods, Instant now)
+    {
+        BudgetCounterSet? set = key.CachedSet;
+        if (set is not null
+            && ReferenceEquals(set.Periods, periods)
+            && ReferenceEquals(set.Parent, parent)
+            && set.KeyVersion == key.Version
+            && (parent is null || set.ParentVersion == parent.Version))
+        {
+            return set;
+        }
+
+        return CountersForSlow(key, parent, periods, now);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static BudgetCounterSet CountersForSlow(BudgetKeyState key, BudgetKeyState? parent, BudgetPeriodSet periods, Instant now)
+    {
+        var set = new BudgetCounterSet { Count = parent is null ? 5 : 10, Periods = periods, Parent = parent };
+        for (int w = 0; w < BudgetPeriods.WindowCount; w++)
+        {
+            set.Counters[w] = key.Get(w, periods, now);
+            if (parent is not null)
+            {
+                set.Counters[w + 5] = parent.Get(w, periods, now);
+            }
+        }
+
+        // Versions are read after the lookups: a lookup may prune ended periods (never the current ones), and the
+        // set stays valid only until the next prune of either key.
+        set.KeyVersion = key.Version;
+        set.ParentVersion = parent?.Version ?? 0;
+        key.CachedSet = set;
+        return set;
+    }
+
     private BudgetSettlement Closed(long id)
     {
         ref BudgetClosedLease closed = ref _closed[id & (ClosedLeaseMemory - 1)];
@@ -467,20 +612,40 @@ internal sealed class BudgetLedger
             : new BudgetSettlement(BudgetSettlementStatus.UnknownLease, 0);
     }
 
+    /// <summary>Settles, abandons (charges the hold) or expires an open lease with one table lookup.</summary>
+    private BudgetSettlement Finish(long id, long actual, bool abandon, Instant now)
+    {
+        ExpireDue(now);
+        if (_open.Remove(id, out BudgetOpenLease lease))
+        {
+            long hold = lease.Tokens;
+            if (now >= lease.ExpiresAt)
+            {
+                Close(id, lease, hold, BudgetSettlementStatus.Expired);
+                return new BudgetSettlement(BudgetSettlementStatus.Expired, hold);
+            }
+
+            long charged = abandon ? hold : actual;
+            Close(id, lease, charged, BudgetSettlementStatus.Settled);
+            return new BudgetSettlement(BudgetSettlementStatus.Settled, charged);
+        }
+
+        return Closed(id);
+    }
+
+    /// <summary>Moves a lease, already removed from the open table, to the closed ring and charges it.</summary>
     private void Close(long id, in BudgetOpenLease lease, long charged, BudgetSettlementStatus status)
     {
         long tokens = lease.Tokens;
-        int count = lease.Parent is null ? 5 : 10;
+        BudgetCounterSet set = lease.Counters;
+        int count = set.Count;
         for (int i = 0; i < count; i++)
         {
-            if (lease.Counters[i] is { } c)
-            {
-                c.Held = Math.Max(0, c.Held - tokens);
-                c.Used = SaturatingAdd(c.Used, charged);
-            }
+            BudgetCounter c = set.Counters[i]!;
+            c.Held = Math.Max(0, c.Held - tokens);
+            c.Used = SaturatingAdd(c.Used, charged);
         }
 
-        _open.Remove(id);
         _closed[id & (ClosedLeaseMemory - 1)] = new BudgetClosedLease { Id = id, Status = status, Charged = charged };
     }
 }
