@@ -69,49 +69,78 @@ public class BudgetAdmissionBenchmarks
             QueueLimit = 0,
             AutoReplenishment = false,
         }));
+}
 
-    private sealed class NaiveBudget
+
+/// <summary>
+/// The naive baseline of the admission benchmarks: a ConcurrentDictionary of per-period counters (held, used), one
+/// lock, and the calendar maths done on every call.
+/// </summary>
+internal sealed class NaiveBudget
+{
+    private readonly ConcurrentDictionary<(string Key, int Window, long Start), long[]> _counters = new();
+    private readonly object _gate = new();
+
+    /// <summary>Reserves <paramref name="tokens"/> in all five windows (hold only).</summary>
+    public bool TryReserve(string key, long tokens)
     {
-        private readonly ConcurrentDictionary<(string Key, int Window, long Start), long[]> _counters = new();
-        private readonly object _gate = new();
-
-        public bool TryReserveAndSettle(string key, long tokens)
+        Span<long> starts = stackalloc long[5];
+        WindowStarts(TimeProvider.System.GetUtcNow(), starts);
+        lock (_gate)
         {
-            DateTimeOffset now = TimeProvider.System.GetUtcNow();
-            var starts = new long[]
-            {
-                new DateTimeOffset(now.Year, now.Month, now.Day, now.Hour, 0, 0, TimeSpan.Zero).UtcTicks,
-                new DateTimeOffset(now.Year, now.Month, now.Day, 0, 0, 0, TimeSpan.Zero).UtcTicks,
-                new DateTimeOffset(now.Year, now.Month, now.Day, 0, 0, 0, TimeSpan.Zero).AddDays(-(((int)now.DayOfWeek + 6) % 7)).UtcTicks,
-                new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero).UtcTicks,
-                new DateTimeOffset(now.Year, 1, 1, 0, 0, 0, TimeSpan.Zero).UtcTicks,
-            };
-            lock (_gate)
-            {
-                for (int w = 0; w < 5; w++)
-                {
-                    long[] c = _counters.GetOrAdd((key, w, starts[w]), _ => new long[2]);
-                    if (c[0] + c[1] + tokens > long.MaxValue / 2)
-                    {
-                        return false;
-                    }
-                }
+            return Reserve(key, tokens, starts);
+        }
+    }
 
-                for (int w = 0; w < 5; w++)
-                {
-                    _counters[(key, w, starts[w])][1] += tokens;
-                }
-
-                for (int w = 0; w < 5; w++)
-                {
-                    long[] c = _counters[(key, w, starts[w])];
-                    c[1] -= tokens;
-                    c[0] += tokens;
-                }
+    /// <summary>Reserves then settles <paramref name="tokens"/> in all five windows.</summary>
+    public bool TryReserveAndSettle(string key, long tokens)
+    {
+        Span<long> starts = stackalloc long[5];
+        WindowStarts(TimeProvider.System.GetUtcNow(), starts);
+        lock (_gate)
+        {
+            if (!Reserve(key, tokens, starts))
+            {
+                return false;
             }
 
-            return true;
+            for (int w = 0; w < 5; w++)
+            {
+                long[] c = _counters[(key, w, starts[w])];
+                c[1] -= tokens;
+                c[0] += tokens;
+            }
         }
+
+        return true;
+    }
+
+    private static void WindowStarts(DateTimeOffset now, Span<long> starts)
+    {
+        starts[0] = new DateTimeOffset(now.Year, now.Month, now.Day, now.Hour, 0, 0, TimeSpan.Zero).UtcTicks;
+        starts[1] = new DateTimeOffset(now.Year, now.Month, now.Day, 0, 0, 0, TimeSpan.Zero).UtcTicks;
+        starts[2] = new DateTimeOffset(now.Year, now.Month, now.Day, 0, 0, 0, TimeSpan.Zero).AddDays(-(((int)now.DayOfWeek + 6) % 7)).UtcTicks;
+        starts[3] = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero).UtcTicks;
+        starts[4] = new DateTimeOffset(now.Year, 1, 1, 0, 0, 0, TimeSpan.Zero).UtcTicks;
+    }
+
+    private bool Reserve(string key, long tokens, ReadOnlySpan<long> starts)
+    {
+        for (int w = 0; w < 5; w++)
+        {
+            long[] c = _counters.GetOrAdd((key, w, starts[w]), _ => new long[2]);
+            if (c[0] + c[1] + tokens > long.MaxValue / 2)
+            {
+                return false;
+            }
+        }
+
+        for (int w = 0; w < 5; w++)
+        {
+            _counters[(key, w, starts[w])][1] += tokens;
+        }
+
+        return true;
     }
 }
 
@@ -208,8 +237,7 @@ public class BudgetFileStoreBenchmarks
 public class BudgetAdmissionOnlyBenchmarks
 {
     private const long Tokens = 10;
-    private readonly ConcurrentDictionary<(string Key, int Window, long Start), long[]> _naive = new();
-    private readonly object _naiveGate = new();
+    private readonly NaiveBudget _naive = new();
     private readonly List<long> _leases = new(70_000);
     private InMemoryBudgetStore _store = null!;
     private BudgetRequest _request;
@@ -235,36 +263,7 @@ public class BudgetAdmissionOnlyBenchmarks
 
     /// <summary>Naive: ConcurrentDictionary of per-period counters, one lock, calendar maths per call; reserve only.</summary>
     [Benchmark(Baseline = true)]
-    public bool ConcurrentDictionaryAndLockReserve()
-    {
-        DateTimeOffset now = TimeProvider.System.GetUtcNow();
-        Span<long> starts =
-        [
-            new DateTimeOffset(now.Year, now.Month, now.Day, now.Hour, 0, 0, TimeSpan.Zero).UtcTicks,
-            new DateTimeOffset(now.Year, now.Month, now.Day, 0, 0, 0, TimeSpan.Zero).UtcTicks,
-            new DateTimeOffset(now.Year, now.Month, now.Day, 0, 0, 0, TimeSpan.Zero).AddDays(-(((int)now.DayOfWeek + 6) % 7)).UtcTicks,
-            new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero).UtcTicks,
-            new DateTimeOffset(now.Year, 1, 1, 0, 0, 0, TimeSpan.Zero).UtcTicks,
-        ];
-        lock (_naiveGate)
-        {
-            for (int w = 0; w < 5; w++)
-            {
-                long[] c = _naive.GetOrAdd(("agent-a", w, starts[w]), _ => new long[2]);
-                if (c[0] + c[1] + Tokens > long.MaxValue / 2)
-                {
-                    return false;
-                }
-            }
-
-            for (int w = 0; w < 5; w++)
-            {
-                _naive[("agent-a", w, starts[w])][1] += Tokens;
-            }
-        }
-
-        return true;
-    }
+    public bool ConcurrentDictionaryAndLockReserve() => _naive.TryReserve("agent-a", Tokens);
 
     /// <summary>Kars.Policy: InMemoryBudgetStore.TryReserveAsync, five windows, store clock.</summary>
     [Benchmark]
