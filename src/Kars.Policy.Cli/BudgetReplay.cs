@@ -18,7 +18,6 @@ internal sealed class BudgetReplay
 {
     private static readonly string[] WindowNames = ["hour", "day", "week", "month", "year"];
     private static readonly string[] TableHeader = ["AT", "OP", "ID", "KEY", "RESULT", "DETAIL"];
-    private static readonly OffsetDateTimePattern Rfc3339 = OffsetDateTimePattern.CreateWithInvariantCulture("uuuu'-'MM'-'dd'T'HH':'mm':'ss;FFFFFFFFFo<Z+HH:mm>");
     private static readonly JsonDocumentOptions EventOptions = new() { AllowDuplicateProperties = false };
     private readonly BudgetStore _store;
     private readonly BudgetMeter _meter;
@@ -375,33 +374,8 @@ internal sealed class BudgetReplay
             ? count
             : throw new BudgetReplayException($"'{name}' must be a whole number from 0 to {BudgetStore.MaxTokens}");
 
-    /// <summary>Parses strict RFC 3339: <c>uuuu-MM-ddTHH:mm:ss</c>, an optional fraction of 1–9 digits, then <c>Z</c> or <c>±HH:mm</c>.</summary>
-    internal static bool TryParseAt(string text, out Instant instant)
-    {
-        instant = default;
-
-        // RFC 3339 §5.6 allows lower-case 't' and 'z'; nothing else differs between the cases of this grammar.
-        // The checks around the pattern: four-digit year without sign, '.' (never ',') and at least one fraction digit.
-        string upper = text.ToUpperInvariant();
-        if (upper.Length < 20 || !char.IsAsciiDigit(upper[0]) || !char.IsAsciiDigit(upper[1]) || !char.IsAsciiDigit(upper[2]) || !char.IsAsciiDigit(upper[3])
-            || upper[4] != '-' || upper.Contains(',', StringComparison.Ordinal) || upper.EndsWith(".Z", StringComparison.Ordinal)
-            || upper.Contains(".+", StringComparison.Ordinal) || upper.Contains(".-", StringComparison.Ordinal))
-        {
-            return false;
-        }
-
-        ParseResult<OffsetDateTime> result = Rfc3339.Parse(upper);
-        if (!result.Success)
-        {
-            return false;
-        }
-
-        instant = result.Value.ToInstant();
-        return true;
-    }
-
     private static Instant ParseAt(string text)
-        => TryParseAt(text, out Instant instant)
+        => Rfc3339.TryParse(text, out Instant instant)
             ? instant
             : throw new BudgetReplayException($"'at' must be an RFC 3339 timestamp (uuuu-MM-ddTHH:mm:ss[.fffffffff] then Z or ±HH:mm), such as 2030-01-31T23:59:59Z, not '{text}'");
 }

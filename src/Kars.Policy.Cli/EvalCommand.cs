@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Kars.Policy.Egress;
-using NodaTime.Text;
+using NodaTime;
 
 namespace Kars.Policy.Cli;
 
@@ -14,6 +14,9 @@ namespace Kars.Policy.Cli;
 /// </summary>
 internal static class EvalCommand
 {
+    private static readonly Instant MinClock = Instant.FromUtc(1, 1, 1, 0, 0);
+    private static readonly Instant MaxClock = Instant.FromUtc(9999, 12, 31, 23, 59, 59);
+
     public static Command Create(CliConsole console)
     {
         var policy = new Option<string>("--policy") { Description = "A native JSON policy file, a kars allowlist.json, or a kars folder.", Required = true };
@@ -56,13 +59,13 @@ internal static class EvalCommand
         TimeProvider clock = TimeProvider.System;
         if (atText is not null)
         {
-            var parsed = OffsetDateTimePattern.Rfc3339.Parse(atText);
-            if (!parsed.Success)
+            // The instant must also fit a DateTimeOffset (years 0001–9999), which the clock needs.
+            if (!Rfc3339.TryParse(atText, out Instant at) || at < MinClock || at > MaxClock)
             {
-                return Usage(console, $"--at must be an RFC 3339 time such as 2030-01-01T00:00:00Z, not \"{atText}\"");
+                return Usage(console, $"--at must be an RFC 3339 time from 0001-01-01 to 9999-12-31, such as 2030-01-01T00:00:00Z, not \"{atText}\"");
             }
 
-            clock = new FixedTimeProvider(parsed.Value.ToDateTimeOffset());
+            clock = new FixedTimeProvider(at.ToDateTimeOffset());
         }
 
         if (useStdin == (targets.Length > 0))

@@ -76,7 +76,7 @@ public sealed class BudgetReplayTests : IDisposable
     [InlineData("2030-01-31T23:59:59-00:00", "2030-01-31T23:59:59Z")]
     public void TryParseAt_Rfc3339_Accepts(string text, string expected)
     {
-        BudgetReplay.TryParseAt(text, out var instant).Should().BeTrue();
+        Rfc3339.TryParse(text, out var instant).Should().BeTrue();
 
         NodaTime.Text.InstantPattern.ExtendedIso.Format(instant).Should().Be(expected);
     }
@@ -100,7 +100,7 @@ public sealed class BudgetReplayTests : IDisposable
     [InlineData(" 2030-01-31T23:59:59Z")]
     public void TryParseAt_NotRfc3339_Rejects(string text)
     {
-        BudgetReplay.TryParseAt(text, out _).Should().BeFalse();
+        Rfc3339.TryParse(text, out _).Should().BeFalse();
     }
 
     [Fact]

@@ -77,6 +77,9 @@ public sealed class EvalCommandTests : IDisposable
     [InlineData("2030-01-01T14:00:00+02:00", "approved")]
     [InlineData("2030-01-02T00:00:00Z", "notAllowlisted")]
     [InlineData("2029-12-31T23:59:59Z", "notAllowlisted")]
+    [InlineData("2030-01-01T15:00:00+15:00", "approved")]
+    [InlineData("2030-01-01T14:59:59+15:00", "notAllowlisted")]
+    [InlineData("2030-01-01t12:00:00z", "approved")]
     public void Eval_At_EvaluatesApprovalsAtThatTime(string at, string reason)
     {
         var (code, output, _) = Run(string.Empty, "eval", "--policy", PolicyFile, "--at", at, "--json", "temp.example.com");
@@ -130,6 +133,8 @@ public sealed class EvalCommandTests : IDisposable
     [Theory]
     [InlineData("--mode", "Open")]
     [InlineData("--at", "tomorrow")]
+    [InlineData("--at", "0000-01-01T00:00:00Z")]
+    [InlineData("--at", "2030-01-01 00:00:00Z")]
     public void Eval_BadOption_ExitTwo(string option, string value)
     {
         var (code, _, error) = Run(string.Empty, "eval", "--policy", "x.json", option, value, "api.github.com");
