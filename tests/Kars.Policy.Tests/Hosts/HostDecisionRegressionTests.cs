@@ -141,6 +141,21 @@ public sealed class HostDecisionRegressionTests
         EgressTestHelpers.Load(Policy).Evaluate(host).Reason.Should().Be(EgressReason.InvalidTarget);
     }
 
+    // Every consumer of names goes through the processor: feed entries and rule checks too.
+    [Fact]
+    public void Consumers_FeedEntriesAndRuleSuggestions_UseTheBundledProcessor()
+    {
+        const string json = """{"schemaVersion":1,"generation":1,"allow":[{"host":"api.example.com"}],"blocklist":{"files":["feeds/feed.txt"]}}""";
+        var policy = EgressTestHelpers.Load(json, null, null, ("/policies/feeds/feed.txt", "\uFF25\uFF36\uFF29\uFF2C.example\nSTRA\u1E9EE.example\n"));
+
+        policy.Evaluate("evil.example").Reason.Should().Be(EgressReason.Blocklisted);
+        policy.Evaluate("xn--strae-oqa.example").Reason.Should().Be(EgressReason.Blocklisted);
+        policy.Evaluate("strasse.example").Reason.Should().Be(EgressReason.NotAllowlisted);
+
+        HostPatterns.TryParseRuleHost("STRA\u1E9EE.example", out _, out _, out _, out string? suggestion).Should().BeFalse();
+        suggestion.Should().Contain("xn--strae-oqa.example");
+    }
+
     // Item 6 (eval --stdin) is covered in Kars.Policy.Cli.Tests (EvalCommandTests.Eval_Stdin_*).
 
     // Item 7: CIDR octets with leading zeros are rejected (the target parser would read them as octal).
