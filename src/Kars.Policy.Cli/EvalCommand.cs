@@ -123,16 +123,58 @@ internal static class EvalCommand
         return ExitCodes.Success;
     }
 
-    private static IEnumerable<string> ReadLines(TextReader reader)
+    /// <summary>Reads targets exactly as written: lines end only at LF (one CR just before the LF is dropped, any
+    /// other CR stays in the line and so makes the target invalid), nothing is trimmed, one leading BOM is dropped.
+    /// Empty lines and lines that start with <c>#</c> are skipped.</summary>
+    internal static IEnumerable<string> ReadLines(TextReader reader)
     {
-        while (reader.ReadLine() is { } line)
+        var line = new StringBuilder();
+        char[] buffer = new char[4096];
+        bool first = true;
+        int read;
+        while ((read = reader.Read(buffer, 0, buffer.Length)) > 0)
         {
-            string trimmed = line.Trim();
-            if (trimmed.Length > 0 && !trimmed.StartsWith('#'))
+            int start = 0;
+            if (first)
             {
-                yield return trimmed;
+                first = false;
+                if (buffer[0] == '\uFEFF')
+                {
+                    start = 1;
+                }
+            }
+
+            for (int i = start; i < read; i++)
+            {
+                if (buffer[i] != '\n')
+                {
+                    line.Append(buffer[i]);
+                    continue;
+                }
+
+                if (line.Length > 0 && line[^1] == '\r')
+                {
+                    line.Length--;
+                }
+
+                if (TakeLine(line) is { } target)
+                {
+                    yield return target;
+                }
             }
         }
+
+        if (TakeLine(line) is { } last)
+        {
+            yield return last;
+        }
+    }
+
+    private static string? TakeLine(StringBuilder line)
+    {
+        string text = line.ToString();
+        line.Clear();
+        return text.Length == 0 || text[0] == '#' ? null : text;
     }
 
     internal static string ToJson(string input, in EgressDecision decision)

@@ -98,6 +98,42 @@ public sealed class EvalCommandTests : IDisposable
     }
 
     [Fact]
+    public void Eval_Stdin_SplitsOnlyOnLf_NeverTrims_StripsOneBom()
+    {
+        // Issue 6 item 6: a lone CR stays in the line (denied), CRLF is one line end, NBSP/U+3000/spaces are kept
+        // (denied), one leading BOM is dropped.
+        string stdin = "\uFEFFapi.github.com\r\n"
+            + "https://evil.com\rapi.github.com\n"
+            + "\u00A0api.github.com\n"
+            + "api.github.com\u3000\n"
+            + " api.github.com\n"
+            + "api.github.com";
+        var (code, output, _) = Run(stdin, "eval", "--policy", PolicyFile, "--stdin", "--json");
+
+        code.Should().Be(0);
+        Lines(output).Select(l => l.GetProperty("reason").GetString())
+            .Should().Equal("allowlisted", "invalidTarget", "invalidTarget", "invalidTarget", "invalidTarget", "allowlisted");
+    }
+
+    [Theory]
+    [InlineData("\uFEFF\uFEFFapi.github.com")]
+    [InlineData("api.github.com\r\r\n")]
+    [InlineData("api.github.com\u0085")]
+    public void Eval_Stdin_OnlyOneBomAndOneCrAreDropped(string stdin)
+    {
+        var (code, output, _) = Run(stdin, "eval", "--policy", PolicyFile, "--stdin", "--json");
+
+        code.Should().Be(0);
+        Lines(output).Single().GetProperty("reason").GetString().Should().Be("invalidTarget");
+    }
+
+    [Fact]
+    public void ReadLines_KeepsEveryCharacter()
+    {
+        EvalCommand.ReadLines(new StringReader("\uFEFF a \r\nb\rc\n\n#x\n\t\n")).Should().Equal(" a ", "b\rc", "\t");
+    }
+
+    [Fact]
     public void Eval_Table_PrintsHeaderAndRows()
     {
         var (code, output, _) = Run(string.Empty, "eval", "--policy", PolicyFile, "api.github.com", "evil.example");

@@ -203,6 +203,14 @@ internal static class HostPatterns
             return false;
         }
 
+        if (HasLeadingZeroOctet(text.AsSpan(0, slash)))
+        {
+            // The target parser reads "010" as octal 8 (as inet_aton does); humans read 10. Never guess: reject.
+            error = "an IPv4 octet has a leading zero, which resolvers read as octal (010 is 8)";
+            suggestion = $"write the octets in decimal without leading zeros, for example \"{address}/{prefix}\" if octal was meant";
+            return false;
+        }
+
         if (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && !IsDottedQuad(text.AsSpan(0, slash)))
         {
             error = "the address is not in dotted-quad form";
@@ -229,6 +237,22 @@ internal static class HostPatterns
         network = new IPNetwork(address, prefix);
         error = null;
         return true;
+    }
+
+    /// <summary>Whether the IPv4 part (the whole text, or the tail of an IPv6 address) has an octet such as <c>010</c>.</summary>
+    private static bool HasLeadingZeroOctet(ReadOnlySpan<char> text)
+    {
+        ReadOnlySpan<char> tail = text[(text.LastIndexOf(':') + 1)..];
+        foreach (Range r in tail.Split('.'))
+        {
+            ReadOnlySpan<char> octet = tail[r];
+            if (octet.Length > 1 && octet[0] == '0')
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static bool IsDottedQuad(ReadOnlySpan<char> text)

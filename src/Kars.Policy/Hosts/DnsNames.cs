@@ -5,6 +5,7 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
 using Kars.Policy.Egress;
+using Kars.Policy.Hosts.Idna;
 
 namespace Kars.Policy.Hosts;
 
@@ -32,8 +33,6 @@ internal static class DnsNames
     internal const int PunycodeCacheCapacity = 4096;
 
     private const string AcePrefix = "xn--";
-
-    private static readonly IdnMapping Idn = new() { AllowUnassigned = false, UseStd3AsciiRules = false };
 
     /// <summary>The characters of a canonical name.</summary>
     private static readonly SearchValues<char> CanonicalChars =
@@ -115,16 +114,23 @@ internal static class DnsNames
     /// <param name="host">The raw host text.</param>
     /// <param name="hasNonAscii">Whether the host contains a non-ASCII character (and so needs UTS-46 mapping).</param>
     /// <returns>The error, or <see cref="EgressTargetError.None"/>.</returns>
-    internal static EgressTargetError ScanHostCharacters(ReadOnlySpan<char> host, out bool hasNonAscii)
+    internal static EgressTargetError ScanHostCharacters(ReadOnlySpan<char> host, out bool hasNonAscii) =>
+        ToError(ScanHostCharacterRules(host, out hasNonAscii));
+
+    /// <summary>Same as <see cref="ScanHostCharacters"/>, reporting the rule.</summary>
+    /// <param name="host">The raw host text.</param>
+    /// <param name="hasNonAscii">Whether the host contains a non-ASCII character.</param>
+    /// <returns>The rule that rejects the host, or <see cref="DnsNameRule.Valid"/>.</returns>
+    internal static DnsNameRule ScanHostCharacterRules(ReadOnlySpan<char> host, out bool hasNonAscii)
     {
         hasNonAscii = false;
         int i = host.IndexOfAnyExcept(AsciiHostChars);
         if (i < 0)
         {
-            return EgressTargetError.None;
+            return DnsNameRule.Valid;
         }
 
-        EgressTargetError result = EgressTargetError.None;
+        DnsNameRule result = DnsNameRule.Valid;
         while (i < host.Length)
         {
             char c = host[i];
@@ -138,11 +144,11 @@ internal static class DnsNames
             {
                 if (IsAmbiguous(c))
                 {
-                    return EgressTargetError.AmbiguousCharacter;
+                    return DnsNameRule.AmbiguousCharacter;
                 }
 
                 // Keep scanning: an ambiguous character later in the input is the more precise error.
-                result = EgressTargetError.InvalidHostName;
+                result = DnsNameRule.AsciiCharacter;
                 i++;
                 continue;
             }
@@ -150,15 +156,19 @@ internal static class DnsNames
             hasNonAscii = true;
             if (Rune.DecodeFromUtf16(host[i..], out Rune rune, out int consumed) != OperationStatus.Done)
             {
-                // A lone surrogate: never a valid name.
-                result = EgressTargetError.InvalidHostName;
+                // A lone surrogate: never a valid name (UTS-46 disallows it).
+                if (result == DnsNameRule.Valid)
+                {
+                    result = DnsNameRule.Uts46;
+                }
+
                 i++;
                 continue;
             }
 
             if (IsAmbiguous(rune))
             {
-                return EgressTargetError.AmbiguousCharacter;
+                return DnsNameRule.AmbiguousCharacter;
             }
 
             i += consumed;
@@ -190,111 +200,138 @@ internal static class DnsNames
 
     private static bool TryNormalizeCore(ReadOnlySpan<char> name, string? original, [NotNullWhen(true)] out string? canonical, out EgressTargetError error)
     {
+        DnsNameRule rule = Normalize(name, original, out canonical);
+        error = ToError(rule);
+        return rule == DnsNameRule.Valid;
+    }
+
+    /// <summary>The error a parse reports for <paramref name="rule"/>.</summary>
+    /// <param name="rule">The rule that rejected a name, or <see cref="DnsNameRule.Valid"/>.</param>
+    /// <returns>The error.</returns>
+    internal static EgressTargetError ToError(DnsNameRule rule) => rule switch
+    {
+        DnsNameRule.Valid => EgressTargetError.None,
+        DnsNameRule.Empty => EgressTargetError.Empty,
+        DnsNameRule.AmbiguousCharacter or DnsNameRule.IgnoredCodePoint => EgressTargetError.AmbiguousCharacter,
+        _ => EgressTargetError.InvalidHostName,
+    };
+
+    /// <summary>Canonicalises <paramref name="name"/> and says which rule, if any, rejected it. The one
+    /// implementation behind <see cref="TryNormalize(string?, out string?, out EgressTargetError)"/>; the conformance
+    /// tests use it to count rejections per rule.</summary>
+    /// <param name="name">The host name (no port, no brackets).</param>
+    /// <param name="original">The same text as a string when the caller has one (returned when already canonical).</param>
+    /// <param name="canonical">The canonical name when the result is <see cref="DnsNameRule.Valid"/>.</param>
+    /// <returns>The rule that rejected the name, or <see cref="DnsNameRule.Valid"/>.</returns>
+    internal static DnsNameRule Normalize(ReadOnlySpan<char> name, string? original, out string? canonical)
+    {
         canonical = null;
         if (name.IsEmpty)
         {
-            error = EgressTargetError.Empty;
-            return false;
+            return DnsNameRule.Empty;
         }
 
         if (IsCanonical(name))
         {
             canonical = original ?? name.ToString();
-            error = EgressTargetError.None;
-            return true;
+            return DnsNameRule.Valid;
         }
 
         if (name.Length > MaxInputLength)
         {
-            error = EgressTargetError.InvalidHostName;
-            return false;
+            return DnsNameRule.InputTooLong;
         }
 
-        error = ScanHostCharacters(name, out bool hasNonAscii);
-        if (error != EgressTargetError.None)
+        DnsNameRule rule = ScanHostCharacterRules(name, out bool hasNonAscii);
+        if (rule != DnsNameRule.Valid)
         {
-            return false;
+            return rule;
         }
 
-        return hasNonAscii
-            ? TryNormalizeUnicode(original ?? name.ToString(), out canonical, out error)
-            : TryNormalizeAscii(name, out canonical, out error);
+        return hasNonAscii || ContainsAceLabel(name)
+            ? NormalizeWithUts46(name, out canonical)
+            : NormalizeAscii(name, out canonical);
     }
 
-    private static bool TryNormalizeAscii(ReadOnlySpan<char> name, [NotNullWhen(true)] out string? canonical, out EgressTargetError error)
+    private static DnsNameRule NormalizeAscii(ReadOnlySpan<char> name, out string? canonical)
     {
         canonical = null;
 
         // One trailing dot plus the longest name; anything longer cannot become valid.
         if (name.Length > MaxNameLength + 1)
         {
-            error = EgressTargetError.InvalidHostName;
-            return false;
+            return DnsNameRule.DnsLength;
         }
 
+        // All-ASCII without an xn-- label: UTS-46 only lower-cases it (and no ASCII code point is R, AL or AN, so
+        // the Bidi rule does not apply), so the processor is not needed.
         Span<char> lower = stackalloc char[MaxNameLength + 1];
         if (Ascii.ToLower(name, lower, out int written) != OperationStatus.Done)
         {
-            error = EgressTargetError.InvalidHostName;
-            return false;
+            return DnsNameRule.AsciiCharacter;
         }
 
-        return TryFinish(lower[..written], out canonical, out error);
+        return Finish(lower[..written], hasAceLabel: false, out canonical);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool TryNormalizeUnicode(string name, [NotNullWhen(true)] out string? canonical, out EgressTargetError error)
+    private static DnsNameRule NormalizeWithUts46(ReadOnlySpan<char> name, out string? canonical)
     {
         canonical = null;
-        string ascii;
-        try
+        Span<char> ascii = stackalloc char[MaxInputLength];
+        Uts46Errors errors = Uts46.ToAscii(name, ascii, out int written);
+        if ((errors & ~(Uts46Errors.Ignored | Uts46Errors.TooLong | Uts46Errors.AceNotCanonical)) != 0)
         {
-            ascii = Idn.GetAscii(name);
-        }
-        catch (ArgumentException)
-        {
-            error = EgressTargetError.InvalidHostName;
-            return false;
+            return DnsNameRule.Uts46;
         }
 
-        if (ascii.Length > MaxNameLength + 1)
+        if ((errors & Uts46Errors.Ignored) != 0)
         {
-            error = EgressTargetError.InvalidHostName;
-            return false;
+            return DnsNameRule.IgnoredCodePoint;
         }
 
-        Span<char> lower = stackalloc char[MaxNameLength + 1];
-        if (Ascii.ToLower(ascii, lower, out int written) != OperationStatus.Done)
+        if ((errors & Uts46Errors.TooLong) != 0 || written > MaxNameLength + 1)
         {
-            error = EgressTargetError.InvalidHostName;
-            return false;
+            return DnsNameRule.DnsLength;
         }
 
-        return TryFinish(lower[..written], out canonical, out error);
+        if ((errors & Uts46Errors.AceNotCanonical) != 0)
+        {
+            return DnsNameRule.PunycodeRoundTrip;
+        }
+
+        return Finish(ascii[..written], hasAceLabel: true, out canonical);
     }
 
-    /// <summary>Validates a lower-case ASCII name (after any mapping), removes one trailing dot and creates the string.</summary>
-    private static bool TryFinish(ReadOnlySpan<char> lower, [NotNullWhen(true)] out string? canonical, out EgressTargetError error)
+    /// <summary>Validates a lower-case ASCII name (after any mapping), removes one trailing dot and creates the string.
+    /// A name that went through the UTS-46 processor is remembered when it has an <c>xn--</c> label.</summary>
+    private static DnsNameRule Finish(ReadOnlySpan<char> lower, bool hasAceLabel, out string? canonical)
     {
         canonical = null;
-        error = EgressTargetError.InvalidHostName;
+        if (lower.ContainsAnyExcept(CanonicalChars))
+        {
+            return DnsNameRule.AsciiCharacter;
+        }
+
         if (lower.EndsWith('.'))
         {
             lower = lower[..^1];
         }
 
-        if (lower.IsEmpty || !HasCanonicalShape(lower, out bool hasAceLabel))
+        if (lower.IsEmpty || !HasCanonicalShape(lower, out bool aceLabel))
         {
-            return false;
+            return lower.IsEmpty || !HasValidLengths(lower) ? DnsNameRule.DnsLength : DnsNameRule.EndsInNumber;
         }
 
-        if (hasAceLabel && !ValidatedPunycodeLookup.ContainsKey(lower))
+        if (hasAceLabel && aceLabel)
         {
-            string candidate = lower.ToString();
-            if (!IsValidPunycodeName(candidate))
+            if (ValidatedPunycodeLookup.ContainsKey(lower))
             {
-                return false;
+                canonical = lower.ToString();
+                return DnsNameRule.Valid;
             }
+
+            string candidate = lower.ToString();
 
             // Bounded so hostile input cannot grow it without limit; once full, new names simply stay on the slow path.
             if (Volatile.Read(ref validatedPunycodeCount) < PunycodeCacheCapacity && ValidatedPunycode.TryAdd(candidate, 0))
@@ -303,13 +340,50 @@ internal static class DnsNames
             }
 
             canonical = candidate;
-            error = EgressTargetError.None;
-            return true;
+            return DnsNameRule.Valid;
         }
 
         canonical = lower.ToString();
-        error = EgressTargetError.None;
+        return DnsNameRule.Valid;
+    }
+
+    private static bool HasValidLengths(ReadOnlySpan<char> name)
+    {
+        if (name.Length > MaxNameLength)
+        {
+            return false;
+        }
+
+        foreach (Range r in name.Split('.'))
+        {
+            int length = r.GetOffsetAndLength(name.Length).Length;
+            if (length is 0 or > MaxLabelLength)
+            {
+                return false;
+            }
+        }
+
         return true;
+    }
+
+    private static bool ContainsAceLabel(ReadOnlySpan<char> name)
+    {
+        ReadOnlySpan<char> rest = name;
+        while (true)
+        {
+            if (rest.Length >= 4 && (rest[0] | 0x20) == 'x' && (rest[1] | 0x20) == 'n' && rest[2] == '-' && rest[3] == '-')
+            {
+                return true;
+            }
+
+            int dot = rest.IndexOf('.');
+            if (dot < 0)
+            {
+                return false;
+            }
+
+            rest = rest[(dot + 1)..];
+        }
     }
 
     /// <summary>Checks everything about a canonical name except the validity of its punycode labels.</summary>
@@ -346,20 +420,40 @@ internal static class DnsNames
 
         return !EndsInNumber(name);
     }
+}
 
-    /// <summary>Validates the <c>xn--</c> labels of a lower-case ASCII name: they must decode and re-encode to
-    /// exactly the same text under UTS-46 (which also applies the Bidi and CONTEXTJ rules across the whole name).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool IsValidPunycodeName(string name)
-    {
-        try
-        {
-            string unicode = Idn.GetUnicode(name);
-            return string.Equals(Idn.GetAscii(unicode), name, StringComparison.Ordinal);
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-    }
+/// <summary>Which rule decided a DNS name (see <c>docs/hosts.md</c>, "DNS names"). Everything except
+/// <see cref="Uts46"/> is a rule of this library on top of (stricter than) UTS-46 with the documented flags.</summary>
+internal enum DnsNameRule
+{
+    /// <summary>The name is valid.</summary>
+    Valid,
+
+    /// <summary>The input is empty.</summary>
+    Empty,
+
+    /// <summary>The input is longer than <see cref="DnsNames.MaxInputLength"/>.</summary>
+    InputTooLong,
+
+    /// <summary>Whitespace, a control or format (Cf) character other than ZWNJ/ZWJ, <c>%</c>, <c>\</c> or <c>@</c>.</summary>
+    AmbiguousCharacter,
+
+    /// <summary>An ASCII character outside <c>[a-z0-9_-.]</c> (before or after mapping). UTS-46 with
+    /// UseSTD3ASCIIRules off allows it; DNS names and this library do not.</summary>
+    AsciiCharacter,
+
+    /// <summary>UTS-46 processing reported an error (disallowed code point, Punycode, validity, CONTEXTJ, Bidi).</summary>
+    Uts46,
+
+    /// <summary>A code point that UTS-46 ignores (deletes), such as U+034F or a variation selector.</summary>
+    IgnoredCodePoint,
+
+    /// <summary>An empty label, a label longer than 63, or a name longer than 253 (one trailing dot allowed).</summary>
+    DnsLength,
+
+    /// <summary>The last label is a number (WHATWG "ends in a number"): an IPv4 address or nothing.</summary>
+    EndsInNumber,
+
+    /// <summary>An <c>xn--</c> label whose Punycode is not the canonical encoding of what it decodes to.</summary>
+    PunycodeRoundTrip,
 }

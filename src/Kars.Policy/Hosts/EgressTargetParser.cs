@@ -87,6 +87,14 @@ public static class EgressTargetParser
                 return TryParseUrl(input, out target, out error);
             }
 
+            // "http:@host", "http:1@host", "HTTP::80@host": WHATWG reads a special-scheme URL without slashes (port
+            // 80 for http), an authority reader reads userinfo and port 443. Never guess which.
+            if (IsHttpScheme(input.AsSpan(0, colon), out _))
+            {
+                error = EgressTargetError.Malformed;
+                return false;
+            }
+
             // "host:443", "host:", "fe80::1" continue below as authorities (and fail or succeed there);
             // "scheme:opaque" (a letter or '/' after the colon) is a URL without an authority, as RFC 3986 reads it.
             if (!afterColon.IsEmpty && (char.IsAsciiLetter(afterColon[0]) || afterColon[0] == '/'))
@@ -103,6 +111,14 @@ public static class EgressTargetParser
         {
             // A bare host with a path, query or fragment: not a URL, not an authority.
             error = EgressTargetError.Malformed;
+            return false;
+        }
+
+        int at = authority.LastIndexOf('@');
+        if (at >= 0 && authority[..at].Contains(':'))
+        {
+            // "foo:@host", "ws::80@host": a scheme to a URL parser, userinfo to an authority reader.
+            error = authority[..at].Contains('@') ? EgressTargetError.AmbiguousCharacter : EgressTargetError.Malformed;
             return false;
         }
 

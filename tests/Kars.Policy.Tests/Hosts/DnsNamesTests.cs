@@ -1,5 +1,6 @@
 using Kars.Policy.Egress;
 using Kars.Policy.Hosts;
+using Kars.Policy.Hosts.Idna;
 
 namespace Kars.Policy.Tests.Hosts;
 
@@ -168,19 +169,26 @@ public sealed class DnsNamesTests
     }
 
     [Fact]
-    public void IdnMapping_PlatformBehaviour_IsWhatTheRulesAssume()
+    public void BundledProcessor_Behaviour_IsWhatTheRulesAssume()
     {
-        // Pins what ICU-backed IdnMapping does on this runtime; if it changes, the documented rules need review.
-        var idn = new System.Globalization.IdnMapping { AllowUnassigned = false, UseStd3AsciiRules = false };
+        // Pins what the bundled UTS-46 processor does; the documented rules (docs/hosts.md) rely on it. The same on
+        // every machine and in globalization-invariant mode (it uses no ICU).
+        Ascii("K.com").Should().Be("k.com", "the processor lower-cases ASCII, as UTS-46 maps it");
+        Ascii("example\u3002com").Should().Be("example.com");
+        Ascii("\uFF45\uFF58\uFF41\uFF4D\uFF50\uFF4C\uFF45.com").Should().Be("example.com");
+        Ascii("fa\u00DF.de").Should().Be("xn--fa-hia.de", "non-transitional processing keeps \u00DF");
+        Ascii("STRA\u1E9EE.example").Should().Be("xn--strae-oqa.example", "UTS-46 15.1+ maps \u1E9E to \u00DF, not ss");
+        Ascii("_dmarc.example.com").Should().Be("_dmarc.example.com");
+        Ascii("a b.com").Should().Be("a b.com", "with UseStd3AsciiRules off, ASCII is not checked: DnsNames checks it");
+        Ascii("\uFF11\uFF12\uFF17.\uFF10.\uFF10.\uFF11").Should().Be("127.0.0.1");
+        Uts46.ToAscii("ex\u00ADample.com", new char[64], out _).Should().Be(Uts46Errors.Ignored, "deleted by UTS-46, reported so DnsNames can reject it");
+        Uts46.ToAscii("xn--abc.com", new char[64], out _).Should().NotBe(Uts46Errors.None, "xn--abc decodes to an unassigned code point");
 
-        idn.GetAscii("K.com").Should().Be("K.com", "all-ASCII input is returned as is, so lower-casing is ours to do");
-        idn.GetAscii("example\u3002com").Should().Be("example.com");
-        idn.GetAscii("\uFF45\uFF58\uFF41\uFF4D\uFF50\uFF4C\uFF45.com").Should().Be("example.com");
-        idn.GetAscii("fa\u00DF.de").Should().Be("xn--fa-hia.de", "non-transitional processing keeps \u00DF");
-        idn.GetAscii("_dmarc.example.com").Should().Be("_dmarc.example.com");
-        idn.GetAscii("a b.com").Should().Be("a b.com", "with UseStd3AsciiRules off, ASCII is not checked: we check it");
-        idn.GetAscii("ex\u00ADample.com").Should().Be("example.com", "the soft hyphen is deleted, so we reject it first");
-        idn.GetAscii("\uFF11\uFF12\uFF17.\uFF10.\uFF10.\uFF11").Should().Be("127.0.0.1");
-        FluentActions.Invoking(() => idn.GetAscii("xn--abc.com")).Should().Throw<ArgumentException>();
+        static string Ascii(string input)
+        {
+            char[] buffer = new char[256];
+            Uts46.ToAscii(input, buffer, out int written).Should().Be(Uts46Errors.None);
+            return new string(buffer, 0, written);
+        }
     }
 }
