@@ -5,5 +5,14 @@ namespace Kars.Policy.Benchmarks;
 internal static class Program
 {
     // Run one suite: dotnet run -c Release --project benchmarks/Kars.Policy.Benchmarks -- --filter '*Egress*'
-    private static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+    private static int Main(string[] args)
+    {
+        if (args.Length > 1 && args[0] == EgressMemoryProbe.Command)
+        {
+            return EgressMemoryProbe.Run(args);
+        }
+
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+        return 0;
+    }
 }

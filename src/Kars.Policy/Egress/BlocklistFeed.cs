@@ -4,17 +4,16 @@ using Kars.Policy.Hosts;
 
 namespace Kars.Policy.Egress;
 
-/// <summary>The parsed contents of one blocklist feed, stored compactly: one ASCII blob and the start of each name.</summary>
+/// <summary>The parsed contents of one blocklist feed, stored compactly: the canonical names in one ASCII blob, each
+/// followed by a line feed (about one byte per character; no per-name object or offset).</summary>
 internal sealed class BlocklistFeed
 {
     private readonly byte[] _blob;
-    private readonly int[] _starts;
 
-    private BlocklistFeed(string source, byte[] blob, int[] starts, int count, int skipped)
+    private BlocklistFeed(string source, byte[] blob, int count, int skipped)
     {
         Source = source;
         _blob = blob;
-        _starts = starts;
         Count = count;
         Skipped = skipped;
     }
@@ -28,16 +27,34 @@ internal sealed class BlocklistFeed
     /// <summary>Gets the number of lines that were not comments and not host names (skipped, never fatal).</summary>
     public int Skipped { get; }
 
-    /// <summary>Gets the i-th domain as ASCII bytes.</summary>
-    public ReadOnlySpan<byte> this[int index] => _blob.AsSpan(_starts[index], _starts[index + 1] - _starts[index]);
+    /// <summary>Gets the number of bytes the names take (for sizing the index).</summary>
+    public int NameBytes => _blob.Length - Count;
+
+    /// <summary>Gets the characters beyond the first <paramref name="inline"/> of every name, summed (for sizing the index).</summary>
+    public int BytesBeyond(int inline)
+    {
+        int total = 0;
+        foreach (var name in this)
+        {
+            total += Math.Max(0, name.Length - inline);
+        }
+
+        return total;
+    }
+
+    /// <summary>Enumerates the domains as ASCII bytes, in feed order.</summary>
+    public Enumerator GetEnumerator() => new(_blob);
 
     /// <summary>Parses a feed in any of the supported formats, line by line: plain domain lists (<c>#</c>/<c>!</c> comments,
     /// optional leading <c>*.</c>), hosts files (<c>0.0.0.0 name</c>, <c>127.0.0.1 name</c>, tabs) and ABP <c>||name^</c>.</summary>
     /// <exception cref="InvalidDataException">The feed holds more than <paramref name="maxEntries"/> domains.</exception>
     public static BlocklistFeed Parse(string source, ReadOnlySpan<byte> text, int maxEntries)
     {
-        var blob = new byte[Math.Max(16, text.Length)];
-        var starts = new List<int>(Math.Max(16, text.Length / 24)) { 0 };
+        // The output is at most the input for ASCII feeds (comments, prefixes, addresses and line ends dropped; one line
+        // feed per name), so one buffer of the input's size is written once and trimmed only when much of it is unused.
+        // An internationalised name can grow in its punycode form: the buffer then grows.
+        var blob = new byte[Math.Max(16, text.Length + 1)];
+        int count = 0;
         int length = 0;
         int skipped = 0;
         Span<byte> scratch = stackalloc byte[256];
@@ -65,7 +82,7 @@ internal sealed class BlocklistFeed
                 // ABP: exactly ||name^ (a listed domain blocks itself and every subdomain).
                 if (line.Length > 3 && line[^1] == (byte)'^')
                 {
-                    bad = !Add(line[2..^1], ref blob, ref length, starts, scratch);
+                    bad = !Add(line[2..^1], ref blob, ref length, ref count, scratch);
                     any = !bad;
                 }
                 else
@@ -85,7 +102,7 @@ internal sealed class BlocklistFeed
                 if (gap < 0)
                 {
                     ReadOnlySpan<byte> name = line.StartsWith("*."u8) ? line[2..] : line;
-                    bad = !Add(name, ref blob, ref length, starts, scratch);
+                    bad = !Add(name, ref blob, ref length, ref count, scratch);
                     any = !bad;
                 }
                 else if (IsHostsAddress(line[..gap]))
@@ -96,7 +113,7 @@ internal sealed class BlocklistFeed
                         int next = rest.IndexOfAny((byte)' ', (byte)'\t');
                         ReadOnlySpan<byte> token = next < 0 ? rest : rest[..next];
                         rest = next < 0 ? [] : rest[next..].TrimStart(" \t"u8);
-                        if (Add(token, ref blob, ref length, starts, scratch))
+                        if (Add(token, ref blob, ref length, ref count, scratch))
                         {
                             any = true;
                         }
@@ -117,14 +134,24 @@ internal sealed class BlocklistFeed
                 skipped++;
             }
 
-            if (starts.Count - 1 > maxEntries)
+            if (count > maxEntries)
             {
                 throw new InvalidDataException($"the feed holds more than {maxEntries} domains");
             }
         }
 
-        Array.Resize(ref blob, length);
-        return new BlocklistFeed(source, blob, [.. starts], starts.Count - 1, skipped);
+        if (blob.Length - length > blob.Length / 8)
+        {
+            Array.Resize(ref blob, length);
+        }
+        else if (blob.Length != length)
+        {
+            // Keep the buffer (the copy would cost more than the slack) and pad the unused end with line feeds, which
+            // the enumerator skips.
+            blob.AsSpan(length).Fill((byte)'\n');
+        }
+
+        return new BlocklistFeed(source, blob, count, skipped);
     }
 
     private static bool IsHostsAddress(ReadOnlySpan<byte> token)
@@ -140,7 +167,7 @@ internal sealed class BlocklistFeed
     }
 
     /// <summary>Validates one candidate name; appends its canonical form. Returns false for anything that is not a host name.</summary>
-    private static bool Add(ReadOnlySpan<byte> name, ref byte[] blob, ref int length, List<int> starts, Span<byte> scratch)
+    private static bool Add(ReadOnlySpan<byte> name, ref byte[] blob, ref int length, ref int count, Span<byte> scratch)
     {
         if (name.Length > 0 && name[^1] == (byte)'.')
         {
@@ -184,14 +211,15 @@ internal sealed class BlocklistFeed
             return false;
         }
 
-        if (length + canonical.Length > blob.Length)
+        if (length + canonical.Length + 1 > blob.Length)
         {
-            Array.Resize(ref blob, Math.Max(blob.Length * 2, length + canonical.Length));
+            Array.Resize(ref blob, Math.Max(blob.Length + (blob.Length / 2), length + canonical.Length + 1));
         }
 
         canonical.CopyTo(blob.AsSpan(length));
         length += canonical.Length;
-        starts.Add(length);
+        blob[length++] = (byte)'\n';
+        count++;
         return true;
     }
 
@@ -222,5 +250,38 @@ internal sealed class BlocklistFeed
 
         int lastDot = name.LastIndexOf((byte)'.');
         return labelLength > 0 && dots > 0 && !char.IsAsciiDigit((char)name[lastDot + 1]);
+    }
+
+    /// <summary>Enumerates the names of the blob (line-feed separated; empty lines are padding).</summary>
+    public ref struct Enumerator
+    {
+        private ReadOnlySpan<byte> _rest;
+
+        internal Enumerator(byte[] blob)
+        {
+            _rest = blob;
+            Current = default;
+        }
+
+        /// <summary>Gets the current name.</summary>
+        public ReadOnlySpan<byte> Current { get; private set; }
+
+        /// <summary>Moves to the next name.</summary>
+        /// <returns>Whether there is one.</returns>
+        public bool MoveNext()
+        {
+            while (!_rest.IsEmpty)
+            {
+                int end = _rest.IndexOf((byte)'\n');
+                Current = _rest[..end];
+                _rest = _rest[(end + 1)..];
+                if (!Current.IsEmpty)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
     }
 }

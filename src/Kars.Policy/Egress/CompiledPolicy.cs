@@ -12,8 +12,9 @@ namespace Kars.Policy.Egress;
 /// </summary>
 internal sealed class CompiledPolicy
 {
+    private static long s_lastIdentity;
+
     private readonly NameIndex _index;
-    private readonly NameRule[] _nameRules;
     private readonly PortSet[] _rulePorts;
     private readonly string[] _ruleTexts;
     private readonly CidrRule[] _cidrRules;
@@ -30,7 +31,6 @@ internal sealed class CompiledPolicy
         NameIndex index,
         ApprovalSlot[] approvalHosts,
         string[] blockSources,
-        IReadOnlyList<BlocklistFeed> feeds,
         IPNetwork[] privateAllow)
     {
         Digest = model.Digest;
@@ -38,7 +38,6 @@ internal sealed class CompiledPolicy
         Mode = model.Mode;
         Warnings = [.. model.Warnings];
         _index = index;
-        _nameRules = [.. model.NameRules];
         _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
         _ruleTexts = [.. model.NameRules.Select(r => r.Text)];
         _cidrRules = [.. model.CidrRules];
@@ -49,8 +48,11 @@ internal sealed class CompiledPolicy
         _blockSources = blockSources;
         _blockTexts = new string?[index.HandleCapacity];
         _privateAllow = privateAllow;
-        Feeds = feeds;
     }
+
+    /// <summary>Gets a number that identifies this snapshot within the process (never reused, never 0), so per-thread
+    /// caches can be tied to it without holding a reference that would keep it alive.</summary>
+    public long Identity { get; } = Interlocked.Increment(ref s_lastIdentity);
 
     public string Digest { get; }
 
@@ -60,8 +62,6 @@ internal sealed class CompiledPolicy
 
     public IReadOnlyList<EgressPolicyProblem> Warnings { get; }
 
-    public IReadOnlyList<BlocklistFeed> Feeds { get; }
-
     public IReadOnlyList<Approval> Approvals => _approvals;
 
     public int NameCount => _index.Count;
@@ -70,39 +70,40 @@ internal sealed class CompiledPolicy
     {
         int expected = model.NameRules.Count + model.BlockDomains.Count + model.BlocklistExceptions.Count
             + model.Approvals.Sum(a => a.Hosts.Count) + feeds.Sum(f => f.Count);
-        var builder = new NameIndex.Builder(expected);
+        int expectedTails = feeds.Sum(f => f.BytesBeyond(16));
+        var builder = new NameIndex.Builder(expected, expectedTails);
 
         for (int r = 0; r < model.NameRules.Count; r++)
         {
             var rule = model.NameRules[r];
-            ref var entry = ref builder[builder.GetOrAdd(rule.Name)];
+            ref var rules = ref builder.Rules(builder.GetOrAdd(rule.Name));
             switch (rule.Scope)
             {
-                case NameScope.Exact: entry.Rules.AllowExact = r; break;
-                case NameScope.Wildcard: entry.Rules.AllowWildcard = r; break;
-                default: entry.Rules.AllowSubtree = r; break;
+                case NameScope.Exact: rules.AllowExact = r; break;
+                case NameScope.Wildcard: rules.AllowWildcard = r; break;
+                default: rules.AllowSubtree = r; break;
             }
         }
 
         var sources = new List<string> { "blocklist" };
         foreach (string domain in model.BlockDomains)
         {
-            MarkBlocked(ref builder[builder.GetOrAdd(domain)], 0);
+            builder.MarkBlocked(builder.GetOrAdd(domain), 0);
         }
 
         foreach (var feed in feeds)
         {
             int source = sources.Count;
             sources.Add($"blocklist {feed.Source}");
-            for (int i = 0; i < feed.Count; i++)
+            foreach (var name in feed)
             {
-                MarkBlocked(ref builder[builder.GetOrAdd(feed[i])], source);
+                builder.MarkBlocked(builder.GetOrAdd(name), source);
             }
         }
 
         foreach (string exception in model.BlocklistExceptions)
         {
-            builder[builder.GetOrAdd(exception)].BlockException = true;
+            builder.MarkException(builder.GetOrAdd(exception));
         }
 
         var approvalHosts = new List<ApprovalSlot>();
@@ -111,22 +112,14 @@ internal sealed class CompiledPolicy
             var approval = model.Approvals[a];
             foreach (var host in approval.Hosts)
             {
-                ref var entry = ref builder[builder.GetOrAdd(host.Name)];
+                ref var rules = ref builder.Rules(builder.GetOrAdd(host.Name));
                 string pattern = host.Scope == NameScope.Wildcard ? "*." + host.Name : host.Name;
-                approvalHosts.Add(new ApprovalSlot(a, host.Port, host.Scope, entry.Rules.ApprovalHead, $"approval {approval.Name}: {pattern}:{host.Port}"));
-                entry.Rules.ApprovalHead = approvalHosts.Count - 1;
+                approvalHosts.Add(new ApprovalSlot(a, host.Port, host.Scope, rules.ApprovalHead, $"approval {approval.Name}: {pattern}:{host.Port}"));
+                rules.ApprovalHead = approvalHosts.Count - 1;
             }
         }
 
-        return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], feeds, privateAllow);
-    }
-
-    private static void MarkBlocked(ref NameIndex.BuildEntry entry, int source)
-    {
-        if (entry.BlockSource < 0)
-        {
-            entry.BlockSource = source;
-        }
+        return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], privateAllow);
     }
 
     /// <summary>Evaluates a valid target (DESIGN §2.3 steps 3–7). <paramref name="now"/> is read only when an approval is a candidate.</summary>
@@ -161,90 +154,45 @@ internal sealed class CompiledPolicy
         }
 
         cacheable = false;
-        int port = target.Port;
-        int blockEntry = -1;
-        bool excepted = false;
-        int allowRule = -1;
-        int otherPortRule = -1;
-        int approvalSlot = -1;
-        int otherPortApproval = -1;
-        long now = long.MinValue;
-        bool considerApprovals = false;
+        var match = new Match(target.Port, clock);
 
-        // Suffixes right to left: "com", "example.com", "www.example.com". Label starts come from a dot bit mask
-        // (names up to 64 characters) or a backward search (longer names).
+        // One walk over the suffixes, right to left: "com", "example.com", "www.example.com". Label starts come from a
+        // dot bit mask (names up to 64 characters) or a backward search (longer names). Fingerprints are collected in
+        // batches of up to eight; each batch is checked against the filter at once (independent loads that overlap),
+        // and only the suffixes that may be present are probed in the table, still right to left.
         ReadOnlySpan<char> name = host;
         ref char first = ref MemoryMarshal.GetReference(name);
         int length = name.Length;
         bool shortName = length <= 64;
         ulong dots = shortName ? NameIndex.DotMask(name) : 0;
-        if (shortName && BitOperations.PopCount(dots) < SuffixBuffer.Capacity)
+        SuffixBuffer fingerprints = default;
+        StartBuffer starts = default;
+        int count = 0;
+        int pos = length;
+        int searchEnd = length;
+        ulong hash = NameIndex.StartHash;
+        while (true)
         {
-            // Pipelined: compute every suffix fingerprint, then every Bloom check (independent loads that overlap),
-            // then probe the table only for the suffixes that may be present, right to left.
-            SuffixBuffer fingerprints = default;
-            StartBuffer starts = default;
-            int count = 0;
-            int pos = length;
-            ulong hash = NameIndex.StartHash;
-            while (true)
+            int start;
+            if (shortName)
             {
-                int start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+                start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
                 dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
-                hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
-                fingerprints[count] = NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start);
-                starts[count] = start;
-                count++;
-                if (start == 0)
-                {
-                    break;
-                }
+            }
+            else
+            {
+                start = name[..searchEnd].LastIndexOf('.') + 1;
+                searchEnd = Math.Max(0, start - 1);
             }
 
-            uint maybe = 0;
-            for (int k = 0; k < count; k++)
+            hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+            fingerprints[count] = NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start);
+            starts[count] = start;
+            count++;
+            if (start == 0 || count == SuffixBuffer.Capacity)
             {
-                maybe |= _index.MayContain(fingerprints[k]) << k;
-            }
-
-            while (maybe != 0)
-            {
-                int k = BitOperations.TrailingZeroCount(maybe);
-                maybe &= maybe - 1;
-                int start = starts[k];
-                int record = _index.Probe(fingerprints[k], name[start..]);
-                if (record >= 0)
-                {
-                    Visit(record, start == 0, port, clock, ref blockEntry, ref excepted, ref allowRule, ref otherPortRule, ref considerApprovals, ref now, ref approvalSlot, ref otherPortApproval);
-                }
-            }
-        }
-        else
-        {
-            int searchEnd = length;
-            int pos = length;
-            ulong hash = NameIndex.StartHash;
-            while (true)
-            {
-                int start;
-                if (shortName)
-                {
-                    start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
-                    dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
-                }
-                else
-                {
-                    start = name[..searchEnd].LastIndexOf('.') + 1;
-                    searchEnd = Math.Max(0, start - 1);
-                }
-
-                hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
-                int record = _index.Find(NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start), name[start..]);
-                if (record >= 0)
-                {
-                    Visit(record, start == 0, port, clock, ref blockEntry, ref excepted, ref allowRule, ref otherPortRule, ref considerApprovals, ref now, ref approvalSlot, ref otherPortApproval);
-                }
-
+                ProbeBatch(ref fingerprints, ref starts, count, name, ref match);
+                count = 0;
                 if (start == 0)
                 {
                     break;
@@ -252,6 +200,14 @@ internal sealed class CompiledPolicy
             }
         }
 
+        int blockEntry = match.BlockEntry;
+        bool excepted = match.Excepted;
+        int allowRule = match.AllowRule;
+        int otherPortRule = match.OtherPortRule;
+        int approvalSlot = match.ApprovalSlot;
+        int otherPortApproval = match.OtherPortApproval;
+        long now = match.Now;
+        bool considerApprovals = match.ConsiderApprovals;
         cacheable = now == long.MinValue && !considerApprovals;
         if (blockEntry >= 0 && !excepted)
         {
@@ -288,40 +244,52 @@ internal sealed class CompiledPolicy
         return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
     }
 
+    /// <summary>Checks a batch of suffix fingerprints (right to left) against the filter, then probes the table for
+    /// the ones that may be present.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ProbeBatch(ref SuffixBuffer fingerprints, ref StartBuffer starts, int count, ReadOnlySpan<char> name, ref Match match)
+    {
+        uint maybe = 0;
+        for (int k = 0; k < count; k++)
+        {
+            maybe |= _index.MayContain(fingerprints[k]) << k;
+        }
+
+        while (maybe != 0)
+        {
+            int k = BitOperations.TrailingZeroCount(maybe);
+            maybe &= maybe - 1;
+            int start = starts[k];
+            int record = _index.Probe(fingerprints[k], name[start..]);
+            if (record >= 0)
+            {
+                Visit(record, start == 0, ref match);
+            }
+        }
+    }
+
     /// <summary>Applies one matching name (a suffix of the target, or the target itself when <paramref name="exact"/>).
     /// Called right to left, so a later (longer, more specific) match replaces an earlier one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Visit(
-        int record,
-        bool exact,
-        int port,
-        TimeProvider clock,
-        ref int blockEntry,
-        ref bool excepted,
-        ref int allowRule,
-        ref int otherPortRule,
-        ref bool considerApprovals,
-        ref long now,
-        ref int approvalSlot,
-        ref int otherPortApproval)
+    private void Visit(int record, bool exact, ref Match match)
     {
-        if (blockEntry < 0 && _index.IsBlocked(record))
+        if (match.BlockEntry < 0 && _index.IsBlocked(record))
         {
-            blockEntry = record;
+            match.BlockEntry = record;
         }
 
         if (exact && _index.IsException(record))
         {
-            excepted = true;
+            match.Excepted = true;
         }
 
         ref readonly var rules = ref _index.Rules(record);
-        Consider(rules.AllowSubtree, port, ref allowRule, ref otherPortRule);
-        Consider(exact ? rules.AllowExact : rules.AllowWildcard, port, ref allowRule, ref otherPortRule);
+        Consider(rules.AllowSubtree, match.Port, ref match.AllowRule, ref match.OtherPortRule);
+        Consider(exact ? rules.AllowExact : rules.AllowWildcard, match.Port, ref match.AllowRule, ref match.OtherPortRule);
         if (rules.ApprovalHead >= 0)
         {
-            considerApprovals = true;
-            ConsiderApprovals(rules.ApprovalHead, exact, port, clock, ref now, ref excepted, ref approvalSlot, ref otherPortApproval);
+            match.ConsiderApprovals = true;
+            ConsiderApprovals(rules.ApprovalHead, exact, match.Port, match.Clock, ref match.Now, ref match.Excepted, ref match.ApprovalSlot, ref match.OtherPortApproval);
         }
     }
 
@@ -428,12 +396,11 @@ internal sealed class CompiledPolicy
 
     private string BlockText(int record)
     {
-        int ordinal = _index.Ordinal(record);
-        string? text = Volatile.Read(ref _blockTexts[ordinal]);
+        string? text = Volatile.Read(ref _blockTexts[record]);
         if (text is null)
         {
             text = BuildBlockText(record);
-            Volatile.Write(ref _blockTexts[ordinal], text);
+            Volatile.Write(ref _blockTexts[record], text);
         }
 
         return text;
@@ -451,7 +418,7 @@ internal sealed class CompiledPolicy
     private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>
         new(verdict, reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny);
 
-    /// <summary>Suffix fingerprints of one target (names of up to <see cref="Capacity"/> labels take the pipelined path).</summary>
+    /// <summary>A batch of suffix fingerprints of one target.</summary>
     [InlineArray(Capacity)]
     private struct SuffixBuffer
     {
@@ -464,6 +431,21 @@ internal sealed class CompiledPolicy
     private struct StartBuffer
     {
         private int _first;
+    }
+
+    /// <summary>What the suffixes of one target matched so far.</summary>
+    private struct Match(int port, TimeProvider clock)
+    {
+        public readonly int Port = port;
+        public readonly TimeProvider Clock = clock;
+        public int BlockEntry = -1;
+        public bool Excepted;
+        public int AllowRule = -1;
+        public int OtherPortRule = -1;
+        public bool ConsiderApprovals;
+        public long Now = long.MinValue;
+        public int ApprovalSlot = -1;
+        public int OtherPortApproval = -1;
     }
 
     /// <summary>One (approval, host, port) in the per-name linked list.</summary>

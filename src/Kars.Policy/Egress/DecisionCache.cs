@@ -5,10 +5,14 @@ namespace Kars.Policy.Egress;
 /// <summary>
 /// A small per-thread, direct-mapped cache of recent decisions for canonical DNS names, so an agent that talks to a
 /// few dozen hosts pays a string comparison instead of a full evaluation. Per thread, so there is no sharing and no
-/// torn read; tied to one compiled snapshot, so a reload invalidates it. Only decisions that depend on nothing but the
-/// snapshot and the (host, port) are stored: never a decision that considered an approval (time-dependent), never a
-/// Learned decision (it must be recorded every time), never an IP target.
+/// torn read; tied to one compiled snapshot by its <see cref="CompiledPolicy.Identity"/>, so a reload invalidates it.
+/// Only decisions that depend on nothing but the snapshot and the (host, port) are stored: never a decision that
+/// considered an approval (time-dependent), never a Learned decision (it must be recorded every time), never an IP
+/// target.
 /// </summary>
+/// <remarks>The cache holds the snapshot's identity number, never a reference to the snapshot: a thread that evaluated
+/// once and then went idle must not keep a replaced snapshot (tens of megabytes with a large feed) alive. The decisions
+/// it holds reference only small strings (host, rule text, digest).</remarks>
 internal static class DecisionCache
 {
     private const int Size = 64;
@@ -17,13 +21,13 @@ internal static class DecisionCache
     private static Entry[]? t_entries;
 
     [ThreadStatic]
-    private static CompiledPolicy? t_owner;
+    private static long t_owner;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryGet(CompiledPolicy owner, string host, int port, out EgressDecision decision)
     {
         Entry[]? entries = t_entries;
-        if (entries is not null && ReferenceEquals(t_owner, owner) && host.Length > 0)
+        if (entries is not null && t_owner == owner.Identity && host.Length > 0)
         {
             ref Entry entry = ref entries[Index(host, port)];
             if (entry.Port == port && (ReferenceEquals(entry.Host, host) || string.Equals(entry.Host, host, StringComparison.Ordinal)))
@@ -44,12 +48,12 @@ internal static class DecisionCache
         {
             entries = new Entry[Size];
             t_entries = entries;
-            t_owner = owner;
+            t_owner = owner.Identity;
         }
-        else if (!ReferenceEquals(t_owner, owner))
+        else if (t_owner != owner.Identity)
         {
             Array.Clear(entries);
-            t_owner = owner;
+            t_owner = owner.Identity;
         }
 
         ref Entry entry = ref entries[Index(host, port)];

@@ -7,17 +7,18 @@ using System.Text;
 namespace Kars.Policy.Egress;
 
 /// <summary>
-/// One open-addressing table from 64-bit suffix fingerprints to name records, with a cache-resident blocked Bloom
-/// prefilter in front of it.
+/// One open-addressing table from 64-bit suffix fingerprints to name records, with a cache-resident binary fuse filter
+/// in front of it.
 /// </summary>
 /// <remarks>
 /// <para>A lookup walks the target's labels once, right to left; each label is hashed a machine word (four characters)
 /// at a time and folded into a running suffix hash, so <c>com</c>, <c>example.com</c> and <c>www.example.com</c> each get
-/// a fingerprint without rehashing. Each fingerprint is checked against the Bloom filter (one cache line, ~12 bits per
-/// name, fits in L2) and only then probed in the table (8-byte slots: 32-bit tag, record offset).</para>
-/// <para>A tag hit is always verified against the name bytes stored in the record: a hash alone is never trusted.
-/// Records keep the flags, the blocklist source, the rule reference and the name together, so a verified hit costs
-/// one more cache line.</para>
+/// a fingerprint without rehashing. Each fingerprint is checked against the filter (<see cref="BinaryFuseFilter"/>, about
+/// 9 bits per name, stays in L2) and only a suffix that may be present is probed in the table.</para>
+/// <para>The table has 32-byte slots (two to a cache line): a 32-bit tag, flags, blocklist source, rule reference and
+/// the first 16 characters of the name; the rest of a longer name lives in a tail blob. A tag hit is always verified
+/// against the name's characters: a hash alone is never trusted. The table is sized exactly for the names it holds
+/// (load factor about 0.8, any length, position by multiply-shift), not rounded up to a power of two.</para>
 /// <para>Immutable after <see cref="Builder.Build"/>; safe for concurrent readers.</para>
 /// </remarks>
 internal sealed class NameIndex
@@ -27,24 +28,19 @@ internal sealed class NameIndex
     private const byte FlagException = 2;
 
     private const ulong Seed = 0x9E3779B97F4A7C15UL;
-    private const ulong P1 = 0xC2B2AE3D27D4EB4FUL;
     private const ulong P2 = 0x165667B19E3779F9UL;
     private const ulong P3 = 0xD6E8FEB86659FD93UL;
 
     private readonly Slot[] _slots;
-    private readonly int _mask;
-    private readonly ulong[] _bloom;
-    private readonly int _bloomBlockMask;
-    private readonly byte[] _names;
+    private readonly BinaryFuseFilter _filter;
+    private readonly byte[] _tails;
     private readonly RuleRef[] _ruleRefs;
 
-    private NameIndex(Slot[] slots, ulong[] bloom, byte[] names, RuleRef[] ruleRefs, int count)
+    private NameIndex(Slot[] slots, BinaryFuseFilter filter, byte[] tails, RuleRef[] ruleRefs, int count)
     {
         _slots = slots;
-        _mask = slots.Length - 1;
-        _bloom = bloom;
-        _bloomBlockMask = (bloom.Length / 8) - 1;
-        _names = names;
+        _filter = filter;
+        _tails = tails;
         _ruleRefs = ruleRefs;
         Count = count;
     }
@@ -52,8 +48,11 @@ internal sealed class NameIndex
     /// <summary>Gets the number of names.</summary>
     public int Count { get; }
 
-    /// <summary>Gets the exclusive upper bound of the handles <see cref="Find"/> returns (for per-handle side tables).</summary>
+    /// <summary>Gets the exclusive upper bound of the handles <see cref="Probe"/> returns (for per-handle side tables).</summary>
     public int HandleCapacity => _slots.Length;
+
+    /// <summary>Gets the bytes the index holds (table, filter, tails, rule references), for the memory figures.</summary>
+    public long SizeInBytes => ((long)_slots.Length * Unsafe.SizeOf<Slot>()) + _filter.SizeInBytes + _tails.Length + ((long)_ruleRefs.Length * Unsafe.SizeOf<RuleRef>());
 
     public static ulong StartHash => Seed;
 
@@ -131,41 +130,19 @@ internal sealed class NameIndex
     }
 
     /// <summary>Finds the record for exactly <paramref name="name"/>, given its fingerprint; -1 when absent.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Find(ulong fingerprint, ReadOnlySpan<char> name)
-    {
-        // Bloom: one 64-byte block, three bits.
-        ref ulong block = ref _bloom[((int)(fingerprint >> 40) & _bloomBlockMask) << 3];
-        uint b1 = (uint)fingerprint & 511, b2 = (uint)(fingerprint >> 9) & 511, b3 = (uint)(fingerprint >> 18) & 511;
-        if ((Unsafe.Add(ref block, (int)(b1 >> 6)) & (1UL << (int)b1)) == 0
-            || (Unsafe.Add(ref block, (int)(b2 >> 6)) & (1UL << (int)b2)) == 0
-            || (Unsafe.Add(ref block, (int)(b3 >> 6)) & (1UL << (int)b3)) == 0)
-        {
-            return -1;
-        }
+    public int Find(ulong fingerprint, ReadOnlySpan<char> name) => MayContain(fingerprint) != 0 ? Probe(fingerprint, name) : -1;
 
-        return Probe(fingerprint, name);
-    }
-
-    /// <summary>The Bloom filter's answer alone, without a branch per bit (so several suffixes' checks overlap in the
-    /// pipeline): 1 when the name may be present, 0 when it is certainly absent.</summary>
+    /// <summary>The filter's answer alone, without a branch (so several suffixes' checks overlap in the pipeline): 1 when
+    /// the name may be present, 0 when it is certainly absent.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint MayContain(ulong fingerprint)
-    {
-        ref ulong block = ref _bloom[((int)(fingerprint >> 40) & _bloomBlockMask) << 3];
-        uint b1 = (uint)fingerprint & 511, b2 = (uint)(fingerprint >> 9) & 511, b3 = (uint)(fingerprint >> 18) & 511;
-        ulong all = (Unsafe.Add(ref block, (int)(b1 >> 6)) >> (int)(b1 & 63))
-            & (Unsafe.Add(ref block, (int)(b2 >> 6)) >> (int)(b2 & 63))
-            & (Unsafe.Add(ref block, (int)(b3 >> 6)) >> (int)(b3 & 63));
-        return (uint)all & 1;
-    }
+    public uint MayContain(ulong fingerprint) => _filter.MayContain(fingerprint);
 
     /// <summary>Looks the name up in the table (after a positive <see cref="MayContain"/>); -1 when absent.</summary>
     public int Probe(ulong fingerprint, ReadOnlySpan<char> name)
     {
         Slot[] slots = _slots;
         uint tag = (uint)fingerprint | 1;
-        int i = (int)(fingerprint >> 32) & _mask;
+        int i = Home(fingerprint, slots.Length);
         while (true)
         {
             ref readonly Slot slot = ref slots[i];
@@ -179,12 +156,19 @@ internal sealed class NameIndex
                 return i;
             }
 
-            i = (i + 1) & _mask;
+            if (++i == slots.Length)
+            {
+                i = 0;
+            }
         }
     }
 
+    /// <summary>The home slot of a fingerprint: its high 32 bits scaled to the table length (multiply-shift).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Home(ulong fingerprint, int length) => (int)(((fingerprint >> 32) * (ulong)(uint)length) >> 32);
+
     /// <summary>Verifies the candidate: the first <see cref="InlineLength"/> characters against the slot, the rest
-    /// against the name blob. Never trusts the fingerprint alone.</summary>
+    /// against the tail blob. Never trusts the fingerprint alone.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool NameEquals(in Slot slot, ReadOnlySpan<char> name)
     {
@@ -195,7 +179,7 @@ internal sealed class NameIndex
         }
 
         return Ascii.Equals(inline, name[..InlineLength])
-            && Ascii.Equals(_names.AsSpan(slot.NameStart + InlineLength, name.Length - InlineLength), name[InlineLength..]);
+            && Ascii.Equals(_tails.AsSpan(slot.Tail, name.Length - InlineLength), name[InlineLength..]);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -206,9 +190,6 @@ internal sealed class NameIndex
 
     public int BlockSource(int handle) => _slots[handle].BlockSource;
 
-    /// <summary>A stable index for per-name side tables, below <see cref="HandleCapacity"/>.</summary>
-    public int Ordinal(int handle) => handle;
-
     /// <summary>The rule reference of a name; <see cref="RuleRef.None"/> when it has no allow rule or approval.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref readonly RuleRef Rules(int handle)
@@ -217,7 +198,16 @@ internal sealed class NameIndex
         return ref r < 0 ? ref RuleRef.None : ref _ruleRefs[r];
     }
 
-    public string NameOf(int handle) => Encoding.ASCII.GetString(_names, _slots[handle].NameStart, _slots[handle].Length);
+    public string NameOf(int handle) => NameOf(_slots[handle], _tails);
+
+    private static string NameOf(in Slot slot, byte[] tails)
+    {
+        int length = slot.Length;
+        ReadOnlySpan<byte> inline = slot.Inline;
+        return length <= InlineLength
+            ? Encoding.ASCII.GetString(inline[..length])
+            : string.Concat(Encoding.ASCII.GetString(inline), Encoding.ASCII.GetString(tails, slot.Tail, length - InlineLength));
+    }
 
     /// <summary>The allow rules and approvals that name one DNS name.</summary>
     internal struct RuleRef
@@ -242,7 +232,7 @@ internal sealed class NameIndex
     private struct Slot
     {
         public uint Tag;
-        public int NameStart;
+        public int Tail;
         public byte Flags;
         public byte Length;
         public ushort BlockSource;
@@ -257,155 +247,170 @@ internal sealed class NameIndex
         private byte _first;
     }
 
-    /// <summary>Accumulates names, then builds the immutable index.</summary>
+    /// <summary>Accumulates names directly into the final table (sized from the expected number of names), then builds
+    /// the filter. Peak memory while building: the table, the names' tails, 8 bytes per slot of fingerprints and the
+    /// filter's construction state (about 23 bytes per name), all released after <see cref="Build"/> but the table.</summary>
     internal sealed class Builder
     {
-        private readonly List<BuildEntry> _entries;
-        private readonly char[] _chars = new char[256];
-        private ulong[] _fingerprints;
-        private int[] _slotEntries;
-        private byte[] _names = new byte[1024];
-        private int _namesLength;
+        private const double LoadFactor = 0.8;
 
-        public Builder(int expectedNames)
+        private readonly char[] _chars = new char[256];
+        private readonly List<RuleRef> _ruleRefs = [];
+        private Slot[] _slots;
+        private ulong[] _fingerprints;
+        private byte[] _tails;
+        private int _tailsLength;
+        private int _count;
+        private bool _built;
+
+        /// <param name="expectedNames">An upper bound of the names (the table grows past it, at a cost).</param>
+        /// <param name="expectedTailBytes">An estimate of the characters beyond the 16th over all names.</param>
+        public Builder(int expectedNames, int expectedTailBytes = 0)
         {
-            int capacity = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, expectedNames * 2));
-            _fingerprints = new ulong[capacity];
-            _slotEntries = new int[capacity];
-            _entries = new List<BuildEntry>(Math.Max(16, expectedNames));
+            int length = SlotsFor(expectedNames);
+            _slots = new Slot[length];
+            _fingerprints = new ulong[length];
+            _tails = new byte[Math.Max(16, expectedTailBytes)];
         }
 
-        public int Count => _entries.Count;
+        public int Count => _count;
 
-        /// <summary>Returns the index of the entry for <paramref name="name"/> (canonical ASCII), adding it when new.</summary>
+        private static int SlotsFor(int names) => Math.Max(16, (int)Math.Min(Array.MaxLength, (long)Math.Ceiling(Math.Max(1, names) / LoadFactor) + 1));
+
+        /// <summary>Returns the handle of <paramref name="name"/> (canonical ASCII, at most 255 characters), adding it when new.</summary>
         public int GetOrAdd(ReadOnlySpan<byte> name)
         {
-            if (_entries.Count * 2 >= _fingerprints.Length)
+            ObjectDisposedException.ThrowIf(_built, this);
+            if (_count + 1 > (long)_slots.Length * LoadFactor)
             {
                 Grow();
             }
 
             int length = Encoding.ASCII.GetChars(name, _chars);
-            ulong rawFingerprint = FingerprintOf(_chars.AsSpan(0, length));
-            ulong fingerprint = rawFingerprint | 1;
-            int mask = _fingerprints.Length - 1;
-            int i = (int)(fingerprint >> 32) & mask;
-            while (_fingerprints[i] != 0)
+            ulong fingerprint = FingerprintOf(_chars.AsSpan(0, length));
+            uint tag = (uint)fingerprint | 1;
+            Slot[] slots = _slots;
+            int i = Home(fingerprint, slots.Length);
+            while (slots[i].Tag != 0)
             {
-                if (_fingerprints[i] == fingerprint)
+                if (slots[i].Tag == tag && slots[i].Length == name.Length && NameEquals(slots[i], name))
                 {
-                    var existing = _entries[_slotEntries[i]];
-                    if (_names.AsSpan(existing.NameStart, existing.NameLength).SequenceEqual(name))
-                    {
-                        return _slotEntries[i];
-                    }
+                    return i;
                 }
 
-                i = (i + 1) & mask;
+                if (++i == slots.Length)
+                {
+                    i = 0;
+                }
             }
 
-            if (_namesLength + name.Length > _names.Length)
+            ref Slot slot = ref slots[i];
+            slot.Tag = tag;
+            slot.Length = (byte)name.Length;
+            slot.RuleRef = -1;
+            name[..Math.Min(name.Length, InlineLength)].CopyTo(slot.Inline);
+            if (name.Length > InlineLength)
             {
-                Array.Resize(ref _names, Math.Max(_names.Length * 2, _namesLength + name.Length));
+                ReadOnlySpan<byte> tail = name[InlineLength..];
+                if (_tailsLength + tail.Length > _tails.Length)
+                {
+                    Array.Resize(ref _tails, Math.Max(_tails.Length * 2, _tailsLength + tail.Length));
+                }
+
+                tail.CopyTo(_tails.AsSpan(_tailsLength));
+                slot.Tail = _tailsLength;
+                _tailsLength += tail.Length;
             }
 
-            name.CopyTo(_names.AsSpan(_namesLength));
-            int index = _entries.Count;
-            _entries.Add(new BuildEntry
-            {
-                Fingerprint = rawFingerprint,
-                NameStart = _namesLength,
-                NameLength = name.Length,
-                BlockSource = -1,
-                Rules = RuleRef.None,
-            });
             _fingerprints[i] = fingerprint;
-            _slotEntries[i] = index;
-            _namesLength += name.Length;
-            return index;
-        }
-
-        private void Grow()
-        {
-            var oldFingerprints = _fingerprints;
-            var oldEntries = _slotEntries;
-            _fingerprints = new ulong[oldFingerprints.Length * 2];
-            _slotEntries = new int[oldFingerprints.Length * 2];
-            int mask = _fingerprints.Length - 1;
-            for (int s = 0; s < oldFingerprints.Length; s++)
-            {
-                if (oldFingerprints[s] == 0)
-                {
-                    continue;
-                }
-
-                int i = (int)(oldFingerprints[s] >> 32) & mask;
-                while (_fingerprints[i] != 0)
-                {
-                    i = (i + 1) & mask;
-                }
-
-                _fingerprints[i] = oldFingerprints[s];
-                _slotEntries[i] = oldEntries[s];
-            }
+            _count++;
+            return i;
         }
 
         public int GetOrAdd(string name) => GetOrAdd(Encoding.ASCII.GetBytes(name));
 
-        public ref BuildEntry this[int entry] => ref CollectionsMarshal.AsSpan(_entries)[entry];
+        /// <summary>Marks a name blocklisted by <paramref name="source"/>; the first source to list it is kept.</summary>
+        public void MarkBlocked(int handle, int source)
+        {
+            ref Slot slot = ref _slots[handle];
+            if ((slot.Flags & FlagBlocked) == 0)
+            {
+                slot.Flags |= FlagBlocked;
+                slot.BlockSource = (ushort)source;
+            }
+        }
+
+        /// <summary>Marks a name as a blocklist exception.</summary>
+        public void MarkException(int handle) => _slots[handle].Flags |= FlagException;
+
+        /// <summary>The allow rules and approvals of a name, created on first use.</summary>
+        public ref RuleRef Rules(int handle)
+        {
+            ref Slot slot = ref _slots[handle];
+            if (slot.RuleRef < 0)
+            {
+                slot.RuleRef = _ruleRefs.Count;
+                _ruleRefs.Add(RuleRef.None);
+            }
+
+            return ref CollectionsMarshal.AsSpan(_ruleRefs)[slot.RuleRef];
+        }
 
         public NameIndex Build()
         {
-            int count = _entries.Count;
-            var slots = new Slot[(int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, count + (count / 2)))];
-            int mask = slots.Length - 1;
-            int bloomBlocks = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, (count * 12 + 511) / 512));
-            var bloom = new ulong[bloomBlocks * 8];
-            var ruleRefs = new List<RuleRef>();
-            for (int e = 0; e < count; e++)
+            ObjectDisposedException.ThrowIf(_built, this);
+            _built = true;
+
+            // The filter takes the fingerprints of the names: compact them to the front of their array.
+            ulong[] fingerprints = _fingerprints;
+            int n = 0;
+            for (int i = 0; i < fingerprints.Length; i++)
             {
-                var entry = _entries[e];
-                bool hasRules = entry.Rules.AllowExact >= 0 || entry.Rules.AllowWildcard >= 0 || entry.Rules.AllowSubtree >= 0 || entry.Rules.ApprovalHead >= 0;
-                ulong fp = entry.Fingerprint;
-                int i = (int)(fp >> 32) & mask;
-                while (slots[i].Tag != 0)
+                if (_slots[i].Tag != 0)
                 {
-                    i = (i + 1) & mask;
-                }
-
-                ref Slot slot = ref slots[i];
-                slot.Tag = (uint)fp | 1;
-                slot.NameStart = entry.NameStart;
-                slot.Length = (byte)entry.NameLength;
-                slot.Flags = (byte)((entry.BlockSource >= 0 ? FlagBlocked : 0) | (entry.BlockException ? FlagException : 0));
-                slot.BlockSource = (ushort)Math.Max(0, entry.BlockSource);
-                slot.RuleRef = hasRules ? ruleRefs.Count : -1;
-                _names.AsSpan(entry.NameStart, Math.Min(entry.NameLength, InlineLength)).CopyTo(slot.Inline);
-                if (hasRules)
-                {
-                    ruleRefs.Add(entry.Rules);
-                }
-
-                int block = ((int)(fp >> 40) & (bloomBlocks - 1)) << 3;
-                foreach (uint bit in (ReadOnlySpan<uint>)[(uint)fp & 511, (uint)(fp >> 9) & 511, (uint)(fp >> 18) & 511])
-                {
-                    bloom[block + (int)(bit >> 6)] |= 1UL << (int)bit;
+                    fingerprints[n++] = fingerprints[i];
                 }
             }
 
-            Array.Resize(ref _names, _namesLength);
-            return new NameIndex(slots, bloom, _names, [.. ruleRefs], count);
+            var filter = BinaryFuseFilter.Build(fingerprints, n);
+            _fingerprints = [];
+            Array.Resize(ref _tails, _tailsLength);
+            return new NameIndex(_slots, filter, _tails, [.. _ruleRefs], _count);
         }
-    }
 
-    /// <summary>Everything the builder knows about one name.</summary>
-    internal struct BuildEntry
-    {
-        public ulong Fingerprint;
-        public int NameStart;
-        public int NameLength;
-        public int BlockSource;
-        public bool BlockException;
-        public RuleRef Rules;
+        private bool NameEquals(in Slot slot, ReadOnlySpan<byte> name)
+        {
+            ReadOnlySpan<byte> inline = slot.Inline;
+            return name.Length <= InlineLength
+                ? inline[..name.Length].SequenceEqual(name)
+                : inline.SequenceEqual(name[..InlineLength]) && _tails.AsSpan(slot.Tail, name.Length - InlineLength).SequenceEqual(name[InlineLength..]);
+        }
+
+        private void Grow()
+        {
+            Slot[] old = _slots;
+            ulong[] oldFingerprints = _fingerprints;
+            _slots = new Slot[SlotsFor(old.Length * 2)];
+            _fingerprints = new ulong[_slots.Length];
+            for (int s = 0; s < old.Length; s++)
+            {
+                if (old[s].Tag == 0)
+                {
+                    continue;
+                }
+
+                int i = Home(oldFingerprints[s], _slots.Length);
+                while (_slots[i].Tag != 0)
+                {
+                    if (++i == _slots.Length)
+                    {
+                        i = 0;
+                    }
+                }
+
+                _slots[i] = old[s];
+                _fingerprints[i] = oldFingerprints[s];
+            }
+        }
     }
 }

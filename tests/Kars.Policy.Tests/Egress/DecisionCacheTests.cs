@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Kars.Policy.Egress;
 using Microsoft.Extensions.Time.Testing;
 using static Kars.Policy.Tests.Egress.EgressTestHelpers;
@@ -77,4 +78,72 @@ public class DecisionCacheTests
 
         policy.GetLearnedHosts().Single().Count.Should().Be(7);
     }
+}
+
+public class DecisionCachePinningTests
+{
+    [Fact]
+    public void Set_OnAThreadThatStaysAlive_DoesNotKeepTheOldSnapshotAlive()
+    {
+        // A worker thread evaluates against snapshot 1 (its cache gets entries), then a reload replaces the snapshot
+        // and the worker goes idle without evaluating again. Snapshot 1 must be collectable while the worker lives.
+        using var cached = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        WeakReference? weak = null;
+        bool hit = false;
+        var worker = new Thread(() =>
+        {
+            (weak, hit) = FillCacheWithFreshSnapshot();
+            cached.Set();
+            release.Wait();
+        });
+        worker.Start();
+        cached.Wait();
+
+        try
+        {
+            hit.Should().BeTrue("the worker's cache had an entry for the old snapshot");
+            for (int i = 0; i < 3 && weak!.IsAlive; i++)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+
+            weak!.IsAlive.Should().BeFalse();
+        }
+        finally
+        {
+            release.Set();
+            worker.Join();
+        }
+    }
+
+    [Fact]
+    public void TryGet_AfterAnotherSnapshotFilledTheCache_Misses()
+    {
+        var first = Compile("""{"host":"a.example.com"}""");
+        var second = Compile("""{"host":"b.example.com"}""");
+        var decision = Evaluate(first, "a.example.com");
+        DecisionCache.Set(first, "a.example.com", 443, decision);
+
+        DecisionCache.TryGet(first, "a.example.com", 443, out _).Should().BeTrue();
+        DecisionCache.TryGet(second, "a.example.com", 443, out _).Should().BeFalse();
+        second.Identity.Should().NotBe(first.Identity);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (WeakReference Weak, bool Hit) FillCacheWithFreshSnapshot()
+    {
+        var snapshot = Compile("""{"host":"a.example.com"}""");
+        var decision = Evaluate(snapshot, "a.example.com");
+        DecisionCache.Set(snapshot, "a.example.com", 443, decision);
+        bool hit = DecisionCache.TryGet(snapshot, "a.example.com", 443, out var again) && again.Reason == EgressReason.Allowlisted;
+        return (new WeakReference(snapshot), hit);
+    }
+
+    private static CompiledPolicy Compile(string allow) =>
+        new PolicyLoader(FileSystemWith(Doc(allow)), new KarsEgressOptions()).Load(PolicyPath);
+
+    private static EgressDecision Evaluate(CompiledPolicy snapshot, string host) =>
+        snapshot.Evaluate(EgressTargetParser.FromCanonicalDnsName(host, 443), EgressMode.Strict, TimeProvider.System, out _, out _);
 }

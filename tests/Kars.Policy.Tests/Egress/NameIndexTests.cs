@@ -10,7 +10,7 @@ public class NameIndexTests
         var builder = new NameIndex.Builder(names.Length);
         foreach (string name in names)
         {
-            builder[builder.GetOrAdd(name)].BlockSource = 0;
+            builder.MarkBlocked(builder.GetOrAdd(name), 0);
         }
 
         return builder.Build();
@@ -101,6 +101,111 @@ public class NameIndexTests
         second.Should().Be(first);
         builder.Count.Should().Be(1);
     }
+
+    [Fact]
+    public void Build_FarMoreNamesThanExpected_TableGrowsAndFindsEveryName()
+    {
+        var builder = new NameIndex.Builder(2);
+        string[] names = [.. Enumerable.Range(0, 5_000).Select(i => $"grow{i}.example-with-a-long-tail{i % 13}.org")];
+        foreach (string name in names)
+        {
+            builder.MarkBlocked(builder.GetOrAdd(name), 1);
+        }
+
+        builder.GetOrAdd(names[17]).Should().Be(builder.GetOrAdd(names[17]));
+        var index = builder.Build();
+
+        index.Count.Should().Be(names.Length);
+        foreach (string name in names)
+        {
+            int handle = index.Find(NameIndex.FingerprintOf(name), name);
+            handle.Should().BeGreaterThanOrEqualTo(0, name);
+            index.IsBlocked(handle).Should().BeTrue();
+            index.BlockSource(handle).Should().Be(1);
+            index.NameOf(handle).Should().Be(name);
+        }
+    }
+
+    [Fact]
+    public void Build_RulesBlocksAndExceptions_KeptPerName()
+    {
+        var builder = new NameIndex.Builder(3);
+        builder.Rules(builder.GetOrAdd("a.example.com")).AllowExact = 7;
+        builder.MarkBlocked(builder.GetOrAdd("b.example.com"), 2);
+        builder.MarkBlocked(builder.GetOrAdd("b.example.com"), 3);
+        builder.MarkException(builder.GetOrAdd("c.example.com"));
+        var index = builder.Build();
+
+        int a = index.Find(NameIndex.FingerprintOf("a.example.com"), "a.example.com");
+        int b = index.Find(NameIndex.FingerprintOf("b.example.com"), "b.example.com");
+        int c = index.Find(NameIndex.FingerprintOf("c.example.com"), "c.example.com");
+        index.Rules(a).AllowExact.Should().Be(7);
+        index.IsBlocked(a).Should().BeFalse();
+        index.IsBlocked(b).Should().BeTrue();
+        index.BlockSource(b).Should().Be(2, "the first source to list a name is kept");
+        index.Rules(b).AllowExact.Should().Be(-1);
+        index.IsException(c).Should().BeTrue();
+        index.IsBlocked(c).Should().BeFalse();
+    }
+
+    [Fact]
+    public void Build_LargeSet_IndexSmallerThanTheNamesAsStrings()
+    {
+        // 100,000 names: the table is sized for the names (load about 0.8), not rounded up to a power of two, and the
+        // filter takes about 9 bits per name.
+        string[] names = [.. Enumerable.Range(0, 100_000).Select(i => $"n{i:x}.example.com")];
+        var index = Build(names);
+
+        index.HandleCapacity.Should().BeLessThan(names.Length * 13 / 10);
+        index.SizeInBytes.Should().BeLessThan(names.Length * 45L, "32-byte slots at a load of about 0.8 plus the filter");
+    }
+}
+
+public class BlocklistFeedParsingTests
+{
+    [Fact]
+    public void Parse_MixedFormats_EnumeratesCanonicalNamesInOrder()
+    {
+        string text = "# comment\r\n! abp comment\nExample.COM\r\n0.0.0.0 ads.example.net tracker.example.org # trailing\n||abp.example.io^\n*.wild.example.de\nnot a host\n\n";
+        var feed = BlocklistFeed.Parse("f", Encoding.UTF8.GetBytes(text), 100);
+
+        var names = new List<string>();
+        foreach (var name in feed)
+        {
+            names.Add(Encoding.ASCII.GetString(name));
+        }
+
+        names.Should().Equal("example.com", "ads.example.net", "tracker.example.org", "abp.example.io", "wild.example.de");
+        feed.Count.Should().Be(5);
+        feed.Skipped.Should().Be(1);
+        feed.NameBytes.Should().Be(names.Sum(n => n.Length));
+    }
+
+    [Fact]
+    public void Parse_InternationalNamesLongerInPunycode_BufferGrows()
+    {
+        // Each UTF-8 line (6 bytes with its line feed) becomes an 11-byte punycode name: the output outgrows the input.
+        string text = string.Concat(Enumerable.Range(0, 50).Select(i => $"ü{i % 10}.de\n"));
+        var feed = BlocklistFeed.Parse("f", Encoding.UTF8.GetBytes(text), 100);
+
+        var names = new List<string>();
+        foreach (var name in feed)
+        {
+            names.Add(Encoding.ASCII.GetString(name));
+        }
+
+        names.Should().HaveCount(50);
+        names.Should().OnlyContain(n => n.StartsWith("xn--", StringComparison.Ordinal) && n.EndsWith(".de", StringComparison.Ordinal));
+        feed.Count.Should().Be(50);
+    }
+
+    [Fact]
+    public void Parse_MoreThanTheLimit_Throws()
+    {
+        var act = () => BlocklistFeed.Parse("f", "a.example.com\nb.example.com\nc.example.com\n"u8, 2);
+
+        act.Should().Throw<InvalidDataException>();
+    }
 }
 
 public class LongNameEvaluationTests
@@ -130,9 +235,13 @@ public class ManyLabelEvaluationTests
     [InlineData("a.b.c.d.e.f.g.h.i.j.bad.example.com", EgressReason.Blocklisted)]
     [InlineData("a.b.c.d.e.f.bad.example.com", EgressReason.Blocklisted)]
     [InlineData("a.b.c.d.e.f.g.h.i.j.example.org", EgressReason.NotAllowlisted)]
-    public void Evaluate_ManyLabels_SameResultOnPipelinedAndFallbackPaths(string host, EgressReason reason)
+    [InlineData("a.b.c.d.e.bad.example.com", EgressReason.Blocklisted)]
+    [InlineData("a.b.c.d.e.f.g.bad.example.com", EgressReason.Blocklisted)]
+    [InlineData("a.b.c.d.e.f.g.h.bad.example.com", EgressReason.Blocklisted)]
+    [InlineData("a.b.c.d.e.f.g.h.i.exact.example.net", EgressReason.Allowlisted)]
+    public void Evaluate_ManyLabels_SameResultAcrossSuffixBatches(string host, EgressReason reason)
     {
-        var policy = EgressTestHelpers.Load(EgressTestHelpers.Doc("""{"host":"*.example.com"}""", "\"blocklist\":{\"domains\":[\"bad.example.com\"]}"));
+        var policy = EgressTestHelpers.Load(EgressTestHelpers.Doc("""{"host":"*.example.com"},{"host":"a.b.c.d.e.f.g.h.i.exact.example.net"}""", "\"blocklist\":{\"domains\":[\"bad.example.com\"]}"));
 
         policy.Evaluate(host, 443).Reason.Should().Be(reason);
         policy.Evaluate(EgressTargetParser.FromCanonicalDnsName(host, 443)).Reason.Should().Be(reason);

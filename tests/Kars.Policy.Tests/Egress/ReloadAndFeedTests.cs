@@ -152,6 +152,14 @@ public class ReloadAndFeedTests
         policy.Evaluate("a.example.com", 443).Reason.Should().Be(EgressReason.Allowlisted);
     }
 
-    private static List<string> Names(BlocklistFeed feed) =>
-        [.. Enumerable.Range(0, feed.Count).Select(i => Encoding.ASCII.GetString(feed[i]))];
+    private static List<string> Names(BlocklistFeed feed)
+    {
+        var names = new List<string>();
+        foreach (var name in feed)
+        {
+            names.Add(Encoding.ASCII.GetString(name));
+        }
+
+        return names;
+    }
 }

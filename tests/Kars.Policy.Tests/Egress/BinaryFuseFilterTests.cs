@@ -1,0 +1,109 @@
+using Kars.Policy.Egress;
+
+namespace Kars.Policy.Tests.Egress;
+
+public class BinaryFuseFilterTests
+{
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(17)]
+    [InlineData(1_000)]
+    [InlineData(65_537)]
+    [InlineData(330_000)]
+    public void Build_RandomKeys_NoFalseNegatives(int size)
+    {
+        for (int seed = 1; seed <= 3; seed++)
+        {
+            ulong[] keys = RandomKeys(size, seed);
+            var filter = BinaryFuseFilter.Build(keys, keys.Length);
+
+            foreach (ulong key in keys)
+            {
+                filter.MayContain(key).Should().Be(1u, "a key in the set is never reported absent (seed {0})", seed);
+            }
+        }
+    }
+
+    [Fact]
+    public void Build_SequentialAndStructuredKeys_NoFalseNegatives()
+    {
+        // Not well mixed on purpose: the filter remixes with its seed, so even poor keys peel and are all found.
+        ulong[] keys = [.. Enumerable.Range(0, 50_000).Select(i => (ulong)i), .. Enumerable.Range(0, 50_000).Select(i => (ulong)i << 32)];
+        var filter = BinaryFuseFilter.Build(keys, keys.Length);
+
+        keys.Should().OnlyContain(k => filter.MayContain(k) == 1);
+    }
+
+    [Fact]
+    public void Build_DuplicateKeys_StoredOnceAndFound()
+    {
+        ulong[] distinct = RandomKeys(10_000, 7);
+        ulong[] keys = [.. distinct, .. distinct.Take(2_500), distinct[0], distinct[0]];
+        var filter = BinaryFuseFilter.Build(keys, keys.Length);
+
+        distinct.Should().OnlyContain(k => filter.MayContain(k) == 1);
+    }
+
+    [Fact]
+    public void Build_OnlyTheFirstCountKeys_AreInTheSet()
+    {
+        ulong[] keys = RandomKeys(20_000, 11);
+        var filter = BinaryFuseFilter.Build(keys, 10_000);
+
+        keys.Take(10_000).Should().OnlyContain(k => filter.MayContain(k) == 1);
+        long falsePositives = keys.Skip(10_000).Count(k => filter.MayContain(k) == 1);
+        falsePositives.Should().BeLessThan(100, "about 1 in 256 of 10,000 absent keys (expected about 39)");
+    }
+
+    [Fact]
+    public void MayContain_AbsentKeys_FalsePositiveRateCloseToOneIn256()
+    {
+        // 8-bit fingerprints: the rate is 2^-8 = 0.39%. Two million absent keys give a standard deviation of about
+        // 0.0044 percentage points, so the bounds below are many deviations wide and cannot flake; the keys are seeded,
+        // so the test is deterministic anyway.
+        ulong[] keys = RandomKeys(330_000, 5);
+        var filter = BinaryFuseFilter.Build(keys, keys.Length);
+        var present = new HashSet<ulong>(keys);
+        ulong[] probes = RandomKeys(2_000_000, 6);
+
+        long tried = 0, positives = 0;
+        foreach (ulong probe in probes)
+        {
+            if (present.Contains(probe))
+            {
+                continue;
+            }
+
+            tried++;
+            positives += filter.MayContain(probe);
+        }
+
+        double rate = (double)positives / tried;
+        rate.Should().BeInRange(0.0036, 0.0042);
+    }
+
+    [Fact]
+    public void SizeInBytes_LargeSet_AboutNineBitsPerKey()
+    {
+        ulong[] keys = RandomKeys(330_000, 8);
+        var filter = BinaryFuseFilter.Build(keys, keys.Length);
+
+        double bitsPerKey = filter.SizeInBytes * 8.0 / keys.Length;
+        bitsPerKey.Should().BeInRange(8.0, 9.6);
+    }
+
+    private static ulong[] RandomKeys(int count, int seed)
+    {
+        var random = new Random(seed);
+        var keys = new ulong[count];
+        for (int i = 0; i < count; i++)
+        {
+            keys[i] = (ulong)random.NextInt64() ^ ((ulong)random.Next() << 63);
+        }
+
+        return keys;
+    }
+}
