@@ -32,7 +32,8 @@ internal static class KarsPolicyReader
         }
     }
 
-    public static PolicyModel? ReadAllowlist(byte[] bytes, string source, List<EgressPolicyProblem> problems)
+    /// <summary>Reads a kars <c>allowlist.json</c>; overbroad entries go to <paramref name="overbroad"/> when given, else to the model's warnings.</summary>
+    public static PolicyModel? ReadAllowlist(byte[] bytes, string source, List<EgressPolicyProblem> problems, List<EgressPolicyProblem>? overbroad = null)
     {
         var json = new JsonReading(source);
         using var document = json.Parse(bytes);
@@ -61,10 +62,13 @@ internal static class KarsPolicyReader
         }
 
         problems.AddRange(json.Problems);
-        return json.Problems.Count == 0 ? model : null;
+        PolicyModel? result = json.Problems.Count == 0 ? model : null;
+        json.FlushOverbroad(overbroad, result);
+        return result;
     }
 
-    public static Approval? ReadApproval(byte[] bytes, string source, List<EgressPolicyProblem> problems)
+    /// <summary>Reads a kars <c>approval-*.json</c>; overbroad hosts go to <paramref name="overbroad"/> when given.</summary>
+    public static Approval? ReadApproval(byte[] bytes, string source, List<EgressPolicyProblem> problems, List<EgressPolicyProblem>? overbroad = null)
     {
         var json = new JsonReading(source);
         using var document = json.Parse(bytes);
@@ -104,6 +108,11 @@ internal static class KarsPolicyReader
         }
 
         problems.AddRange(json.Problems);
+        if (approval is not null)
+        {
+            json.FlushOverbroad(overbroad, null);
+        }
+
         return approval;
     }
 
@@ -153,6 +162,7 @@ internal static class KarsPolicyReader
                 continue;
             }
 
+            json.CheckOverbroad($"{entryPath}.host", name, NameScope.Subtree);
             result.Add((name, (int)port, entryPath));
         }
 
