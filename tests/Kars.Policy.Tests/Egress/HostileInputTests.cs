@@ -52,6 +52,19 @@ public class HostileInputTests
         policy.LastLoadProblems.Should().ContainSingle().Which.Message.Should().Contain("larger than the limit");
     }
 
+    [Theory]
+    [InlineData(0L, 1L)]
+    [InlineData(1L, 0L)]
+    [InlineData(-1L, 1L)]
+    public void Create_NonPositiveByteCaps_AreRefused(long documentBytes, long feedBytes)
+    {
+        var options = new KarsEgressOptions { MaxDocumentBytes = documentBytes, MaxFeedBytes = feedBytes };
+
+        var act = () => new EgressPolicy(PolicyPath, options, FileSystemWith(Doc("""{"host":"a.example.com"}""")));
+
+        act.Should().Throw<ArgumentOutOfRangeException>();
+    }
+
     [Fact]
     public void Load_FeedLargerThanCap_IsLoadErrorOnFirstLoad()
     {
