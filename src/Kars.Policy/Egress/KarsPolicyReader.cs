@@ -26,8 +26,9 @@ internal static class KarsPolicyReader
                 && (root.TryGetProperty("endpoints", out _)
                     || (root.EnumerateObject().Count() == 1 && root.TryGetProperty("schemaVersion", out _)));
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // Not readable as JSON (or holds text that does not decode): the native reader reports why, with paths.
             return false;
         }
     }

@@ -37,13 +37,13 @@ internal static class OverbroadRules
         string reach = scope == NameScope.Wildcard ? "opens every name under" : "covers every name under (kars entries include subdomains)";
         if (PublicSuffixes.IsPublicSuffix(name))
         {
-            return $"\"{shown}\" {reach} the public suffix \"{name}\", where anyone can register a name";
+            return $"\"{shown}\" {reach} the public suffix \"{name}\", below which names belong to unrelated owners (anyone can get one)";
         }
 
         if (PublicSuffixes.SuffixBelow(name) is { } below)
         {
             string others = below.Count > 1 ? $" and {(below.Count - 1).ToString(CultureInfo.InvariantCulture)} other public suffix{(below.Count > 2 ? "es" : string.Empty)}" : string.Empty;
-            return $"\"{shown}\" also covers the public suffix \"{below.Example}\"{others}, under which anyone can register a name";
+            return $"\"{shown}\" also covers the public suffix \"{below.Example}\"{others}, below which names belong to unrelated owners";
         }
 
         return null;
