@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Kars.Policy.Egress;
+using Kars.Policy.Internal;
 using NodaTime;
 
 namespace Kars.Policy.Cli;
@@ -48,7 +49,8 @@ internal static class EvalCommand
         var options = new KarsEgressOptions();
         if (modeText is not null)
         {
-            if (!Enum.TryParse(modeText, ignoreCase: true, out EgressMode mode) || !Enum.IsDefined(mode) || int.TryParse(modeText, out _))
+            // Exactly one declared name, any case (Enum.TryParse would read "Strict,Learn" as Learn and "1" as Learn).
+            if (!StrictEnum.TryParse(modeText, out EgressMode mode))
             {
                 return Usage(console, $"--mode must be Strict or Learn, not \"{modeText}\"");
             }
@@ -86,9 +88,17 @@ internal static class EvalCommand
         if (!loaded.IsLoaded)
         {
             var problems = loaded.LastLoadProblems;
-            string detail = string.Join("; ", problems.Select(p => p.ToString()));
-            console.Error.WriteLine($"kars-policy: the policy does not load ({problems.Count} problem{(problems.Count == 1 ? string.Empty : "s")}): {OneLine(detail)}");
+            console.Error.WriteLine($"kars-policy: the policy does not load ({Problems.Count(problems.Count)}):");
+            Problems.Write(console.Error, problems, prefix: "  ");
             return ExitCodes.UsageError;
+        }
+
+        // Warnings do not stop evaluation, but an operator must see them: a skipped approval file, a feed kept at its
+        // last good contents, an overbroad rule.
+        if (loaded.Warnings.Count > 0)
+        {
+            console.Error.WriteLine($"kars-policy: the policy loaded with {Problems.Count(loaded.Warnings.Count, "warning")}:");
+            Problems.Write(console.Error, loaded.Warnings, prefix: "  warning: ");
         }
 
         IEnumerable<string> inputs = useStdin ? ReadLines(console.In) : targets;

@@ -15,16 +15,27 @@ internal static class EvalLearnedCommand
         var export = new Command("export", "Print a proposed Strict policy document from recorded learned hosts.") { from, sandbox };
         export.SetAction(parse =>
         {
+            string path = parse.GetValue(from)!;
             try
             {
-                var hosts = LearnedHostStore.Load(new FileSystem(), parse.GetValue(from)!);
+                var hosts = LearnedHostStore.Load(new FileSystem(), path);
                 string? only = parse.GetValue(sandbox);
-                console.Out.Write(LearnedHostStore.ExportPolicy(only is null ? hosts : hosts.Where(h => h.Sandbox == only)));
+                var skipped = new List<EgressPolicyProblem>();
+                string document = LearnedHostStore.ExportPolicy(only is null ? hosts : hosts.Where(h => h.Sandbox == only), 1, skipped, path);
+                console.Out.Write(document);
+                if (skipped.Count > 0)
+                {
+                    // The document holds only what loads; say what was left out and why.
+                    console.Error.WriteLine($"kars-policy: {Problems.Count(skipped.Count, "learned host")} not exported (no allow rule may name them):");
+                    Problems.Write(console.Error, skipped, prefix: "  ");
+                }
+
                 return ExitCodes.Success;
             }
             catch (EgressPolicyLoadException ex)
             {
-                console.Error.WriteLine($"kars-policy: {ex.Problems.FirstOrDefault()?.ToString() ?? ex.Message}");
+                console.Error.WriteLine($"kars-policy: the learned-hosts file does not load ({Problems.Count(ex.Problems.Count)}):");
+                Problems.Write(console.Error, ex.Problems, prefix: "  ");
                 return ExitCodes.UsageError;
             }
         });

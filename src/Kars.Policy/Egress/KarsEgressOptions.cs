@@ -21,4 +21,26 @@ public sealed class KarsEgressOptions
     /// <summary>Gets or sets the largest number of entries one blocklist feed file may hold; a larger feed fails to load (and keeps its last good contents).</summary>
     /// <value>The default value is 2,000,000.</value>
     public int MaxFeedEntries { get; set; } = 2_000_000;
+
+    /// <summary>Gets or sets the largest policy document or kars file (<c>allowlist.json</c>, <c>approval-*.json</c>),
+    /// in bytes, that is read; a larger file is a load error. The cap is checked while reading.</summary>
+    /// <value>The default value is 16 MiB.</value>
+    public long MaxDocumentBytes { get; set; } = 16L * 1024 * 1024;
+
+    /// <summary>Gets or sets the largest blocklist feed file, in bytes, that is read; a larger feed fails to load (and
+    /// keeps its last good contents). The cap is checked while reading.</summary>
+    /// <value>The default value is 256 MiB.</value>
+    public long MaxFeedBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Gets or sets whether <c>blocklist.files</c> may name absolute paths or paths outside the policy
+    /// document's folder (through <c>..</c> or a symbolic link that leads out).</summary>
+    /// <value>The default value is <see langword="false"/>: feeds must live in the policy's folder or below it
+    /// (symbolic links that stay inside, such as a Kubernetes ConfigMap mount's, keep working).</value>
+    public bool AllowFeedsOutsidePolicyFolder { get; set; }
+
+    /// <summary>Gets or sets whether overbroad rules (a CIDR that opens a whole address family or a large share of it,
+    /// a wildcard or kars entry on a public suffix such as <c>*.co.uk</c> or <c>*.github.io</c>) are load errors
+    /// instead of warnings.</summary>
+    /// <value>The default value is <see langword="false"/>: such rules load, with a warning in <see cref="EgressPolicy.Warnings"/>.</value>
+    public bool TreatOverbroadRulesAsErrors { get; set; }
 }

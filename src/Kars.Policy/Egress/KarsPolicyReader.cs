@@ -26,13 +26,15 @@ internal static class KarsPolicyReader
                 && (root.TryGetProperty("endpoints", out _)
                     || (root.EnumerateObject().Count() == 1 && root.TryGetProperty("schemaVersion", out _)));
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // Not readable as JSON (or holds text that does not decode): the native reader reports why, with paths.
             return false;
         }
     }
 
-    public static PolicyModel? ReadAllowlist(byte[] bytes, string source, List<EgressPolicyProblem> problems)
+    /// <summary>Reads a kars <c>allowlist.json</c>; overbroad entries go to <paramref name="overbroad"/> when given, else to the model's warnings.</summary>
+    public static PolicyModel? ReadAllowlist(byte[] bytes, string source, List<EgressPolicyProblem> problems, List<EgressPolicyProblem>? overbroad = null)
     {
         var json = new JsonReading(source);
         using var document = json.Parse(bytes);
@@ -61,10 +63,13 @@ internal static class KarsPolicyReader
         }
 
         problems.AddRange(json.Problems);
-        return json.Problems.Count == 0 ? model : null;
+        PolicyModel? result = json.Problems.Count == 0 ? model : null;
+        json.FlushOverbroad(overbroad, result);
+        return result;
     }
 
-    public static Approval? ReadApproval(byte[] bytes, string source, List<EgressPolicyProblem> problems)
+    /// <summary>Reads a kars <c>approval-*.json</c>; overbroad hosts go to <paramref name="overbroad"/> when given.</summary>
+    public static Approval? ReadApproval(byte[] bytes, string source, List<EgressPolicyProblem> problems, List<EgressPolicyProblem>? overbroad = null)
     {
         var json = new JsonReading(source);
         using var document = json.Parse(bytes);
@@ -104,6 +109,11 @@ internal static class KarsPolicyReader
         }
 
         problems.AddRange(json.Problems);
+        if (approval is not null)
+        {
+            json.FlushOverbroad(overbroad, null);
+        }
+
         return approval;
     }
 
@@ -153,6 +163,7 @@ internal static class KarsPolicyReader
                 continue;
             }
 
+            json.CheckOverbroad($"{entryPath}.host", name, NameScope.Subtree);
             result.Add((name, (int)port, entryPath));
         }
 

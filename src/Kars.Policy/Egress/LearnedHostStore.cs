@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Abstractions;
 using System.Text;
 using System.Text.Json;
+using Kars.Policy.Internal;
 
 namespace Kars.Policy.Egress;
 
@@ -97,26 +98,34 @@ internal sealed class LearnedHostStore
         fileSystem.File.Move(temp, path, overwrite: true);
     }
 
-    /// <summary>Reads a file written by <see cref="Save"/>.</summary>
-    /// <exception cref="EgressPolicyLoadException">The file is missing or malformed.</exception>
-    public static List<LearnedHost> Load(IFileSystem fileSystem, string path)
+    /// <summary>Reads a file written by <see cref="Save"/> (a regular file of at most <paramref name="maxBytes"/> bytes).</summary>
+    /// <exception cref="EgressPolicyLoadException">The file is missing, not a regular file, too large, malformed, or of
+    /// another schema version; <see cref="EgressPolicyLoadException.Problems"/> lists every problem.</exception>
+    public static List<LearnedHost> Load(IFileSystem fileSystem, string path, long maxBytes = BoundedFile.DefaultDocumentCap)
     {
-        byte[] bytes;
-        try
+        var read = BoundedFile.Read(fileSystem, path, maxBytes);
+        if (!read.IsSuccess)
         {
-            bytes = fileSystem.File.ReadAllBytes(path);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new EgressPolicyLoadException([new EgressPolicyProblem(path, "$", $"cannot read the file: {ex.Message}")], ex);
+            throw new EgressPolicyLoadException([new EgressPolicyProblem(path, "$", $"cannot read the learned-hosts file: the file {read.Message}")]);
         }
 
+        byte[] bytes = read.Bytes!;
         var json = new JsonReading(path);
         var result = new List<LearnedHost>();
         using (var document = json.Parse(bytes))
         {
             if (document is not null && json.CheckObject(document.RootElement, "$", "schemaVersion", "learned"))
             {
+                // A file of another schema version may mean something else: refuse it rather than guess.
+                if (!document.RootElement.TryGetProperty("schemaVersion", out var version))
+                {
+                    json.Add("$.schemaVersion", "required field is missing", "use \"schemaVersion\": 1");
+                }
+                else if (json.TryGetInt64(version, "$.schemaVersion", 1, long.MaxValue, out long v) && v != 1)
+                {
+                    json.Add("$.schemaVersion", $"schema version {v.ToString(CultureInfo.InvariantCulture)} is not supported", "this version reads schemaVersion 1");
+                }
+
                 if (!document.RootElement.TryGetProperty("learned", out var learned) || learned.ValueKind != JsonValueKind.Array)
                 {
                     json.Add("$.learned", "expected an array");
@@ -175,8 +184,11 @@ internal sealed class LearnedHostStore
         return result;
     }
 
-    /// <summary>Builds a proposed native policy document (Strict) from learned hosts: one exact rule per host with its ports.</summary>
-    public static string ExportPolicy(IEnumerable<LearnedHost> hosts, long generation = 1)
+    /// <summary>Builds a proposed native policy document (Strict) from learned hosts: one exact rule per host with its
+    /// ports. Only hosts that are valid allow rules are exported (Learn mode also learns names such as single labels,
+    /// which no rule may name); each skipped host is reported in <paramref name="skipped"/> when given.</summary>
+    /// <returns>The JSON text of a document that loads.</returns>
+    public static string ExportPolicy(IEnumerable<LearnedHost> hosts, long generation = 1, List<EgressPolicyProblem>? skipped = null, string source = "learned hosts")
     {
         var byHost = hosts
             .GroupBy(h => h.Host, StringComparer.Ordinal)
@@ -186,15 +198,21 @@ internal sealed class LearnedHostStore
         {
             writer.WriteStartObject();
             writer.WriteNumber("schemaVersion", 1);
-            writer.WriteNumber("generation", generation);
+            writer.WriteNumber("generation", Math.Max(1, generation));
             writer.WriteString("mode", "Strict");
             writer.WriteStartArray("allow");
             foreach (var group in byHost)
             {
+                if (!HostPatterns.TryParseRuleHost(group.Key, out _, out var scope, out string? error, out string? suggestion) || scope != NameScope.Exact)
+                {
+                    skipped?.Add(new EgressPolicyProblem(source, $"host \"{group.Key}\"", $"not exported: {error ?? "not an exact host name"}", suggestion));
+                    continue;
+                }
+
                 writer.WriteStartObject();
                 writer.WriteString("host", group.Key);
                 writer.WriteStartArray("ports");
-                foreach (int port in group.Select(h => h.Port).Distinct().Order())
+                foreach (int port in group.Select(h => h.Port).Where(p => p is >= 1 and <= 65535).Distinct().Order())
                 {
                     writer.WriteNumberValue(port);
                 }

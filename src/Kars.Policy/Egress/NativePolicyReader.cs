@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Kars.Policy.Internal;
 
 namespace Kars.Policy.Egress;
 
@@ -12,8 +13,9 @@ internal static class NativePolicyReader
     private static readonly string[] ApprovalFields = ["name", "hosts", "reason", "ticket", "effectiveAt", "expiresAt"];
     private static readonly string[] ApprovalHostFields = ["host", "port"];
 
-    /// <summary>Reads a native policy document. <paramref name="resolveFeed"/> turns a relative feed path into a full path.</summary>
-    public static PolicyModel? Read(byte[] bytes, string source, Func<string, string?> resolveFeed, List<EgressPolicyProblem> problems)
+    /// <summary>Reads a native policy document. <paramref name="resolveFeed"/> turns a feed path into a full path, or says why it may not be read.</summary>
+    /// <remarks>Overbroad rules (see <see cref="OverbroadRules"/>) go to <paramref name="overbroad"/> when given, else to the model's warnings.</remarks>
+    public static PolicyModel? Read(byte[] bytes, string source, Func<string, FeedPath> resolveFeed, List<EgressPolicyProblem> problems, List<EgressPolicyProblem>? overbroad = null)
     {
         var json = new JsonReading(source);
         using var document = json.Parse(bytes);
@@ -24,10 +26,12 @@ internal static class NativePolicyReader
         }
 
         problems.AddRange(json.Problems);
-        return json.Problems.Count == 0 ? model : null;
+        model = json.Problems.Count == 0 ? model : null;
+        json.FlushOverbroad(overbroad, model);
+        return model;
     }
 
-    private static PolicyModel ReadRoot(JsonElement root, JsonReading json, byte[] bytes, Func<string, string?> resolveFeed)
+    private static PolicyModel ReadRoot(JsonElement root, JsonReading json, byte[] bytes, Func<string, FeedPath> resolveFeed)
     {
         long generation = 0;
         var mode = EgressMode.Strict;
@@ -49,11 +53,15 @@ internal static class NativePolicyReader
 
             if (json.TryGetString(root, "mode", "$", required: false, out string? modeText) && modeText is not null)
             {
-                switch (modeText)
+                // Exactly one declared name, any case: never a number, a comma list or padded text (Enum.TryParse would
+                // read "Strict,Learn" as Learn).
+                if (StrictEnum.TryParse(modeText, out EgressMode parsed))
                 {
-                    case "Strict": mode = EgressMode.Strict; break;
-                    case "Learn": mode = EgressMode.Learn; break;
-                    default: json.Add("$.mode", $"unknown mode \"{modeText}\"", "use \"Strict\" or \"Learn\""); break;
+                    mode = parsed;
+                }
+                else
+                {
+                    json.Add("$.mode", $"unknown mode \"{modeText}\"", "use \"Strict\" or \"Learn\"");
                 }
             }
         }
@@ -98,10 +106,11 @@ internal static class NativePolicyReader
             {
                 ReadStrings(files, "$.blocklist.files", json, (text, path) =>
                 {
-                    string? resolved = text.Length == 0 ? null : resolveFeed(text);
+                    var feedPath = text.Length == 0 ? new FeedPath(null, "the path is empty") : resolveFeed(text);
+                    string? resolved = feedPath.FullPath;
                     if (resolved is null)
                     {
-                        json.Add(path, $"not a usable feed path: \"{text}\"");
+                        json.Add(path, $"not a usable feed path: \"{text}\": {feedPath.Error}", "put the feed in the policy's folder (or below it) and name it relative to the folder");
                     }
                     else if (model.FeedFiles.Exists(f => string.Equals(f.ResolvedPath, resolved, StringComparison.Ordinal)))
                     {
@@ -197,6 +206,7 @@ internal static class NativePolicyReader
                 }
 
                 firstSeen[key] = $"{path}.host";
+                json.CheckOverbroad($"{path}.host", name, scope);
                 if (portsOk)
                 {
                     model.NameRules.Add(new NameRule(name, scope, ports, key));
@@ -223,6 +233,7 @@ internal static class NativePolicyReader
                 }
 
                 firstSeen[key] = $"{path}.cidr";
+                json.CheckOverbroad($"{path}.cidr", network);
                 if (portsOk)
                 {
                     model.CidrRules.Add(new CidrRule(network, ports, key));
@@ -387,6 +398,7 @@ internal static class NativePolicyReader
                         continue;
                     }
 
+                    json.CheckOverbroad($"{hostPath}.host", hostName, scope);
                     hosts.Add(new ApprovalHost(hostName, scope, (int)port));
                 }
             }

@@ -1,5 +1,6 @@
 using System.IO.Abstractions;
 using System.Net;
+using Kars.Policy.Internal;
 
 namespace Kars.Policy.Egress;
 
@@ -9,6 +10,10 @@ internal sealed class PolicyLoader
 {
     private readonly IFileSystem _fileSystem;
     private readonly int _maxFeedEntries;
+    private readonly long _maxDocumentBytes;
+    private readonly long _maxFeedBytes;
+    private readonly bool _feedsMayLeaveFolder;
+    private readonly bool _overbroadIsError;
     private readonly IPNetwork[] _privateAllow;
     private readonly Dictionary<string, BlocklistFeed> _lastGoodFeeds = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
@@ -17,6 +22,12 @@ internal sealed class PolicyLoader
     {
         _fileSystem = fileSystem;
         _maxFeedEntries = options.MaxFeedEntries;
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxDocumentBytes, "options.MaxDocumentBytes");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxFeedBytes, "options.MaxFeedBytes");
+        _maxDocumentBytes = options.MaxDocumentBytes;
+        _maxFeedBytes = options.MaxFeedBytes;
+        _feedsMayLeaveFolder = options.AllowFeedsOutsidePolicyFolder;
+        _overbroadIsError = options.TreatOverbroadRulesAsErrors;
         var problems = new List<EgressPolicyProblem>();
         var networks = new List<IPNetwork>();
         for (int i = 0; i < options.PrivateAllow.Count; i++)
@@ -46,28 +57,47 @@ internal sealed class PolicyLoader
         lock (_gate)
         {
             var problems = new List<EgressPolicyProblem>();
+            var overbroad = new List<EgressPolicyProblem>();
             PolicyModel? model = null;
             try
             {
                 if (_fileSystem.Directory.Exists(path))
                 {
-                    model = LoadKarsFolder(path, problems);
-                }
-                else if (_fileSystem.File.Exists(path))
-                {
-                    byte[] bytes = _fileSystem.File.ReadAllBytes(path);
-                    model = KarsPolicyReader.LooksLikeKarsAllowlist(bytes)
-                        ? KarsPolicyReader.ReadAllowlist(bytes, path, problems)
-                        : NativePolicyReader.Read(bytes, path, text => ResolveFeed(path, text), problems);
+                    model = LoadKarsFolder(path, problems, overbroad);
                 }
                 else
                 {
-                    problems.Add(new EgressPolicyProblem(path, "$", "no policy file or folder at this path"));
+                    var read = BoundedFile.Read(_fileSystem, path, _maxDocumentBytes);
+                    if (read.Error == FileReadError.NotFound)
+                    {
+                        problems.Add(new EgressPolicyProblem(path, "$", "no policy file or folder at this path"));
+                    }
+                    else if (!read.IsSuccess)
+                    {
+                        problems.Add(new EgressPolicyProblem(path, "$", $"cannot read the policy: the file {read.Message}"));
+                    }
+                    else
+                    {
+                        byte[] bytes = read.Bytes!;
+                        model = KarsPolicyReader.LooksLikeKarsAllowlist(bytes)
+                            ? KarsPolicyReader.ReadAllowlist(bytes, path, problems, overbroad)
+                            : NativePolicyReader.Read(bytes, path, text => ResolveFeed(path, text), problems, overbroad);
+                    }
                 }
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
             {
                 problems.Add(new EgressPolicyProblem(path, "$", $"cannot read the policy: {ex.Message}"));
+            }
+
+            // Overbroad rules load with a warning, or are errors when the options say so (reported with the others).
+            if (_overbroadIsError)
+            {
+                problems.AddRange(overbroad);
+            }
+            else
+            {
+                model?.Warnings.AddRange(overbroad);
             }
 
             if (model is null || problems.Count > 0)
@@ -85,16 +115,19 @@ internal sealed class PolicyLoader
         }
     }
 
-    private string? ResolveFeed(string documentPath, string feedPath)
+    /// <summary>Resolves a feed path against the document's folder; it may not leave the folder unless the options allow it.</summary>
+    private FeedPath ResolveFeed(string documentPath, string feedPath)
     {
         try
         {
             string folder = _fileSystem.Path.GetDirectoryName(_fileSystem.Path.GetFullPath(documentPath)) ?? string.Empty;
-            return _fileSystem.Path.GetFullPath(_fileSystem.Path.Combine(folder, feedPath));
+            return ConfinedPath.TryResolve(_fileSystem, folder, feedPath, _feedsMayLeaveFolder, out string full, out string? error)
+                ? new FeedPath(full, null)
+                : new FeedPath(null, error);
         }
         catch (Exception ex) when (ex is ArgumentException or NotSupportedException or PathTooLongException)
         {
-            return null;
+            return new FeedPath(null, ex.Message);
         }
     }
 
@@ -103,31 +136,40 @@ internal sealed class PolicyLoader
         var feeds = new List<BlocklistFeed>();
         foreach (var (resolved, text) in model.FeedFiles)
         {
+            string? failure;
             try
             {
-                byte[] bytes = _fileSystem.File.ReadAllBytes(resolved);
-                var feed = BlocklistFeed.Parse(text, bytes, _maxFeedEntries);
-                _lastGoodFeeds[resolved] = feed;
-                feeds.Add(feed);
+                var read = BoundedFile.Read(_fileSystem, resolved, _maxFeedBytes);
+                if (read.IsSuccess)
+                {
+                    var feed = BlocklistFeed.Parse(text, read.Bytes, _maxFeedEntries);
+                    _lastGoodFeeds[resolved] = feed;
+                    feeds.Add(feed);
+                    continue;
+                }
+
+                failure = $"the file {read.Message}";
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException or NotSupportedException)
             {
-                if (_lastGoodFeeds.TryGetValue(resolved, out var lastGood))
-                {
-                    model.Warnings.Add(new EgressPolicyProblem(text, "$", $"the feed failed to load ({ex.Message}); its last good contents ({lastGood.Count} domains) stay in force"));
-                    feeds.Add(lastGood);
-                }
-                else
-                {
-                    problems.Add(new EgressPolicyProblem(text, "$", $"the feed failed to load and has no last good contents: {ex.Message}"));
-                }
+                failure = ex.Message;
+            }
+
+            if (_lastGoodFeeds.TryGetValue(resolved, out var lastGood))
+            {
+                model.Warnings.Add(new EgressPolicyProblem(text, "$", $"the feed failed to load ({failure}); its last good contents ({lastGood.Count} domains) stay in force"));
+                feeds.Add(lastGood);
+            }
+            else
+            {
+                problems.Add(new EgressPolicyProblem(text, "$", $"the feed failed to load and has no last good contents: {failure}"));
             }
         }
 
         return feeds;
     }
 
-    private PolicyModel? LoadKarsFolder(string folder, List<EgressPolicyProblem> problems)
+    private PolicyModel? LoadKarsFolder(string folder, List<EgressPolicyProblem> problems, List<EgressPolicyProblem> overbroad)
     {
         if (_fileSystem.File.Exists(_fileSystem.Path.Combine(folder, "oci-layout")))
         {
@@ -150,7 +192,14 @@ internal sealed class PolicyLoader
         }
 
         string allowlistPath = _fileSystem.Path.Combine(folder, allowlist);
-        var model = KarsPolicyReader.ReadAllowlist(_fileSystem.File.ReadAllBytes(allowlistPath), allowlistPath, problems);
+        var allowlistRead = BoundedFile.Read(_fileSystem, allowlistPath, _maxDocumentBytes);
+        if (!allowlistRead.IsSuccess)
+        {
+            problems.Add(new EgressPolicyProblem(allowlistPath, "$", $"cannot read the allowlist: the file {allowlistRead.Message}"));
+            return null;
+        }
+
+        var model = KarsPolicyReader.ReadAllowlist(allowlistRead.Bytes!, allowlistPath, problems, overbroad);
         if (model is null)
         {
             return null;
@@ -165,21 +214,23 @@ internal sealed class PolicyLoader
 
         foreach (string file in approvalFiles)
         {
-            // A broken approval file is skipped (and reported); the others still apply (kars behaviour).
+            // A broken approval file is skipped and reported in Warnings (the CLI prints them); the others still apply
+            // (kars behaviour, gap 8). Skipping an approval can only take access away.
             var fileProblems = new List<EgressPolicyProblem>();
             Approval? approval = null;
-            try
+            var read = BoundedFile.Read(_fileSystem, file, _maxDocumentBytes);
+            if (read.IsSuccess)
             {
-                approval = KarsPolicyReader.ReadApproval(_fileSystem.File.ReadAllBytes(file), file, fileProblems);
+                approval = KarsPolicyReader.ReadApproval(read.Bytes!, file, fileProblems, overbroad);
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            else
             {
-                fileProblems.Add(new EgressPolicyProblem(file, "$", $"cannot read the approval: {ex.Message}"));
+                fileProblems.Add(new EgressPolicyProblem(file, "$", $"cannot read the approval: the file {read.Message}"));
             }
 
             if (approval is null)
             {
-                model.Warnings.AddRange(fileProblems);
+                model.Warnings.AddRange(fileProblems.Select(p => new EgressPolicyProblem(p.Source, p.Path, "approval file skipped: " + p.Message, p.Suggestion)));
             }
             else
             {
@@ -190,3 +241,6 @@ internal sealed class PolicyLoader
         return model;
     }
 }
+
+/// <summary>A feed path resolved against the policy's folder, or why it was refused.</summary>
+internal readonly record struct FeedPath(string? FullPath, string? Error);

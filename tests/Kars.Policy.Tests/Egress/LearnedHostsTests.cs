@@ -126,4 +126,52 @@ public class LearnedHostsTests
         learned.Should().HaveCount(3);
         learned.Sum(h => h.Count).Should().Be(8000);
     }
+
+    [Fact]
+    public void ExportLearnedPolicy_SingleLabelLearned_IsLeftOutSoTheDocumentLoads()
+    {
+        // Regression (issue 7 item 9): Learn mode learns single-label names, which no allow rule may name.
+        var fs = FileSystemWith(Doc("""{"host":"api.github.com"}"""));
+        var policy = LearnPolicy(new FakeTimeProvider(Start), fs: fs);
+        policy.Evaluate("intranet", 443, "s").Reason.Should().Be(EgressReason.Learned);
+        policy.Evaluate("a.example.org", 443, "s");
+
+        string exported = policy.ExportLearnedPolicy();
+        fs.AddFile("/proposed/policy.json", new MockFileData(exported));
+        var proposed = EgressPolicy.Load("/proposed/policy.json", null, fs);
+
+        proposed.Evaluate("a.example.org", 443).Reason.Should().Be(EgressReason.Allowlisted);
+        exported.Should().NotContain("intranet");
+    }
+
+    [Fact]
+    public void ExportPolicy_ReportsEverySkippedHost()
+    {
+        var skipped = new List<EgressPolicyProblem>();
+        var hosts = new[]
+        {
+            new LearnedHost("s", "intranet", 443, Start, Start, 1),
+            new LearnedHost("s", "wiki", 80, Start, Start, 1),
+            new LearnedHost("s", "ok.example.org", 443, Start, Start, 1),
+        };
+
+        string exported = LearnedHostStore.ExportPolicy(hosts, 1, skipped, "learned.json");
+
+        skipped.Select(p => p.Path).Should().Equal("host \"intranet\"", "host \"wiki\"");
+        exported.Should().Contain("ok.example.org");
+    }
+
+    [Theory]
+    [InlineData("""{"schemaVersion":2,"learned":[]}""", "$.schemaVersion")]
+    [InlineData("""{"learned":[]}""", "$.schemaVersion")]
+    [InlineData("""{"schemaVersion":"1","learned":[]}""", "$.schemaVersion")]
+    public void Load_UnknownOrMissingSchemaVersion_IsRefused(string json, string path)
+    {
+        var fs = new MockFileSystem();
+        fs.AddFile("/state/learned.json", new MockFileData(json));
+
+        var act = () => LearnedHostStore.Load(fs, "/state/learned.json");
+
+        act.Should().Throw<EgressPolicyLoadException>().Which.Problems.Should().ContainSingle().Which.Path.Should().Be(path);
+    }
 }

@@ -75,10 +75,20 @@ public class ReloadAndFeedTests
     [Fact]
     public void Load_FeedPathsResolveAgainstDocumentFolder()
     {
-        string json = """{"schemaVersion":1,"blocklist":{"files":["../shared/feed.txt"]}}""";
-        var policy = Load(json, null, null, ("/shared/feed.txt", "x.example\n"));
+        string json = """{"schemaVersion":1,"blocklist":{"files":["feeds/feed.txt"]}}""";
+        var policy = Load(json, null, null, ("/policies/feeds/feed.txt", "x.example\n"));
 
         policy.Evaluate("y.x.example", 443).Reason.Should().Be(EgressReason.Blocklisted);
+    }
+
+    [Fact]
+    public void Load_FeedOutsideFolderWithOption_Loads()
+    {
+        string json = """{"schemaVersion":1,"blocklist":{"files":["../shared/feed.txt","/srv/other.txt"]}}""";
+        var policy = Load(json, new KarsEgressOptions { AllowFeedsOutsidePolicyFolder = true }, null, ("/shared/feed.txt", "x.example\n"), ("/srv/other.txt", "o.example\n"));
+
+        policy.Evaluate("y.x.example", 443).Reason.Should().Be(EgressReason.Blocklisted);
+        policy.Evaluate("o.example", 443).Reason.Should().Be(EgressReason.Blocklisted);
     }
 
     [Fact]
