@@ -13,12 +13,10 @@ namespace Kars.Policy.Egress;
 internal sealed class CompiledPolicy
 {
     private readonly NameIndex _index;
-    private readonly NameRule[] _nameRules;
     private readonly PortSet[] _rulePorts;
     private readonly string[] _ruleTexts;
     private readonly CidrRule[] _cidrRules;
     private readonly ApprovalSlot[] _approvalHosts;
-    private readonly Approval[] _approvals;
     private readonly long[] _approvalStart;
     private readonly long[] _approvalEnd;
     private readonly string[] _blockSources;
@@ -30,7 +28,6 @@ internal sealed class CompiledPolicy
         NameIndex index,
         ApprovalSlot[] approvalHosts,
         string[] blockSources,
-        IReadOnlyList<BlocklistFeed> feeds,
         IPNetwork[] privateAllow)
     {
         Digest = model.Digest;
@@ -38,18 +35,15 @@ internal sealed class CompiledPolicy
         Mode = model.Mode;
         Warnings = [.. model.Warnings];
         _index = index;
-        _nameRules = [.. model.NameRules];
         _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
         _ruleTexts = [.. model.NameRules.Select(r => r.Text)];
         _cidrRules = [.. model.CidrRules];
-        _approvals = [.. model.Approvals];
-        _approvalStart = [.. _approvals.Select(a => a.EffectiveAt.UtcTicks)];
-        _approvalEnd = [.. _approvals.Select(a => a.ExpiresAt.UtcTicks)];
+        _approvalStart = [.. model.Approvals.Select(a => a.EffectiveAt.UtcTicks)];
+        _approvalEnd = [.. model.Approvals.Select(a => a.ExpiresAt.UtcTicks)];
         _approvalHosts = approvalHosts;
         _blockSources = blockSources;
         _blockTexts = new string?[index.HandleCapacity];
         _privateAllow = privateAllow;
-        Feeds = feeds;
     }
 
     public string Digest { get; }
@@ -60,11 +54,13 @@ internal sealed class CompiledPolicy
 
     public IReadOnlyList<EgressPolicyProblem> Warnings { get; }
 
-    public IReadOnlyList<BlocklistFeed> Feeds { get; }
-
-    public IReadOnlyList<Approval> Approvals => _approvals;
-
     public int NameCount => _index.Count;
+
+    /// <summary>The CIDR allow rules, in document order (read by the resolved-address check).</summary>
+    public ReadOnlySpan<CidrRule> CidrRules => _cidrRules;
+
+    /// <summary>The non-public prefixes the host trusts (<see cref="KarsEgressOptions.PrivateAllow"/>).</summary>
+    public ReadOnlySpan<IPNetwork> PrivateAllow => _privateAllow;
 
     public static CompiledPolicy Compile(PolicyModel model, IReadOnlyList<BlocklistFeed> feeds, IPNetwork[] privateAllow)
     {
@@ -118,7 +114,7 @@ internal sealed class CompiledPolicy
             }
         }
 
-        return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], feeds, privateAllow);
+        return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], privateAllow);
     }
 
     private static void MarkBlocked(ref NameIndex.BuildEntry entry, int source)
