@@ -16,17 +16,27 @@ namespace Kars.Policy.Egress;
 public readonly struct EgressTarget : IEquatable<EgressTarget>
 {
     private readonly IPAddress? _address;
+    private readonly string? _host;
 
     internal EgressTarget(string host, int port, EgressTargetKind kind, IPAddress? address)
     {
-        Host = host;
+        _host = host;
         Port = port;
         Kind = kind;
         _address = address;
     }
 
+    /// <summary>An address target whose text is produced only when <see cref="Host"/> is read (the connect-time check
+    /// decides resolved addresses without allocating).</summary>
+    internal EgressTarget(IPAddress address, int port)
+    {
+        Port = port;
+        Kind = EgressTargetKind.IpAddress;
+        _address = address;
+    }
+
     /// <summary>Gets the canonical host: a lower-case ASCII DNS name, or the canonical text of an IP address.</summary>
-    public string Host { get; }
+    public string Host => _host ?? _address?.ToString()!;
 
     /// <summary>Gets the port, 1–65535.</summary>
     public int Port { get; }
@@ -38,7 +48,7 @@ public readonly struct EgressTarget : IEquatable<EgressTarget>
     public IPAddress? Address => _address;
 
     /// <summary>Gets a value indicating whether this is a parsed target rather than the default value.</summary>
-    public bool IsValid => Host is not null;
+    public bool IsValid => _host is not null || _address is not null;
 
     /// <inheritdoc />
     public bool Equals(EgressTarget other) =>
@@ -48,13 +58,13 @@ public readonly struct EgressTarget : IEquatable<EgressTarget>
     public override bool Equals(object? obj) => obj is EgressTarget other && Equals(other);
 
     /// <inheritdoc />
-    public override int GetHashCode() => HashCode.Combine(Host is null ? 0 : StringComparer.Ordinal.GetHashCode(Host), Port, Kind);
+    public override int GetHashCode() => HashCode.Combine(IsValid ? StringComparer.Ordinal.GetHashCode(Host) : 0, Port, Kind);
 
     /// <summary>Returns <c>host:port</c>, with brackets around an IPv6 address.</summary>
     /// <returns>The authority form of the target, or an empty string for the default value.</returns>
     public override string ToString()
     {
-        if (Host is null)
+        if (!IsValid)
         {
             return string.Empty;
         }

@@ -19,7 +19,6 @@ internal sealed class CompiledPolicy
     private readonly string[] _ruleTexts;
     private readonly CidrRule[] _cidrRules;
     private readonly ApprovalSlot[] _approvalHosts;
-    private readonly Approval[] _approvals;
     private readonly long[] _approvalStart;
     private readonly long[] _approvalEnd;
     private readonly string[] _blockSources;
@@ -41,9 +40,8 @@ internal sealed class CompiledPolicy
         _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
         _ruleTexts = [.. model.NameRules.Select(r => r.Text)];
         _cidrRules = [.. model.CidrRules];
-        _approvals = [.. model.Approvals];
-        _approvalStart = [.. _approvals.Select(a => a.EffectiveAt.UtcTicks)];
-        _approvalEnd = [.. _approvals.Select(a => a.ExpiresAt.UtcTicks)];
+        _approvalStart = [.. model.Approvals.Select(a => a.EffectiveAt.UtcTicks)];
+        _approvalEnd = [.. model.Approvals.Select(a => a.ExpiresAt.UtcTicks)];
         _approvalHosts = approvalHosts;
         _blockSources = blockSources;
         _blockTexts = new string?[index.HandleCapacity];
@@ -62,9 +60,13 @@ internal sealed class CompiledPolicy
 
     public IReadOnlyList<EgressPolicyProblem> Warnings { get; }
 
-    public IReadOnlyList<Approval> Approvals => _approvals;
-
     public int NameCount => _index.Count;
+
+    /// <summary>The CIDR allow rules, in document order (read by the resolved-address check).</summary>
+    public ReadOnlySpan<CidrRule> CidrRules => _cidrRules;
+
+    /// <summary>The non-public prefixes the host trusts (<see cref="KarsEgressOptions.PrivateAllow"/>).</summary>
+    public ReadOnlySpan<IPNetwork> PrivateAllow => _privateAllow;
 
     public static CompiledPolicy Compile(PolicyModel model, IReadOnlyList<BlocklistFeed> feeds, IPNetwork[] privateAllow)
     {

@@ -14,4 +14,7 @@ internal static partial class EgressLog
 
     [LoggerMessage(1102, LogLevel.Warning, "Egress policy warning: {Problem}", EventName = "EgressPolicyWarning")]
     public static partial void PolicyWarning(ILogger logger, string problem);
+
+    [LoggerMessage(1103, LogLevel.Error, "Egress policy last-known-good store failed to {Operation}: {Error}", EventName = "EgressPolicyLastKnownGoodFailed")]
+    public static partial void LastKnownGoodFailed(ILogger logger, string operation, string error);
 }

@@ -10,15 +10,30 @@ public sealed class EgressPolicyProblem
     /// <param name="message">What is wrong.</param>
     /// <param name="suggestion">A suggested fix, or <see langword="null"/>.</param>
     public EgressPolicyProblem(string source, string path, string message, string? suggestion = null)
+        : this(EgressPolicyProblemKind.Invalid, source, path, message, suggestion)
+    {
+    }
+
+    /// <summary>Initializes a new problem of a given kind.</summary>
+    /// <param name="kind">What kind of problem it is.</param>
+    /// <param name="source">The file (or feed, or policy source) the problem is in.</param>
+    /// <param name="path">The JSON path of the offending value, a line reference for feeds, or <c>$</c> for the whole document.</param>
+    /// <param name="message">What is wrong.</param>
+    /// <param name="suggestion">A suggested fix, or <see langword="null"/>.</param>
+    internal EgressPolicyProblem(EgressPolicyProblemKind kind, string source, string path, string message, string? suggestion)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(message);
+        Kind = kind;
         Source = source;
         Path = path;
         Message = message;
         Suggestion = suggestion;
     }
+
+    /// <summary>Gets what kind of problem this is.</summary>
+    public EgressPolicyProblemKind Kind { get; }
 
     /// <summary>Gets the file (or feed) the problem is in.</summary>
     public string Source { get; }

@@ -1,7 +1,8 @@
 namespace Kars.Policy.Egress;
 
-/// <summary>Options of an <see cref="EgressPolicy"/>. Every default fails closed.</summary>
-/// <remarks>The policy copies these values when it is created; changing the instance afterwards has no effect.
+/// <summary>Options of the egress components: policy sources and snapshots (mode, trusted private ranges, feed limits,
+/// watching), the <see cref="EgressPolicyMonitor"/> (reload debounce) and the <see cref="LearnedHostRecorder"/>. Every default fails closed.</summary>
+/// <remarks>Each component copies (and validates) these values when it is created; changing the instance afterwards has no effect.
 /// This type is mutable and not safe for concurrent modification.</remarks>
 public sealed class KarsEgressOptions
 {
@@ -43,4 +44,14 @@ public sealed class KarsEgressOptions
     /// instead of warnings.</summary>
     /// <value>The default value is <see langword="false"/>: such rules load, with a warning in <see cref="EgressPolicy.Warnings"/>.</value>
     public bool TreatOverbroadRulesAsErrors { get; set; }
+
+    /// <summary>Gets or sets how often a <see cref="DirectoryEgressPolicySource"/> checks its folder for changes (following
+    /// symbolic links, so the Kubernetes ConfigMap <c>..data</c> swap is seen). Must be positive.</summary>
+    /// <value>The default value is 1 second: with the default <see cref="ReloadDelay"/>, a change is in force within 2 seconds.</value>
+    public TimeSpan WatchInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Gets or sets how long an <see cref="EgressPolicyMonitor"/> waits after a change notification before it
+    /// reloads; further notifications in that time restart the wait, so a burst of file events causes one reload. Zero reloads at once.</summary>
+    /// <value>The default value is 250 milliseconds.</value>
+    public TimeSpan ReloadDelay { get; set; } = TimeSpan.FromMilliseconds(250);
 }

@@ -1,3 +1,5 @@
+using NodaTime;
+
 namespace Kars.Policy.Egress;
 
 /// <summary>A destination that Learn mode allowed although no rule covered it (DESIGN §2.5).</summary>
@@ -11,7 +13,7 @@ public sealed class LearnedHost
     /// <param name="firstSeen">When it was first seen.</param>
     /// <param name="lastSeen">When it was last seen.</param>
     /// <param name="count">How many decisions recorded it.</param>
-    public LearnedHost(string sandbox, string host, int port, DateTimeOffset firstSeen, DateTimeOffset lastSeen, long count)
+    public LearnedHost(string sandbox, string host, int port, Instant firstSeen, Instant lastSeen, long count)
     {
         ArgumentNullException.ThrowIfNull(sandbox);
         ArgumentNullException.ThrowIfNull(host);
@@ -33,10 +35,10 @@ public sealed class LearnedHost
     public int Port { get; }
 
     /// <summary>Gets when the destination was first seen.</summary>
-    public DateTimeOffset FirstSeen { get; }
+    public Instant FirstSeen { get; }
 
     /// <summary>Gets when the destination was last seen.</summary>
-    public DateTimeOffset LastSeen { get; }
+    public Instant LastSeen { get; }
 
     /// <summary>Gets how many decisions recorded the destination.</summary>
     public long Count { get; }

@@ -4,6 +4,7 @@ using System.IO.Abstractions;
 using System.Text;
 using System.Text.Json;
 using Kars.Policy.Internal;
+using NodaTime;
 
 namespace Kars.Policy.Egress;
 
@@ -54,8 +55,8 @@ internal sealed class LearnedHostStore
     [
         .. _entries
             .Select(kv => new LearnedHost(kv.Key.Sandbox, kv.Key.Host, kv.Key.Port,
-                new DateTimeOffset(Interlocked.Read(ref kv.Value.FirstSeen), TimeSpan.Zero),
-                new DateTimeOffset(Interlocked.Read(ref kv.Value.LastSeen), TimeSpan.Zero),
+                Instant.FromDateTimeOffset(new DateTimeOffset(Interlocked.Read(ref kv.Value.FirstSeen), TimeSpan.Zero)),
+                Instant.FromDateTimeOffset(new DateTimeOffset(Interlocked.Read(ref kv.Value.LastSeen), TimeSpan.Zero)),
                 Interlocked.Read(ref kv.Value.Count)))
             .OrderBy(h => h.Sandbox, StringComparer.Ordinal)
             .ThenBy(h => h.Host, StringComparer.Ordinal)
@@ -169,7 +170,7 @@ internal sealed class LearnedHostStore
 
                         if (json.Problems.Count == before)
                         {
-                            result.Add(new LearnedHost(sandbox!, host!, (int)port, first, last, count));
+                            result.Add(new LearnedHost(sandbox!, host!, (int)port, Instant.FromDateTimeOffset(first), Instant.FromDateTimeOffset(last), count));
                         }
                     }
                 }
@@ -228,8 +229,8 @@ internal sealed class LearnedHostStore
         return Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
     }
 
-    private static string FormatTime(DateTimeOffset time) =>
-        time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture);
+    private static string FormatTime(Instant time) =>
+        time.ToDateTimeUtc().ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture);
 
     private readonly record struct Key(string Sandbox, string Host, int Port);
 

@@ -41,4 +41,20 @@ public class EgressDecisionTests
         (a != c).Should().BeTrue();
         a.GetHashCode().Should().Be(b.GetHashCode());
     }
+
+    [Fact]
+    public void Target_FromResolvedAddress_HostIsTheAddressTextAndEqualsTheParsedForm()
+    {
+        var address = System.Net.IPAddress.Parse("2001:db8::1");
+
+        var lazy = new EgressTarget(address, 443);
+        var eager = new EgressTarget(address.ToString(), 443, EgressTargetKind.IpAddress, address);
+
+        lazy.IsValid.Should().BeTrue();
+        lazy.Kind.Should().Be(EgressTargetKind.IpAddress);
+        lazy.Host.Should().Be("2001:db8::1");
+        lazy.Should().Be(eager);
+        lazy.GetHashCode().Should().Be(eager.GetHashCode());
+        lazy.ToString().Should().Be("[2001:db8::1]:443");
+    }
 }

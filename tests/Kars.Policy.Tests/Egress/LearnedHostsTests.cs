@@ -1,6 +1,7 @@
 using System.IO.Abstractions.TestingHelpers;
 using Kars.Policy.Egress;
 using Microsoft.Extensions.Time.Testing;
+using NodaTime;
 using static Kars.Policy.Tests.Egress.EgressTestHelpers;
 
 namespace Kars.Policy.Tests.Egress;
@@ -23,8 +24,8 @@ public class LearnedHostsTests
         var learned = policy.GetLearnedHosts().Should().ContainSingle().Subject;
         learned.Sandbox.Should().Be("agent-a");
         learned.Count.Should().Be(2);
-        learned.FirstSeen.Should().Be(Start);
-        learned.LastSeen.Should().Be(Start.AddMinutes(5));
+        learned.FirstSeen.Should().Be(Instant.FromDateTimeOffset(Start));
+        learned.LastSeen.Should().Be(Instant.FromDateTimeOffset(Start.AddMinutes(5)));
     }
 
     [Fact]
@@ -84,7 +85,7 @@ public class LearnedHostsTests
         loaded.Should().ContainSingle();
         loaded[0].Host.Should().Be("a.example.org");
         loaded[0].Count.Should().Be(2);
-        loaded[0].FirstSeen.Should().Be(Start);
+        loaded[0].FirstSeen.Should().Be(Instant.FromDateTimeOffset(Start));
         fs.File.Exists("/state/learned.json.tmp").Should().BeFalse();
     }
 

@@ -1,0 +1,362 @@
+using System.Net;
+using Kars.Policy.Hosts;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Primitives;
+using NodaTime;
+using NodaTime.Extensions;
+
+namespace Kars.Policy.Egress;
+
+/// <summary>
+/// Owns an <see cref="IEgressPolicySource"/>, holds the policy in force as one immutable <see cref="EgressPolicyState"/>,
+/// reloads when the source changes, and evaluates every destination against the snapshot in force (DESIGN §2.7).
+/// </summary>
+/// <remarks>
+/// <para>Loading: the first load happens on first use (<see cref="State"/>, any <c>Evaluate</c>, or
+/// <see cref="Reload"/>), never in the constructor. After that, every change notification of the source schedules a
+/// reload after <see cref="KarsEgressOptions.ReloadDelay"/>; more notifications in that time restart the wait
+/// (debounce).</para>
+/// <para>Every load replaces the whole state with one atomic write, then fires the change token
+/// (<see cref="GetChangeToken"/>). A load that fails keeps the last good snapshot and marks the state stale; a policy
+/// whose generation is lower than the one in force is refused (<see cref="EgressPolicyProblemKind.RollbackRejected"/>)
+/// the same way. With no snapshot at all every decision is <see cref="EgressReason.NoPolicy"/>, in every mode.</para>
+/// <para>Thread safety: every member is safe to call concurrently. A decision reads the state once, so it is
+/// consistent with exactly one snapshot (its digest, generation and verdict all come from it). Evaluating a canonical
+/// DNS name and <see cref="EvaluateResolvedAddress"/> allocate nothing. Learn-mode decisions are reported to
+/// <see cref="LearnedHosts"/>, which outlives reloads. The monitor does not dispose its source.</para>
+/// </remarks>
+public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
+{
+    private readonly IEgressPolicySource _source;
+    private readonly IEgressPolicyLastKnownGoodStore? _lastKnownGood;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private readonly TimeSpan _reloadDelay;
+    private readonly EgressMode _modeWithoutPolicy;
+    private readonly Lock _reloadGate = new();
+    private readonly Lock _timerGate = new();
+    private EgressPolicyState? _state;
+    private CancellationTokenSource _changed = new();
+    private IDisposable? _subscription;
+    private ITimer? _debounce;
+    private bool _disposed;
+
+    /// <summary>Initializes a new monitor over a source. Nothing is loaded until first use.</summary>
+    /// <param name="source">Where the policy comes from.</param>
+    /// <param name="options">Options (<see cref="KarsEgressOptions.ReloadDelay"/>, <see cref="KarsEgressOptions.LearnedCapacity"/>,
+    /// and <see cref="KarsEgressOptions.Mode"/> for decisions made with no policy); <see langword="null"/> for the defaults. Copied.
+    /// The mode, trusted prefixes and feed limits that shape a snapshot are the source's options.</param>
+    /// <param name="timeProvider">The clock for approvals, learned hosts, load times and the debounce; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="loggerFactory">Where load results go; <see langword="null"/> for none. Target hosts are never logged.</param>
+    /// <param name="learnedHosts">The recorder Learn-mode decisions are reported to; <see langword="null"/> for a new one built from <paramref name="options"/> and <paramref name="timeProvider"/>.</param>
+    /// <param name="lastKnownGood">The last-known-good store (DESIGN §3); <see langword="null"/> for none.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="source"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">An option is invalid.</exception>
+    public EgressPolicyMonitor(
+        IEgressPolicySource source,
+        KarsEgressOptions? options = null,
+        TimeProvider? timeProvider = null,
+        ILoggerFactory? loggerFactory = null,
+        LearnedHostRecorder? learnedHosts = null,
+        IEgressPolicyLastKnownGoodStore? lastKnownGood = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        options ??= new KarsEgressOptions();
+        EgressCompileSettings.ValidateTiming(options);
+        if (options.Mode is { } mode && !Enum.IsDefined(mode))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), mode, "KarsEgressOptions.Mode must be Strict or Learn.");
+        }
+
+        _source = source;
+        _lastKnownGood = lastKnownGood;
+        _timeProvider = timeProvider ?? TimeProvider.System;
+        _logger = (ILogger?)loggerFactory?.CreateLogger<EgressPolicyMonitor>() ?? NullLogger.Instance;
+        _reloadDelay = options.ReloadDelay;
+        _modeWithoutPolicy = options.Mode ?? EgressMode.Strict;
+        LearnedHosts = learnedHosts ?? new LearnedHostRecorder(options, fileSystem: null, _timeProvider);
+    }
+
+    /// <summary>Gets the current state (loading the policy first if this is the first use).</summary>
+    public EgressPolicyState State => Volatile.Read(ref _state) ?? EnsureLoaded();
+
+    /// <summary>Gets the recorder Learn-mode decisions are reported to. It outlives reloads.</summary>
+    public LearnedHostRecorder LearnedHosts { get; }
+
+    /// <summary>Returns a token that fires on the next state change (a new snapshot, or a failed or refused load).</summary>
+    /// <returns>The change token.</returns>
+    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changed).Token);
+
+    /// <summary>Loads the source now and swaps the result in (or, on failure, keeps the last good snapshot and marks it stale).</summary>
+    /// <returns><see langword="true"/> when a new snapshot from the source is in force.</returns>
+    public bool Reload()
+    {
+        lock (_reloadGate)
+        {
+            Subscribe();
+            return ReloadCore();
+        }
+    }
+
+    /// <summary>Stops reacting to source changes. Evaluation keeps working on the state in force.</summary>
+    public void Dispose()
+    {
+        lock (_timerGate)
+        {
+            _disposed = true;
+            _debounce?.Dispose();
+            _debounce = null;
+        }
+
+        lock (_reloadGate)
+        {
+            _subscription?.Dispose();
+            _subscription = null;
+        }
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(in EgressTarget, string?)"/>
+    public EgressDecision Evaluate(in EgressTarget target, string? sandbox)
+    {
+        var snapshot = State.Snapshot;
+        return snapshot is not null
+            ? snapshot.Evaluate(target, sandbox)
+            : EgressPolicySnapshot.NoPolicy(target.IsValid ? target : default, target.IsValid ? EgressTargetError.None : EgressTargetError.Empty, _modeWithoutPolicy);
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(Uri, string?)"/>
+    public EgressDecision Evaluate(Uri uri, string? sandbox)
+    {
+        var snapshot = State.Snapshot;
+        if (snapshot is not null)
+        {
+            return snapshot.Evaluate(uri, sandbox);
+        }
+
+        EgressTargetParser.TryParseUri(uri, out var target, out var error);
+        return EgressPolicySnapshot.NoPolicy(target, error, _modeWithoutPolicy);
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(string, string?)"/>
+    public EgressDecision Evaluate(string hostOrUrl, string? sandbox)
+    {
+        var snapshot = State.Snapshot;
+        if (snapshot is not null)
+        {
+            return snapshot.Evaluate(hostOrUrl, sandbox);
+        }
+
+        EgressTargetParser.TryParse(hostOrUrl, out var target, out var error);
+        return EgressPolicySnapshot.NoPolicy(target, error, _modeWithoutPolicy);
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(string, int, string?)"/>
+    public EgressDecision Evaluate(string host, int port, string? sandbox)
+    {
+        var snapshot = State.Snapshot;
+        if (snapshot is not null)
+        {
+            return snapshot.Evaluate(host, port, sandbox);
+        }
+
+        EgressTargetParser.TryParseHost(host, port, out var target, out var error);
+        return EgressPolicySnapshot.NoPolicy(target, error, _modeWithoutPolicy);
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.EvaluateResolvedAddress(IPAddress, int, string?)"/>
+    public EgressDecision EvaluateResolvedAddress(IPAddress address, int port, string? sandbox)
+    {
+        var snapshot = State.Snapshot;
+        if (snapshot is not null)
+        {
+            return snapshot.EvaluateResolvedAddress(address, port, sandbox);
+        }
+
+        return address is not null && port is >= 1 and <= 65535
+            ? EgressPolicySnapshot.NoPolicy(new EgressTarget(address, port), EgressTargetError.None, _modeWithoutPolicy)
+            : EgressPolicySnapshot.NoPolicy(default, address is null ? EgressTargetError.Empty : EgressTargetError.InvalidPort, _modeWithoutPolicy);
+    }
+
+    private EgressPolicyState EnsureLoaded()
+    {
+        lock (_reloadGate)
+        {
+            if (Volatile.Read(ref _state) is { } state)
+            {
+                return state;
+            }
+
+            Subscribe();
+            ReloadCore();
+            return Volatile.Read(ref _state)!;
+        }
+    }
+
+    /// <summary>Subscribes to the source's change token once, before the first load, so no change is missed.</summary>
+    private void Subscribe()
+    {
+        if (_subscription is null && !_disposed)
+        {
+            _subscription = ChangeToken.OnChange(_source.GetChangeToken, ScheduleReload);
+        }
+    }
+
+    /// <summary>Loads, checks the generation, and swaps one new state in. Never throws (fail closed). Caller holds <see cref="_reloadGate"/>.</summary>
+    private bool ReloadCore()
+    {
+        var previous = Volatile.Read(ref _state);
+        EgressPolicySnapshot? loaded = null;
+        IReadOnlyList<EgressPolicyProblem> problems = [];
+        try
+        {
+            loaded = _source.Load();
+            if (loaded is null)
+            {
+                problems = [new EgressPolicyProblem(EgressPolicyProblemKind.SourceFailed, _source.Name, "$", "the source returned no policy", null)];
+            }
+        }
+        catch (EgressPolicyLoadException ex)
+        {
+            problems = ex.Problems.Count > 0 ? ex.Problems : [new EgressPolicyProblem(_source.Name, "$", ex.Message)];
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Whatever a source throws, the previous snapshot stays in force and the problem is reported, never thrown at the host.
+            problems = [new EgressPolicyProblem(EgressPolicyProblemKind.SourceFailed, _source.Name, "$", $"unexpected {ex.GetType().Name} while loading: {ex.Message}", null)];
+        }
+
+        Instant now = _timeProvider.GetCurrentInstant();
+        EgressPolicySnapshot? held = previous?.Snapshot;
+        Instant? heldSince = previous?.LoadedAt;
+        if (previous is null && LoadLastKnownGood() is { } lastKnownGood)
+        {
+            held = lastKnownGood.Bind(_timeProvider, LearnedHosts);
+            heldSince = now;
+        }
+
+        if (loaded is not null && held is not null && loaded.Generation < held.Generation)
+        {
+            problems =
+            [
+                new EgressPolicyProblem(
+                    EgressPolicyProblemKind.RollbackRejected,
+                    _source.Name,
+                    "$.generation",
+                    $"generation {loaded.Generation} ({loaded.Digest}) is lower than generation {held.Generation} in force; refused",
+                    $"publish the policy with a generation of at least {held.Generation}"),
+            ];
+            loaded = null;
+        }
+
+        EgressPolicyState next;
+        if (loaded is not null)
+        {
+            var bound = loaded.Bind(_timeProvider, LearnedHosts);
+            next = new EgressPolicyState(bound, isStale: false, [], now);
+            EgressLog.PolicyLoaded(_logger, _source.Name, bound.Digest, bound.Generation, bound.NameCount);
+            foreach (var warning in bound.Warnings)
+            {
+                EgressLog.PolicyWarning(_logger, warning.ToString());
+            }
+        }
+        else
+        {
+            next = new EgressPolicyState(held, isStale: held is not null, problems, held is null ? null : heldSince);
+            EgressLog.PolicyLoadFailed(
+                _logger,
+                _source.Name,
+                problems.Count,
+                problems.Count > 0 ? problems[0].ToString() : "unknown",
+                held is not null ? "keeping the last good snapshot (stale)" : "no policy in force: every decision is NoPolicy");
+        }
+
+        Volatile.Write(ref _state, next);
+        if (loaded is not null)
+        {
+            SaveLastKnownGood(next.Snapshot!);
+        }
+
+        var fire = Interlocked.Exchange(ref _changed, new CancellationTokenSource());
+        fire.Cancel();
+        return loaded is not null;
+    }
+
+    private EgressPolicySnapshot? LoadLastKnownGood()
+    {
+        if (_lastKnownGood is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return _lastKnownGood.Load();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EgressLog.LastKnownGoodFailed(_logger, "load", $"{ex.GetType().Name}: {ex.Message}");
+            return null;
+        }
+    }
+
+    private void SaveLastKnownGood(EgressPolicySnapshot snapshot)
+    {
+        if (_lastKnownGood is null)
+        {
+            return;
+        }
+
+        try
+        {
+            _lastKnownGood.Save(snapshot);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EgressLog.LastKnownGoodFailed(_logger, "save", $"{ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    /// <summary>A source change: (re)start the debounce wait; the reload runs when it ends.</summary>
+    private void ScheduleReload()
+    {
+        lock (_timerGate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            if (_reloadDelay == TimeSpan.Zero)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static monitor => monitor.ReloadFromTimer(), this, preferLocal: false);
+                return;
+            }
+
+            if (_debounce is null)
+            {
+                _debounce = _timeProvider.CreateTimer(static state => ((EgressPolicyMonitor)state!).ReloadFromTimer(), this, _reloadDelay, Timeout.InfiniteTimeSpan);
+            }
+            else
+            {
+                _debounce.Change(_reloadDelay, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    private void ReloadFromTimer()
+    {
+        lock (_timerGate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+        }
+
+        lock (_reloadGate)
+        {
+            ReloadCore();
+        }
+    }
+}

@@ -1,0 +1,23 @@
+namespace Kars.Policy.Egress;
+
+/// <summary>
+/// Keeps the last-known-good policy across restarts (DESIGN §3), so that a restart with a missing or unverifiable
+/// policy neither fails open nor denies everything, and so that a rollback below the last-known-good generation is
+/// refused even after a restart. An <see cref="EgressPolicyMonitor"/> calls it; the engine ships no implementation
+/// yet (the verified signed-bundle source will persist the verified bundle it loaded).
+/// </summary>
+/// <remarks>Implementations must be safe for concurrent use. An exception from either member is logged by the
+/// monitor and otherwise ignored: it never changes the policy in force.</remarks>
+public interface IEgressPolicyLastKnownGoodStore
+{
+    /// <summary>Returns the persisted last-known-good snapshot, or <see langword="null"/> when there is none. The monitor
+    /// calls this once, on its first load: the snapshot is the fallback when the source fails, and its generation is
+    /// the floor below which the source's policy is refused.</summary>
+    /// <returns>The last-known-good snapshot, or <see langword="null"/>.</returns>
+    EgressPolicySnapshot? Load();
+
+    /// <summary>Persists the snapshot the monitor just swapped in (an implementation stores what it needs to rebuild it,
+    /// for example the verified bundle whose digest the snapshot carries).</summary>
+    /// <param name="snapshot">The snapshot now in force.</param>
+    void Save(EgressPolicySnapshot snapshot);
+}
