@@ -6,11 +6,12 @@ namespace Kars.Policy.Egress;
 /// override, the trusted private prefixes and the feed limit. Immutable.</summary>
 internal sealed class EgressCompileSettings
 {
-    private EgressCompileSettings(EgressMode? mode, IPNetwork[] privateAllow, int maxFeedEntries)
+    private EgressCompileSettings(EgressMode? mode, IPNetwork[] privateAllow, int maxFeedEntries, bool overbroadIsError)
     {
         Mode = mode;
         PrivateAllow = privateAllow;
         MaxFeedEntries = maxFeedEntries;
+        OverbroadIsError = overbroadIsError;
     }
 
     public static EgressCompileSettings Default { get; } = From(null);
@@ -20,6 +21,9 @@ internal sealed class EgressCompileSettings
     public IPNetwork[] PrivateAllow { get; }
 
     public int MaxFeedEntries { get; }
+
+    /// <summary>Whether overbroad rules are load errors (<see cref="KarsEgressOptions.TreatOverbroadRulesAsErrors"/>).</summary>
+    public bool OverbroadIsError { get; }
 
     /// <summary>Validates and copies the options.</summary>
     /// <exception cref="ArgumentException">An option is invalid; the message lists every problem.</exception>
@@ -55,7 +59,7 @@ internal sealed class EgressCompileSettings
             throw new ArgumentException(new EgressPolicyLoadException(problems).Message, nameof(options));
         }
 
-        return new EgressCompileSettings(options.Mode, [.. networks], options.MaxFeedEntries);
+        return new EgressCompileSettings(options.Mode, [.. networks], options.MaxFeedEntries, options.TreatOverbroadRulesAsErrors);
     }
 
     /// <summary>Validates the timing options a watcher or monitor reads.</summary>

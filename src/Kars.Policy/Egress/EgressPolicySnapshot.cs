@@ -117,9 +117,17 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
             ? segment.Array
             : document.ToArray();
         var problems = new List<EgressPolicyProblem>();
+
+        // Overbroad rules load with a warning (into the model), or are errors when the options say so.
+        List<EgressPolicyProblem>? overbroad = settings.OverbroadIsError ? [] : null;
         PolicyModel? model = KarsPolicyReader.LooksLikeKarsAllowlist(bytes)
-            ? KarsPolicyReader.ReadAllowlist(bytes, name, problems)
-            : NativePolicyReader.Read(bytes, name, static text => text, problems);
+            ? KarsPolicyReader.ReadAllowlist(bytes, name, problems, overbroad)
+            : NativePolicyReader.Read(bytes, name, static text => new FeedPath(text, null), problems, overbroad);
+        if (overbroad is not null)
+        {
+            problems.AddRange(overbroad);
+        }
+
         if (model is null || problems.Count > 0)
         {
             throw new EgressPolicyLoadException(problems.Count > 0 ? problems : [new EgressPolicyProblem(name, "$", "the policy could not be read")]);

@@ -149,11 +149,12 @@ public class LearnedHostsTests
     public void ExportPolicy_ReportsEverySkippedHost()
     {
         var skipped = new List<EgressPolicyProblem>();
+        var at = Instant.FromDateTimeOffset(Start);
         var hosts = new[]
         {
-            new LearnedHost("s", "intranet", 443, Start, Start, 1),
-            new LearnedHost("s", "wiki", 80, Start, Start, 1),
-            new LearnedHost("s", "ok.example.org", 443, Start, Start, 1),
+            new LearnedHost("s", "intranet", 443, at, at, 1),
+            new LearnedHost("s", "wiki", 80, at, at, 1),
+            new LearnedHost("s", "ok.example.org", 443, at, at, 1),
         };
 
         string exported = LearnedHostStore.ExportPolicy(hosts, 1, skipped, "learned.json");
