@@ -30,6 +30,11 @@ internal sealed class LoopbackHttpServer : IAsyncDisposable
 
     public ConcurrentQueue<string> RequestLines { get; } = new();
 
+    public ConcurrentQueue<string> Bodies { get; } = new();
+
+    public static string Json(string json) =>
+        $"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(json)}\r\nConnection: close\r\n\r\n{json}";
+
     public static string Ok(string body) =>
         $"HTTP/1.1 200 OK\r\nContent-Length: {Encoding.UTF8.GetByteCount(body)}\r\nConnection: close\r\n\r\n{body}";
 
@@ -78,7 +83,31 @@ internal sealed class LoopbackHttpServer : IAsyncDisposable
                     head.Append((char)buffer[0]);
                 }
 
-                string requestLine = head.ToString().Split("\r\n")[0];
+                string[] lines = head.ToString().Split("\r\n");
+                string requestLine = lines[0];
+                long length = 0;
+                foreach (var line in lines)
+                {
+                    if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
+                    {
+                        length = long.Parse(line["Content-Length:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                    }
+                }
+
+                var body = new byte[Math.Min(length, 1 << 20)];
+                int read = 0;
+                while (read < body.Length)
+                {
+                    int n = await stream.ReadAsync(body.AsMemory(read), _stop.Token);
+                    if (n == 0)
+                    {
+                        break;
+                    }
+
+                    read += n;
+                }
+
+                Bodies.Enqueue(Encoding.UTF8.GetString(body, 0, read));
                 RequestLines.Enqueue(requestLine);
                 await stream.WriteAsync(Encoding.UTF8.GetBytes(_respond(requestLine)), _stop.Token);
                 await stream.FlushAsync(_stop.Token);
