@@ -48,7 +48,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
         }
 
         _forwardTimeout = options.ForwardTimeout;
-        var http = new EgressHttpOptions { Resolver = options.Resolver, ConnectAttemptTimeout = options.ConnectAttemptTimeout };
+        var http = new EgressHttpOptions { Resolver = options.Resolver, ConnectAttemptTimeout = options.ConnectAttemptTimeout, Sandbox = options.Sandbox };
         var connectLogger = loggerFactory?.CreateLogger(typeof(EgressConnectCallback).FullName!);
         _connector = new EgressConnector(policy, http, _timeProvider, connectLogger);
         _forwarder = new HttpMessageInvoker(new SocketsHttpHandler
@@ -107,7 +107,13 @@ internal sealed class EgressProxyMiddleware : IDisposable
         Stream upstream;
         try
         {
-            upstream = await _connector.ConnectAsync(host, port, null, context.RequestAborted).ConfigureAwait(false);
+            using var carrier = new HttpRequestMessage();
+            if (sandbox is not null)
+            {
+                carrier.Options.Set(EgressRequestOptions.Sandbox, sandbox);
+            }
+
+            upstream = await _connector.ConnectAsync(host, port, carrier, context.RequestAborted).ConfigureAwait(false);
         }
         catch (EgressDeniedException denied)
         {

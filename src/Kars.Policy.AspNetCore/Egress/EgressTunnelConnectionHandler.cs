@@ -32,7 +32,7 @@ internal sealed class EgressTunnelConnectionHandler
         _sandbox = options.Sandbox;
         _connector = new EgressConnector(
             policy,
-            new EgressHttpOptions { Resolver = options.Resolver, ConnectAttemptTimeout = options.ConnectAttemptTimeout },
+            new EgressHttpOptions { Resolver = options.Resolver, ConnectAttemptTimeout = options.ConnectAttemptTimeout, Sandbox = options.Sandbox },
             timeProvider,
             loggerFactory?.CreateLogger(typeof(EgressConnectCallback).FullName!));
         _logger = loggerFactory?.CreateLogger(typeof(EgressProxyMiddleware).FullName!) ?? NullLogger.Instance;

@@ -153,6 +153,26 @@ public sealed class EgressProxyTests
     }
 
     [Fact]
+    public async Task Connect_AllowedNameResolvingToLoopback_RefusedBeforeConnectingAndAttributedToSandbox()
+    {
+        var policy = new FakeEgressPolicy("upstream.test");
+        await using var k = await Kestrels.StartAsync(policy, new KarsEgressProxyOptions { Resolver = Resolver(), Sandbox = "sandbox-9" });
+        string authority = $"upstream.test:{k.UpstreamPort}";
+
+        string result = await RawAsync(k.ProxyPort, $"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n", async s =>
+        {
+            using var reader = new StreamReader(s);
+            return await reader.ReadToEndAsync();
+        });
+
+        result.Should().StartWith("HTTP/1.1 403");
+        result.Should().EndWith("{\"error\":\"egress_denied\",\"reason\":\"nonPublicAddress\"}");
+        k.UpstreamHits.Should().Be(0);
+        policy.Addresses.Should().Equal(IPAddress.Loopback);
+        policy.Sandboxes.Should().OnlyContain(s => s == "sandbox-9");
+    }
+
+    [Fact]
     public async Task AbsoluteForm_HostHeaderDisagrees_RefusedAndNotForwarded()
     {
         await using var k = await Kestrels.StartAsync(new FakeEgressPolicy("upstream.test", "other.test") { AllowLoopback = true }, new KarsEgressProxyOptions { Resolver = Resolver() });
