@@ -9,6 +9,7 @@ namespace Kars.Policy.StoreHost;
 /// and runs a random sequence of operations on key <c>k</c> (parent <c>t</c>) until it is killed, one at a time. Before
 /// each operation it prints <c>begin …</c> and after the store acknowledged it <c>ack …</c>, so the test knows every
 /// acknowledged operation and the one that may have been in flight when it killed the process:
+/// every line ends in <c> .</c> so that a line cut short by the kill is recognisable;
 /// <c>begin R TOKENS</c> / <c>ack R LEASE TOKENS</c> (admission), <c>begin S LEASE ACTUAL</c> / <c>ack S LEASE STATUS CHARGED</c>
 /// (settlement), <c>begin A LEASE</c> / <c>ack A LEASE STATUS CHARGED</c> (abandonment). Every instant is explicit
 /// (<c>2100-01-01T10:00Z</c> + ROUND × 100 s + 1 ms per operation) and leases last a day, so nothing expires.
@@ -88,5 +89,5 @@ internal static class FuzzHost
     }
 
     private static string Line(string head, params long[] values)
-        => head + " " + string.Join(' ', values.Select(v => v.ToString(CultureInfo.InvariantCulture)));
+        => head + " " + string.Join(' ', values.Select(v => v.ToString(CultureInfo.InvariantCulture))) + " .";
 }
