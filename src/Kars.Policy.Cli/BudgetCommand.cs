@@ -60,6 +60,11 @@ internal static class BudgetCommand
         BudgetStore store = await BudgetReplay.OpenStoreAsync(storeSpec, fileSystem, time).ConfigureAwait(false);
         await using (store.ConfigureAwait(false))
         {
+            if (store is FileBudgetStore { TornBytesDiscarded: > 0 } file)
+            {
+                console.Error.WriteLine($"kars-policy: warning: {file.Directory}: dropped an incomplete final log record of {file.TornBytesDiscarded} bytes (a write cut short by a crash, never acknowledged)");
+            }
+
             return await BudgetReplay.RunAsync(policy, store, console.In, console.Out, json).ConfigureAwait(false);
         }
     }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Kars.Policy.Budgets;
+using Kars.Policy.Internal;
 
 namespace Kars.Policy.Cli;
 
@@ -43,16 +44,19 @@ internal static class BudgetLimitsFile
                 switch (property.Name)
                 {
                     case "mode":
-                        mode = property.Value.ValueKind == JsonValueKind.String && Enum.TryParse(property.Value.GetString(), ignoreCase: true, out BudgetMode m) && Enum.IsDefined(m)
+                        // One strict reader: a declared name in any case, never a number, a list or padding.
+                        mode = property.Value.ValueKind == JsonValueKind.String && StrictEnum.TryParse(property.Value.GetString(), out BudgetMode m)
                             ? m
-                            : throw new BudgetReplayException("limits file: mode must be \"Enforce\" or \"Observe\"");
+                            : throw new BudgetReplayException($"limits file: mode must be one of {StrictEnum.Names<BudgetMode>()} (any case), not {property.Value.GetRawText()}");
                         break;
                     case "perRequestTokens":
                         perRequest = property.Value.ValueKind == JsonValueKind.Null ? null : Count(property.Value, "perRequestTokens");
                         break;
                     case "leaseSeconds":
                         long seconds = Count(property.Value, "leaseSeconds");
-                        lease = seconds > 0 ? TimeSpan.FromSeconds(seconds) : throw new BudgetReplayException("limits file: leaseSeconds must be positive");
+                        lease = seconds > 0 && seconds <= (long)BudgetRequest.MaxLeaseDuration.TotalSeconds
+                            ? TimeSpan.FromSeconds(seconds)
+                            : throw new BudgetReplayException($"limits file: leaseSeconds must be from 1 to {(long)BudgetRequest.MaxLeaseDuration.TotalSeconds} (365 days)");
                         break;
                     case "limits":
                         defaults = Limits(property.Value, "limits");
@@ -135,28 +139,25 @@ internal static class BudgetLimitsFile
             throw new BudgetReplayException($"limits file: {path} must be an object");
         }
 
-        long? hour = null, day = null, week = null, month = null, year = null;
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var values = new long?[5];
         foreach (JsonProperty property in element.EnumerateObject())
         {
-            if (!seen.Add(property.Name))
+            // Window names through the one strict enum reader (any case; never a number, a list or padding), and
+            // duplicates by window, so "day" and "Day" cannot say two different things.
+            if (!StrictEnum.TryParse(property.Name, out BudgetWindow window))
+            {
+                throw new BudgetReplayException($"limits file: unknown window '{path}.{property.Name}' (use hour, day, week, month, year)");
+            }
+
+            if (values[(int)window] is not null)
             {
                 throw new BudgetReplayException($"limits file: duplicate window '{path}.{property.Name}'");
             }
 
-            long value = Count(property.Value, $"{path}.{property.Name}");
-            switch (property.Name)
-            {
-                case "hour": hour = value; break;
-                case "day": day = value; break;
-                case "week": week = value; break;
-                case "month": month = value; break;
-                case "year": year = value; break;
-                default: throw new BudgetReplayException($"limits file: unknown window '{path}.{property.Name}' (use hour, day, week, month, year)");
-            }
+            values[(int)window] = Count(property.Value, $"{path}.{property.Name}");
         }
 
-        return new BudgetLimits(hour, day, week, month, year);
+        return new BudgetLimits(values[(int)BudgetWindow.Hour], values[(int)BudgetWindow.Day], values[(int)BudgetWindow.Week], values[(int)BudgetWindow.Month], values[(int)BudgetWindow.Year]);
     }
 
     private static void Unique(HashSet<string> seen, string name, string path)

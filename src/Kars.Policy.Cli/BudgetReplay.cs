@@ -25,7 +25,9 @@ internal sealed class BudgetReplay
     private readonly bool _json;
     private readonly List<string[]> _rows = [];
     private readonly Dictionary<string, (long Lease, string Key)> _leases = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _closed = new(StringComparer.Ordinal);
     private string _at = string.Empty;
+    private Instant? _previous;
 
     private BudgetReplay(BudgetStore store, BudgetPolicy policy, TextWriter output, bool json)
     {
@@ -109,6 +111,18 @@ internal sealed class BudgetReplay
         string op = String(e, "op");
         _at = String(e, "at");
         Instant at = ParseAt(_at);
+        if (at < BudgetRequest.MinAt || at > BudgetRequest.MaxAt)
+        {
+            throw new BudgetReplayException($"'at' {_at} is outside the instants a budget store accepts (0001-01-01T00:00:00Z to 9998-12-31T23:59:59.999999999Z)");
+        }
+
+        if (_previous is { } previous && at < previous)
+        {
+            // Events are the clock: a store that has moved on may have pruned the period this one falls in.
+            throw new BudgetReplayException($"'at' {_at} goes back in time: it is before the previous event ({InstantText(previous)}); events must be in time order");
+        }
+
+        _previous = at;
         switch (op)
         {
             case "request":
@@ -183,23 +197,45 @@ internal sealed class BudgetReplay
 
         long lease = entry.Lease;
         long charged = 0;
-        if (lease != 0)
+        string status;
+        if (lease == 0)
+        {
+            status = "notAdmitted";
+        }
+        else if (!_closed.Add(id))
+        {
+            // A repeat charges nothing: print what this event charged (0), not the first charge again.
+            status = "alreadySettled";
+        }
+        else
         {
             BudgetSettlement settlement = actual is { } tokens
                 ? await _store.SettleAsync(lease, tokens, at).ConfigureAwait(false)
                 : await _store.AbandonAsync(lease, at).ConfigureAwait(false);
             charged = settlement.Charged;
+            status = settlement.Status switch
+            {
+                BudgetSettlementStatus.Settled => "settled",
+                BudgetSettlementStatus.Expired => "expired",
+                BudgetSettlementStatus.AlreadySettled => "alreadySettled",
+                _ => "unknownLease",
+            };
+            if (settlement.Status == BudgetSettlementStatus.AlreadySettled)
+            {
+                charged = 0;
+            }
         }
 
         if (!_json)
         {
-            Row(actual is null ? "abandon" : "settle", id, entry.Key, $"charged {Invariant(charged)}", actual is { } a ? $"actual {Invariant(a)}" : "full hold");
+            Row(actual is null ? "abandon" : "settle", id, entry.Key, $"charged {Invariant(charged)} {status}", actual is { } a ? $"actual {Invariant(a)}" : "full hold");
             return;
         }
 
         WriteLine(w =>
         {
             w.WriteString("id", id);
+            w.WriteString("status", status);
             w.WriteNumber("charged", charged);
         });
     }
@@ -374,8 +410,10 @@ internal sealed class BudgetReplay
             ? count
             : throw new BudgetReplayException($"'{name}' must be a whole number from 0 to {BudgetStore.MaxTokens}");
 
+    private static string InstantText(Instant instant) => NodaTime.Text.InstantPattern.ExtendedIso.Format(instant);
+
     private static Instant ParseAt(string text)
         => Rfc3339.TryParse(text, out Instant instant)
             ? instant
-            : throw new BudgetReplayException($"'at' must be an RFC 3339 timestamp (uuuu-MM-ddTHH:mm:ss[.fffffffff] then Z or ±HH:mm), such as 2030-01-31T23:59:59Z, not '{text}'");
+            : throw new BudgetReplayException($"'at' must be an RFC 3339 timestamp (YYYY-MM-DDThh:mm:ss[.fffffffff] then Z or ±hh:mm), such as 2030-01-31T23:59:59Z, not '{text}'");
 }

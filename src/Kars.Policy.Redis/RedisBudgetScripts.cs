@@ -271,10 +271,11 @@ for l = 1, nlev do
       if x.h + tokens >= LMAX then overflow = true end
       if x.limit ~= nil then
         local load = x.u + x.h
-        -- A saturated load never fits; a request above the whole limit never fits (no retry helps).
-        if load >= LMAX or tokens > x.limit or load + tokens > x.limit then
+        -- A saturated load never fits; a request above the whole limit never fits (no retry helps); a limit of 0
+        -- admits nothing, not even 0 tokens.
+        if load >= LMAX or x.limit == 0 or tokens > x.limit or load + tokens > x.limit then
           ok = false
-          if tokens > x.limit then never = true end
+          if tokens > x.limit or x.limit == 0 then never = true end
           if x.we - now_s > retry then retry = x.we - now_s end
         end
       end

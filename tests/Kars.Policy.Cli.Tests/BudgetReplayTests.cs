@@ -37,19 +37,19 @@ public sealed class BudgetReplayTests : IDisposable
         string events = """
             {"op":"request","id":"r1","key":"agent-a","tokens":20,"at":"2030-01-31T23:59:58Z"}
             {"op":"request","id":"r2","key":"x","tokens":1001,"at":"2030-01-31T23:59:58.5Z"}
-            {"op":"settle","id":"r1","actual":300,"at":"2030-02-01T00:00:02Z"}
             {"op":"status","key":"agent-a","at":"2030-01-31T23:59:59Z"}
+            {"op":"settle","id":"r1","actual":300,"at":"2030-02-01T00:00:02Z"}
             """;
 
         var (exit, lines, error) = Table(events);
 
         exit.Should().Be(0, error);
         lines.Should().Equal(
-            "AT                      OP       ID  KEY      RESULT              DETAIL",
-            "2030-01-31T23:59:58Z    request  r1  agent-a  200 admitted        tokens 20, retry after -, remaining day=2980",
-            "2030-01-31T23:59:58.5Z  request  r2  x        429 budgetExceeded  tokens 1001, retry after never, remaining day=1000 month=100000",
-            "2030-02-01T00:00:02Z    settle   r1  agent-a  charged 300         actual 300",
-            "2030-01-31T23:59:59Z    status   -   agent-a  -                   day used 300 held 0 remaining 2700");
+            "AT                      OP       ID  KEY      RESULT               DETAIL",
+            "2030-01-31T23:59:58Z    request  r1  agent-a  200 admitted         tokens 20, retry after -, remaining day=2980",
+            "2030-01-31T23:59:58.5Z  request  r2  x        429 budgetExceeded   tokens 1001, retry after never, remaining day=1000 month=100000",
+            "2030-01-31T23:59:59Z    status   -   agent-a  -                    day used 0 held 20 remaining 2980",
+            "2030-02-01T00:00:02Z    settle   r1  agent-a  charged 300 settled  actual 300");
     }
 
     [Fact]
@@ -169,8 +169,8 @@ public sealed class BudgetReplayTests : IDisposable
     {
         string events = """
             {"op":"request","id":"r1","key":"agent-a","tokens":20,"at":"2030-01-31T23:59:58Z"}
-            {"op":"settle","id":"r1","actual":300,"at":"2030-02-01T00:00:02Z"}
             {"op":"status","key":"agent-a","at":"2030-01-31T23:59:59Z"}
+            {"op":"settle","id":"r1","actual":300,"at":"2030-02-01T00:00:02Z"}
             {"op":"status","key":"agent-a","at":"2030-02-01T00:00:03Z"}
             """;
 
@@ -179,8 +179,8 @@ public sealed class BudgetReplayTests : IDisposable
         exit.Should().Be(0, error);
         lines.Should().Equal(
             """{"id":"r1","admitted":true,"status":200,"reason":"admitted","retryAfter":null,"remaining":{"day":2980}}""",
-            """{"id":"r1","charged":300}""",
-            """{"key":"agent-a","used":{"day":300},"held":{"day":0},"remaining":{"day":2700}}""",
+            """{"key":"agent-a","used":{"day":0},"held":{"day":20},"remaining":{"day":2980}}""",
+            """{"id":"r1","status":"settled","charged":300}""",
             """{"key":"agent-a","used":{"day":0},"held":{"day":0},"remaining":{"day":3000}}""");
     }
 
@@ -239,7 +239,7 @@ public sealed class BudgetReplayTests : IDisposable
         exit.Should().Be(0);
         lines[0].Should().Be("""{"id":"1","admitted":true,"status":200,"reason":"observed","retryAfter":null,"remaining":{"hour":0}}""");
         lines[1].Should().Be("""{"id":"2","admitted":true,"status":200,"reason":"observed","retryAfter":null,"remaining":{"hour":0}}""");
-        lines[2].Should().Be("""{"id":"2","charged":20}""");
+        lines[2].Should().Be("""{"id":"2","status":"settled","charged":20}""");
         lines[3].Should().Be("""{"key":"k","used":{"hour":20},"held":{"hour":8},"remaining":{"hour":0}}""");
     }
 
@@ -253,7 +253,7 @@ public sealed class BudgetReplayTests : IDisposable
 
         var (_, lines, _) = Replay(events);
 
-        lines[1].Should().Be("""{"id":"1","charged":0}""");
+        lines[1].Should().Be("""{"id":"1","status":"notAdmitted","charged":0}""");
     }
 
     [Fact]
@@ -269,7 +269,7 @@ public sealed class BudgetReplayTests : IDisposable
         var (_, lines, _) = Replay(events, limits);
 
         lines[1].Should().Be("""{"key":"k","used":{"day":400},"held":{"day":0},"remaining":{"day":600}}""");
-        lines[2].Should().Be("""{"id":"1","charged":400}""");
+        lines[2].Should().Be("""{"id":"1","status":"expired","charged":400}""");
     }
 
     [Fact]
@@ -352,10 +352,10 @@ public sealed class BudgetReplayTests : IDisposable
         string events = """
             {"op":"request","id":"r1","key":"agent-a","tokens":2000,"at":"2030-01-31T23:59:58Z"}
             {"op":"request","id":"r2","key":"agent-a","tokens":1500,"at":"2030-01-31T23:59:59Z"}
+            {"op":"status","key":"agent-a","at":"2030-01-31T23:59:59.5Z"}
             {"op":"settle","id":"r1","actual":2500,"at":"2030-02-01T00:00:02Z"}
             {"op":"request","id":"r3","key":"agent-a","tokens":100,"at":"2030-02-01T00:00:03Z"}
             {"op":"abandon","id":"r3","at":"2030-02-01T00:00:04Z"}
-            {"op":"status","key":"agent-a","at":"2030-01-31T23:59:59.5Z"}
             {"op":"status","key":"agent-a","at":"2030-02-01T00:00:05Z"}
             {"op":"request","id":"big","key":"agent-a","tokens":5000,"at":"2030-02-01T00:00:06Z"}
             """;

@@ -7,7 +7,7 @@ namespace Kars.Policy.StoreHost;
 /// <c>file DIR [CALLERS] [TOKENS]</c>: opens a <see cref="FileBudgetStore"/> on the real file system in DIR and
 /// admits requests on key <c>crash</c> from CALLERS concurrent loops (default 16), TOKENS tokens each (default 3),
 /// printing <c>ack LEASEID TOKENS</c> after each admission is acknowledged, until the process is killed.
-/// Prints <c>ready</c> once the store is open.
+/// Prints <c>ready</c> once the store is open, or <c>in-use DIR</c> and exits 3 when another store owns DIR.
 /// </summary>
 internal static class FileHost
 {
@@ -23,7 +23,19 @@ internal static class FileHost
         long tokens = args.Length > 2 ? long.Parse(args[2], CultureInfo.InvariantCulture) : 3;
         var level = new BudgetLevel("crash", new BudgetLimits(day: long.MaxValue / 4));
         var output = TextWriter.Synchronized(Console.Out);
-        await using FileBudgetStore store = await FileBudgetStore.OpenAsync(args[0]).ConfigureAwait(false);
+        FileBudgetStore opened;
+        try
+        {
+            opened = await FileBudgetStore.OpenAsync(args[0]).ConfigureAwait(false);
+        }
+        catch (BudgetStoreInUseException ex)
+        {
+            await output.WriteLineAsync("in-use " + ex.Location).ConfigureAwait(false);
+            await output.FlushAsync().ConfigureAwait(false);
+            return 3;
+        }
+
+        await using FileBudgetStore store = opened;
         await output.WriteLineAsync("ready").ConfigureAwait(false);
         await output.FlushAsync().ConfigureAwait(false);
 

@@ -46,3 +46,48 @@ public sealed class BudgetStateCorruptException : BudgetException
     /// <summary>Gets the file (or store location) with the bad state, if known.</summary>
     public string? Path { get; }
 }
+
+/// <summary>
+/// A durable budget store's location is already open in this or another process. One owner per location: two
+/// owners would each decide on counters the other cannot see and overwrite each other's log, losing acknowledged spend.
+/// </summary>
+public sealed class BudgetStoreInUseException : BudgetException
+{
+    /// <summary>Initializes a new instance.</summary>
+    /// <param name="message">What is in use, naming the location.</param>
+    /// <param name="location">The store location (for the file store, its directory).</param>
+    /// <param name="innerException">The underlying cause.</param>
+    public BudgetStoreInUseException(string message, string location, Exception? innerException = null)
+        : base(message, innerException)
+    {
+        Location = location;
+    }
+
+    /// <summary>Gets the store location that is in use (for the file store, its directory).</summary>
+    public string Location { get; }
+}
+
+/// <summary>
+/// A request's instant falls in a period whose counters the store has already pruned (time went back by more than
+/// the store keeps ended periods, about an hour). The store cannot know that period's spend, so it refuses to decide
+/// rather than admit on empty counters. Nothing changed.
+/// </summary>
+public sealed class BudgetPeriodPrunedException : BudgetException
+{
+    /// <summary>Initializes a new instance.</summary>
+    /// <param name="message">What was refused.</param>
+    /// <param name="at">The instant of the request.</param>
+    /// <param name="forgottenBefore">The store no longer knows spend before this instant.</param>
+    public BudgetPeriodPrunedException(string message, NodaTime.Instant at, NodaTime.Instant forgottenBefore)
+        : base(message, null)
+    {
+        At = at;
+        ForgottenBefore = forgottenBefore;
+    }
+
+    /// <summary>Gets the instant of the refused request.</summary>
+    public NodaTime.Instant At { get; }
+
+    /// <summary>Gets the instant before which the store no longer knows the key's spend.</summary>
+    public NodaTime.Instant ForgottenBefore { get; }
+}

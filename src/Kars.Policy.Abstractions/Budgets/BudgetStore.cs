@@ -79,7 +79,7 @@ public abstract class BudgetStore : IAsyncDisposable
     /// <param name="at">The instant of settlement (decides whether the lease has expired); <see langword="null"/> for the store's clock.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The settlement; idempotent per lease.</returns>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive, or <paramref name="actualTokens"/> is negative or above <see cref="MaxTokens"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive, or <paramref name="actualTokens"/> is negative or above <see cref="MaxTokens"/>, or <paramref name="at"/> is outside <see cref="BudgetRequest.MinAt"/>..<see cref="BudgetRequest.MaxAt"/>.</exception>
     /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The store cannot record it durably.</exception>
     public ValueTask<BudgetSettlement> SettleAsync(long leaseId, long actualTokens, Instant? at = null, CancellationToken cancellationToken = default)
@@ -87,6 +87,7 @@ public abstract class BudgetStore : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(leaseId);
         ArgumentOutOfRangeException.ThrowIfNegative(actualTokens);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(actualTokens, MaxTokens);
+        BudgetRequest.ThrowIfOutOfRange(at, nameof(at));
         if (cancellationToken.IsCancellationRequested)
         {
             return ValueTask.FromCanceled<BudgetSettlement>(cancellationToken);
@@ -100,12 +101,13 @@ public abstract class BudgetStore : IAsyncDisposable
     /// <param name="at">The instant of the call; <see langword="null"/> for the store's clock.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The settlement; idempotent per lease.</returns>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive, or <paramref name="at"/> is outside <see cref="BudgetRequest.MinAt"/>..<see cref="BudgetRequest.MaxAt"/>.</exception>
     /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The store cannot record it durably.</exception>
     public ValueTask<BudgetSettlement> AbandonAsync(long leaseId, Instant? at = null, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(leaseId);
+        BudgetRequest.ThrowIfOutOfRange(at, nameof(at));
         if (cancellationToken.IsCancellationRequested)
         {
             return ValueTask.FromCanceled<BudgetSettlement>(cancellationToken);
@@ -121,11 +123,13 @@ public abstract class BudgetStore : IAsyncDisposable
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The status.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="level"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="at"/> is outside <see cref="BudgetRequest.MinAt"/>..<see cref="BudgetRequest.MaxAt"/>.</exception>
     /// <exception cref="OperationCanceledException">The call was cancelled.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The store cannot be read.</exception>
     public ValueTask<BudgetStatus> GetStatusAsync(BudgetLevel level, BudgetLevel? parent = null, Instant? at = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(level);
+        BudgetRequest.ThrowIfOutOfRange(at, nameof(at));
         if (cancellationToken.IsCancellationRequested)
         {
             return ValueTask.FromCanceled<BudgetStatus>(cancellationToken);

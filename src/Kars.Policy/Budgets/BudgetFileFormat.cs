@@ -35,8 +35,10 @@ internal static class BudgetFileFormat
     /// <summary>Splits a file into lines and checks each hash.</summary>
     /// <param name="content">The file bytes.</param>
     /// <param name="lines">The verified payloads with their 1-based line numbers.</param>
-    /// <param name="tornTailOffset">When the final line is torn or invalid, the byte offset where it starts; else -1.</param>
-    /// <param name="badLine">The 1-based number of the first invalid line that is not the final one, else 0.</param>
+    /// <param name="tornTailOffset">When the file ends in an incomplete line (no final newline: a write cut short), the
+    /// byte offset where that line starts; else -1.</param>
+    /// <param name="badLine">The 1-based number of the first complete line (ending in a newline) that does not verify,
+    /// else 0. A complete line never comes from a torn append, so it is damage even when it is the last one.</param>
     public static void Split(ReadOnlySpan<byte> content, List<(int Number, string Payload)> lines, out long tornTailOffset, out int badLine)
     {
         tornTailOffset = -1;
@@ -48,7 +50,6 @@ internal static class BudgetFileFormat
             number++;
             ReadOnlySpan<byte> rest = content[offset..];
             int newline = rest.IndexOf((byte)'\n');
-            bool last = newline < 0 || offset + newline + 1 == content.Length;
             if (newline < 0)
             {
                 tornTailOffset = offset;
@@ -57,12 +58,6 @@ internal static class BudgetFileFormat
 
             if (!TryVerify(rest[..newline], out string? payload))
             {
-                if (last)
-                {
-                    tornTailOffset = offset;
-                    return;
-                }
-
                 badLine = number;
                 return;
             }

@@ -32,6 +32,19 @@ internal sealed class BudgetKeyState(string key)
     /// this key's counters (<see cref="BudgetCounterSet"/>) can tell that they may be stale.</summary>
     public int Version { get; private set; }
 
+    /// <summary>Gets the end of the latest period pruned from this key: its counters before that instant are gone,
+    /// so a request at an earlier instant cannot be decided (it would be admitted on fresh, empty counters).</summary>
+    public Instant ForgottenBefore { get; private set; } = Instant.MinValue;
+
+    /// <summary>Raises <see cref="ForgottenBefore"/> (recovery restores it from a snapshot).</summary>
+    public void Forget(Instant before)
+    {
+        if (before > ForgottenBefore)
+        {
+            ForgottenBefore = before;
+        }
+    }
+
     /// <summary>Gets or sets the counter set of the last admission for this key (owned by the ledger).</summary>
     public BudgetCounterSet? CachedSet { get; set; }
 
@@ -75,6 +88,7 @@ internal sealed class BudgetKeyState(string key)
             if (c.End < horizon && c.Held == 0 && !ReferenceEquals(_current[(int)c.Window], c))
             {
                 _periods.Remove(pair.Key);
+                Forget(c.End);
                 Version++;
             }
         }
@@ -227,6 +241,13 @@ internal sealed class BudgetLedger
         BudgetLevel? parent = request.Parent;
         BudgetKeyState key = GetKey(level.Key, ref _lastKeyName, ref _lastKey);
         BudgetKeyState? parentKey = parent is null ? null : GetKey(parent.Key, ref _lastParentName, ref _lastParent);
+        if (now < key.ForgottenBefore || (parentKey is not null && now < parentKey.ForgottenBefore))
+        {
+            // Time went back into a period this store has already pruned: its spend is forgotten, so any answer
+            // would be made on empty counters. Refuse instead of admitting on them.
+            throw Forgotten(now, parentKey is not null && now < parentKey.ForgottenBefore ? parentKey : key);
+        }
+
         long tokens = request.Tokens;
 
         BudgetCounterSet set = CountersFor(key, parentKey, periods, now);
@@ -244,7 +265,7 @@ internal sealed class BudgetLedger
                 if (!Fits(c, tokens, limit))
                 {
                     fits = false;
-                    retryable &= tokens <= limit;
+                    retryable &= tokens <= limit && limit > 0;
                     blockedUntil = Max(blockedUntil, c.End);
                 }
             }
@@ -260,7 +281,7 @@ internal sealed class BudgetLedger
                     if (!Fits(pc, tokens, parentLimit))
                     {
                         fits = false;
-                        retryable &= tokens <= parentLimit;
+                        retryable &= tokens <= parentLimit && parentLimit > 0;
                         blockedUntil = Max(blockedUntil, pc.End);
                     }
                 }
@@ -285,12 +306,8 @@ internal sealed class BudgetLedger
             }
         }
 
-        for (int i = 0; i < count; i++)
-        {
-            counters[i]!.Held += tokens;
-        }
-
-        long id = NextLeaseId++;
+        // Everything that can fail is computed before the first counter changes (BudgetRequest bounds the lease and
+        // the instant, so this cannot overflow; the order keeps it that way if a bound ever moves).
         if (request.LeaseDuration != _leaseSpan)
         {
             _leaseSpan = request.LeaseDuration;
@@ -298,6 +315,12 @@ internal sealed class BudgetLedger
         }
 
         Instant expiresAt = now + _leaseDuration;
+        for (int i = 0; i < count; i++)
+        {
+            counters[i]!.Held += tokens;
+        }
+
+        long id = NextLeaseId++;
         ref BudgetOpenLease entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_open, id, out _);
         entry.Key = key;
         entry.Parent = parentKey;
@@ -319,6 +342,12 @@ internal sealed class BudgetLedger
     }
 
     public BudgetSettlement Settle(long id, long actual, Instant now) => Finish(id, actual, abandon: false, now);
+
+    private static BudgetPeriodPrunedException Forgotten(Instant now, BudgetKeyState key)
+        => new(
+            $"The budget store cannot decide a request at {now} for key '{key.Key}': the store has already pruned the periods before {key.ForgottenBefore} (time went back), so their spend is no longer known. Requests may arrive at most about an hour out of order.",
+            now,
+            key.ForgottenBefore);
 
     public BudgetSettlement Abandon(long id, Instant now) => Finish(id, 0, abandon: true, now);
 
@@ -403,6 +432,17 @@ internal sealed class BudgetLedger
             throw new FormatException($"lease {id} holds {tokens} tokens (a lease id is positive, a hold 0 to {BudgetStore.MaxTokens})");
         }
 
+        if (_open.ContainsKey(id))
+        {
+            throw new FormatException($"lease {id} is admitted again while it is open (a forged or duplicated record)");
+        }
+
+        if (addToCounters && id < NextLeaseId)
+        {
+            // Lease ids are issued in increasing order and logged in that order: a log record with an older id is forged.
+            throw new FormatException($"lease {id} is admitted after lease {NextLeaseId - 1} (lease ids only grow; a forged or duplicated record)");
+        }
+
         var keyState = GetKey(key);
         var parentState = parent is null ? null : GetKey(parent);
         // Not cached (no Periods): recovery runs once, and the set must name the periods of the lease's own instant.
@@ -441,11 +481,17 @@ internal sealed class BudgetLedger
             throw new FormatException($"lease {id} settled with {actual} tokens (0 to {BudgetStore.MaxTokens})");
         }
 
-        if (_open.Remove(id, out BudgetOpenLease lease))
+        if (!_open.Remove(id, out BudgetOpenLease lease))
         {
-            Close(id, lease, actual ?? lease.Tokens, BudgetSettlementStatus.Settled);
+            // Only an open lease is ever logged as settled or abandoned (repeats and expiries write nothing).
+            throw new FormatException($"lease {id} is settled but is not open (a forged or duplicated record)");
         }
+
+        Close(id, lease, actual ?? lease.Tokens, BudgetSettlementStatus.Settled);
     }
+
+    /// <summary>Restores how far back a key's periods were pruned.</summary>
+    public void RestoreForgotten(string key, Instant before) => GetKey(key).Forget(before);
 
     public void RestoreCounter(string key, BudgetWindow window, Instant start, Instant end, long used, long held)
     {
@@ -480,9 +526,10 @@ internal sealed class BudgetLedger
 
     private static bool Fits(BudgetCounter c, long tokens, long limit)
     {
-        // A saturated load is "at least long.MaxValue": it never fits, whatever the limit.
+        // A saturated load is "at least long.MaxValue": it never fits, whatever the limit. A limit of 0 admits
+        // nothing, not even a request of 0 tokens (docs/budgets.md: it is how an operator switches a key off).
         long load = SaturatingAdd(c.Used, c.Held);
-        return load != long.MaxValue && tokens <= limit && load <= limit - tokens;
+        return load != long.MaxValue && limit > 0 && tokens <= limit && load <= limit - tokens;
     }
 
     private static long Left(BudgetCounter c, long limit)

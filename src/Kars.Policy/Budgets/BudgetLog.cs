@@ -8,8 +8,8 @@ internal static partial class BudgetLog
     [LoggerMessage(3001, LogLevel.Information, "Budget store opened in '{Directory}': {Keys} keys, {OpenLeases} open leases, {Replayed} log records replayed", EventName = "BudgetStoreOpened")]
     public static partial void StoreOpened(ILogger logger, string directory, int keys, int openLeases, long replayed);
 
-    [LoggerMessage(3002, LogLevel.Warning, "Dropped a torn final line at byte {Offset} of '{Path}' (a write that was never acknowledged)", EventName = "BudgetLogTornTail")]
-    public static partial void TornTail(ILogger logger, string path, long offset);
+    [LoggerMessage(3002, LogLevel.Warning, "Dropped an incomplete final record of {Bytes} bytes at byte {Offset} of '{Path}' (a write cut short, never acknowledged)", EventName = "BudgetLogTornTail")]
+    public static partial void TornTail(ILogger logger, string path, long offset, long bytes);
 
     [LoggerMessage(3003, LogLevel.Debug, "Budget store '{Directory}' compacted at sequence {Sequence}", EventName = "BudgetStoreCompacted")]
     public static partial void Compacted(ILogger logger, string directory, long sequence);

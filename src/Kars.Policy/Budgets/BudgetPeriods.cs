@@ -40,8 +40,10 @@ internal static class BudgetPeriods
     /// <summary>Whole seconds from <paramref name="now"/> to <paramref name="until"/>, rounded up, at least 1.</summary>
     public static TimeSpan RetryAfter(Instant now, Instant until)
     {
-        long ticks = (until - now).BclCompatibleTicks;
-        long seconds = ticks <= 0 ? 1 : (ticks + TimeSpan.TicksPerSecond - 1) / TimeSpan.TicksPerSecond;
+        // Exact to the nanosecond: BclCompatibleTicks would drop the sub-100 ns part and round a delay of
+        // 2,700 s + 1 ns down to 2,700 s. The periods are at most a year, so the nanoseconds fit a long.
+        long nanos = (until - now).ToInt64Nanoseconds();
+        long seconds = nanos <= 0 ? 1 : (nanos / NodaConstants.NanosecondsPerSecond) + (nanos % NodaConstants.NanosecondsPerSecond == 0 ? 0 : 1);
         return TimeSpan.FromSeconds(Math.Max(1, seconds));
     }
 

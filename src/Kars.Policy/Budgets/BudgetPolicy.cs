@@ -25,9 +25,9 @@ public sealed class BudgetPolicy
             throw new ArgumentOutOfRangeException(nameof(perRequestTokens), perRequestTokens, "The per-request cap is zero or more.");
         }
 
-        if (leaseDuration <= TimeSpan.Zero)
+        if (leaseDuration <= TimeSpan.Zero || leaseDuration > BudgetRequest.MaxLeaseDuration)
         {
-            throw new ArgumentOutOfRangeException(nameof(leaseDuration), leaseDuration, "The lease duration is positive.");
+            throw new ArgumentOutOfRangeException(nameof(leaseDuration), leaseDuration, "The lease duration is positive and at most BudgetRequest.MaxLeaseDuration (365 days).");
         }
 
         if (!Enum.IsDefined(mode))

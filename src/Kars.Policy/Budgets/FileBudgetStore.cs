@@ -33,7 +33,9 @@ namespace Kars.Policy.Budgets;
 /// generation when the sequence numbers chain exactly.</description></item>
 /// <item><description>An I/O failure while running throws <see cref="BudgetStoreUnavailableException"/> for
 /// that call and every later one (the in-memory state may be ahead of the disk, so the store stops deciding).</description></item>
-/// <item><description>One process owns a directory: the log is opened without write sharing.</description></item>
+/// <item><description>One owner per directory: before recovery reads anything, the store takes an exclusive lock on
+/// <c>budget.lock</c> (an OS file lock, held until the store is disposed or the process dies) and registers the
+/// directory in this process; a second opener, in this or another process, gets <see cref="BudgetStoreInUseException"/>.</description></item>
 /// </list>
 /// Periods come from the injected <see cref="TimeProvider"/> unless a call passes an explicit instant. Safe for concurrent use.
 /// </remarks>
@@ -48,8 +50,18 @@ public sealed class FileBudgetStore : BudgetStore
     /// <summary>The identity file inside the store directory, written once when the store is created in an empty directory.</summary>
     public const string MarkerFileName = "budget.id";
 
+    /// <summary>The lock file inside the store directory: held exclusively by the one store that owns the directory.
+    /// It carries no state and is left in place when the store closes.</summary>
+    public const string LockFileName = "budget.lock";
+
     private const string BackupSuffix = ".bak";
     private const string MarkerMagic = "kars-budget-store";
+
+    private const int SharingViolation = unchecked((int)0x80070020);
+    private const int LockViolation = unchecked((int)0x80070021);
+
+    /// <summary>The directories open in this process, per file system (the OS lock does not exist on every file system).</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IFileSystem, HashSet<string>> OwnedDirectories = new();
 
     private readonly Lock _gate = new();
     private BudgetLedger _ledger = new();
@@ -64,6 +76,8 @@ public sealed class FileBudgetStore : BudgetStore
     private ArrayBufferWriter<byte> _writing = new(64 * 1024);
     private FlushBatch _batch = new();
     private FileSystemStream? _log;
+    private FileSystemStream? _lock;
+    private string? _ownedKey;
     private Task? _flusher;
     private Exception? _failure;
     private bool _signaled;
@@ -85,6 +99,10 @@ public sealed class FileBudgetStore : BudgetStore
     /// <summary>Gets the store directory.</summary>
     public string Directory { get; }
 
+    /// <summary>Gets how many bytes of an incomplete final log record (a write cut short by a crash, never
+    /// acknowledged) the open discarded; 0 when the log ended cleanly. Logged as event 3002 too.</summary>
+    public long TornBytesDiscarded { get; private set; }
+
     /// <summary>Gets or sets how many log records trigger a compaction into a new snapshot.</summary>
     /// <value>The default value is 100,000.</value>
     public long CompactAfterRecords { get; set; } = 100_000;
@@ -100,7 +118,8 @@ public sealed class FileBudgetStore : BudgetStore
     /// <exception cref="ArgumentException"><paramref name="directory"/> is empty.</exception>
     /// <exception cref="BudgetStateCorruptException">The persisted state is corrupt, incomplete (for example the log is missing
     /// while a snapshot, backup or identity file exists) or of an unknown version; no file is changed.</exception>
-    /// <exception cref="BudgetStoreUnavailableException">The directory cannot be read or written, or another process owns it.</exception>
+    /// <exception cref="BudgetStoreInUseException">Another store, in this or another process, has the directory open.</exception>
+    /// <exception cref="BudgetStoreUnavailableException">The directory cannot be read or written.</exception>
     public static async ValueTask<FileBudgetStore> OpenAsync(string directory, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
@@ -113,11 +132,13 @@ public sealed class FileBudgetStore : BudgetStore
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             store._log?.Dispose();
+            store.ReleaseOwnership();
             throw new BudgetStoreUnavailableException($"The budget store in '{directory}' cannot be opened: {ex.Message}", ex);
         }
         catch
         {
             store._log?.Dispose();
+            store.ReleaseOwnership();
             throw;
         }
 
@@ -197,6 +218,7 @@ public sealed class FileBudgetStore : BudgetStore
         }
 
         _log?.Dispose();
+        ReleaseOwnership();
         _signal.Dispose();
     }
 
@@ -354,6 +376,7 @@ public sealed class FileBudgetStore : BudgetStore
     private void Recover()
     {
         _fs.Directory.CreateDirectory(Directory);
+        TakeOwnership();
         bool marker = _fs.File.Exists(_markerPath);
         bool log = _fs.File.Exists(_logPath);
         bool snapshot = _fs.File.Exists(_snapshotPath);
@@ -391,6 +414,7 @@ public sealed class FileBudgetStore : BudgetStore
             // The backup generation: the previous snapshot, the log written after it, then the current log.
             // Sequence numbers must chain exactly, so this restores the same state or fails closed.
             _ledger = new BudgetLedger();
+            TornBytesDiscarded = 0;
             try
             {
                 replayed = Load(_snapshotPath + BackupSuffix, [_logPath + BackupSuffix, _logPath]);
@@ -415,6 +439,60 @@ public sealed class FileBudgetStore : BudgetStore
         BudgetLog.StoreOpened(_logger, Directory, _ledger.Keys.Count, _ledger.OpenLeases.Count, replayed);
     }
 
+    /// <summary>
+    /// Makes this store the one owner of the directory before anything is read: registers the directory for this
+    /// file system in this process (which also covers file systems without OS locks) and holds an exclusive lock on
+    /// <see cref="LockFileName"/> (<see cref="FileShare.None"/>: an advisory <c>flock</c> on Unix, a share lock on
+    /// Windows), which the OS releases when the process dies.
+    /// </summary>
+    private void TakeOwnership()
+    {
+        string key = _fs.Path.GetFullPath(Directory);
+        HashSet<string> owned = OwnedDirectories.GetValue(_fs, _ => new HashSet<string>(StringComparer.Ordinal));
+        lock (owned)
+        {
+            if (!owned.Add(key))
+            {
+                throw InUse(null);
+            }
+        }
+
+        _ownedKey = key;
+        string path = _fs.Path.Combine(Directory, LockFileName);
+        try
+        {
+            _lock = _fs.FileStream.New(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException ex) when (IsLockConflict(ex))
+        {
+            throw InUse(ex);
+        }
+    }
+
+    /// <summary>Whether opening the lock file failed because another handle holds it: a sharing or lock violation on
+    /// Windows; on Unix .NET reports the <c>flock</c> conflict with the raw <c>EWOULDBLOCK</c> errno (11 on Linux, 35 on macOS/BSD).</summary>
+    private static bool IsLockConflict(IOException ex)
+        => ex.HResult is SharingViolation or LockViolation
+            || (!OperatingSystem.IsWindows() && ex.HResult == (OperatingSystem.IsLinux() ? 11 : 35));
+
+    private void ReleaseOwnership()
+    {
+        _lock?.Dispose();
+        _lock = null;
+        if (_ownedKey is { } key && OwnedDirectories.TryGetValue(_fs, out HashSet<string>? owned))
+        {
+            lock (owned)
+            {
+                owned.Remove(key);
+            }
+        }
+
+        _ownedKey = null;
+    }
+
+    private BudgetStoreInUseException InUse(Exception? inner)
+        => new($"The budget store in '{Directory}' is already open in this or another process (it holds {LockFileName}); one store owns a directory at a time.{(inner is null ? string.Empty : " " + inner.Message)}", Directory, inner);
+
     private void CreateFresh()
     {
         // Order matters for a crash in between: the log first (a log from sequence 0 without a snapshot is a
@@ -437,7 +515,7 @@ public sealed class FileBudgetStore : BudgetStore
     private void VerifyMarker()
     {
         var lines = new List<(int Number, string Payload)>();
-        BudgetFileFormat.Split(_fs.File.ReadAllBytes(_markerPath), lines, out long torn, out int bad);
+        BudgetFileFormat.Split(ReadStoreFile(_markerPath), lines, out long torn, out int bad);
         string[] f = lines.Count == 1 ? lines[0].Payload.Split(' ') : [];
         if (bad != 0 || torn >= 0 || f.Length != 3 || f[0] != MarkerMagic || !Guid.TryParseExact(f[2], "N", out _))
         {
@@ -474,7 +552,7 @@ public sealed class FileBudgetStore : BudgetStore
     private long LoadSnapshot(string path)
     {
         var lines = new List<(int Number, string Payload)>();
-        BudgetFileFormat.Split(_fs.File.ReadAllBytes(path), lines, out long torn, out int bad);
+        BudgetFileFormat.Split(ReadStoreFile(path), lines, out long torn, out int bad);
         if (bad != 0 || torn >= 0)
         {
             throw Corrupt(path, $"line {(bad != 0 ? bad : lines.Count + 1)} does not verify (the snapshot is written atomically, so this is damage, not a torn write)");
@@ -535,9 +613,14 @@ public sealed class FileBudgetStore : BudgetStore
                         _ledger.RestoreClosed(new BudgetClosedLease
                         {
                             Id = ParseLong(f[1], path, number),
-                            Status = (BudgetSettlementStatus)ParseLong(f[2], path, number),
+                            Status = ParseClosedStatus(f[2]),
                             Charged = ParseLong(f[3], path, number),
                         });
+                        break;
+                    case "F" when f.Length == 3:
+                        _ledger.RestoreForgotten(
+                            BudgetFileFormat.DecodeKey(f[2]) ?? throw new FormatException("missing key"),
+                            Instant.FromUnixTimeTicks(ParseLong(f[1], path, number)));
                         break;
                     case "E" when f.Length == 2:
                         if (ParseLong(f[1], path, number) != lines.Count - 2)
@@ -568,11 +651,11 @@ public sealed class FileBudgetStore : BudgetStore
     private void ReplayLog(string path, long snapshotSeq, bool haveSnapshot)
     {
         var lines = new List<(int Number, string Payload)>();
-        byte[] content = _fs.File.ReadAllBytes(path);
+        byte[] content = ReadStoreFile(path);
         BudgetFileFormat.Split(content, lines, out long torn, out int bad);
         if (bad != 0)
         {
-            throw Corrupt(path, $"line {bad} does not verify and is followed by more records");
+            throw Corrupt(path, $"line {bad} is complete but does not verify (its checksum or text is damaged; a torn write only ever leaves an incomplete last line)");
         }
 
         if (lines.Count == 0)
@@ -648,10 +731,17 @@ public sealed class FileBudgetStore : BudgetStore
             }
         }
 
+        if (expected - 1 < snapshotSeq)
+        {
+            // The snapshot was taken after these records were flushed, so the log holds at least up to its sequence.
+            throw Corrupt(path, $"the log ends at sequence {expected - 1} but the snapshot already counts up to {snapshotSeq}: records are missing from the log");
+        }
+
         if (torn >= 0)
         {
             // Never acknowledged (the fsync did not complete); the log is rewritten without it on open.
-            BudgetLog.TornTail(_logger, path, torn);
+            TornBytesDiscarded += content.Length - torn;
+            BudgetLog.TornTail(_logger, path, torn, content.Length - torn);
         }
     }
 
@@ -663,6 +753,12 @@ public sealed class FileBudgetStore : BudgetStore
         foreach (BudgetKeyState key in _ledger.Keys.Values)
         {
             string encoded = BudgetFileFormat.EncodeKey(key.Key);
+            if (key.ForgottenBefore != Instant.MinValue)
+            {
+                BudgetFileFormat.AppendLine(builder, string.Join(' ', "F", BudgetFileFormat.Invariant(key.ForgottenBefore.ToUnixTimeTicks()), encoded));
+                count++;
+            }
+
             foreach (BudgetCounter c in key.Counters)
             {
                 BudgetFileFormat.AppendLine(builder, string.Join(
@@ -732,6 +828,31 @@ public sealed class FileBudgetStore : BudgetStore
         _log = _fs.FileStream.New(_logPath, FileMode.Append, FileAccess.Write, FileShare.Read);
     }
 
+    /// <summary>
+    /// Reads a whole store file, which must be a regular file. Opened for reading and writing: on Linux that open does
+    /// not wait for a writer when the path is a FIFO (a read-only open would block forever), and a FIFO, socket or
+    /// terminal is then refused because it cannot seek. Exactly <c>Length</c> bytes are read, so a device that
+    /// reports length 0 (such as <c>/dev/zero</c>) reads as empty instead of without end.
+    /// </summary>
+    private byte[] ReadStoreFile(string path)
+    {
+        using FileSystemStream stream = _fs.FileStream.New(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
+        if (!stream.CanSeek)
+        {
+            throw new BudgetStateCorruptException($"The budget state in '{Directory}' is not usable: '{path}' is not a regular file (a FIFO, socket or device). Refusing to start; store files must be regular files.", path);
+        }
+
+        long length = stream.Length;
+        if (length > int.MaxValue - 64)
+        {
+            throw new BudgetStateCorruptException($"The budget state in '{Directory}' is not usable: '{path}' is larger than 2 GiB.", path);
+        }
+
+        byte[] bytes = new byte[length];
+        stream.ReadExactly(bytes);
+        return bytes;
+    }
+
     private void WriteDurably(string path, byte[] bytes)
     {
         using FileSystemStream stream = _fs.FileStream.New(path, FileMode.Create, FileAccess.Write, FileShare.None);
@@ -743,6 +864,14 @@ public sealed class FileBudgetStore : BudgetStore
         => long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long value)
             ? value
             : throw Corrupt(path, $"line {line}: '{text}' is not a number");
+
+    private static BudgetSettlementStatus ParseClosedStatus(string text)
+        => text switch
+        {
+            "1" => BudgetSettlementStatus.Settled,
+            "3" => BudgetSettlementStatus.Expired,
+            _ => throw new FormatException($"unknown closed-lease status '{text}'"),
+        };
 
     private static BudgetWindow ParseWindow(string text)
         => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w is >= 0 and < BudgetPeriods.WindowCount

@@ -12,7 +12,7 @@ namespace Kars.Policy.Tests.Budgets;
 /// stores whose own clock cannot be faked (Redis uses the server TIME) run the same suite; keys carry a per-test
 /// prefix so a shared server needs no cleanup between tests.
 /// </summary>
-public abstract class BudgetStoreContractTests : IAsyncLifetime
+public abstract partial class BudgetStoreContractTests : IAsyncLifetime
 {
     /// <summary>The lease duration the tests use.</summary>
     protected static readonly TimeSpan LeaseDuration = TimeSpan.FromMinutes(5);
