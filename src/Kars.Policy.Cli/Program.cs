@@ -16,6 +16,8 @@ internal static class Program
             EvalCommand.Create(console),
             BudgetCommand.Create(console),
             EvalLearnedCommand.Create(console),
+            VerifyCommands.CreateVerifyBlob(console, new System.IO.Abstractions.FileSystem()),
+            VerifyCommands.CreateVerify(console, new System.IO.Abstractions.FileSystem()),
         };
 
         ParseResult parse = root.Parse(args);

@@ -1,0 +1,185 @@
+using System.IO.Abstractions;
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace Kars.Policy.Bundles;
+
+/// <summary>An OCI descriptor read from an index or manifest.</summary>
+internal sealed record OciDescriptor(string MediaType, byte[] Sha256, long Size, IReadOnlyDictionary<string, string> Annotations, string? ArtifactType)
+{
+    public string Digest => OciDigest.Format(Sha256);
+
+    public string? RefName => Annotations.TryGetValue("org.opencontainers.image.ref.name", out string? name) ? name : null;
+}
+
+/// <summary>
+/// A read-only OCI image layout (<c>oci-layout</c>, <c>index.json</c>, <c>blobs/sha256/…</c>). Every blob read is a
+/// regular file (no link), bounded in size, exactly the descriptor's size, and its SHA-256 is recomputed.
+/// </summary>
+internal sealed class OciLayout
+{
+    public const string BundleMediaType = SigstoreBundleReader.MediaTypeV03;
+    private const int MaxIndexEntries = 4096;
+    private readonly IFileSystem _fileSystem;
+    private readonly string _root;
+    private readonly int _maxBytes;
+
+    private OciLayout(IFileSystem fileSystem, string root, int maxBytes, IReadOnlyList<OciDescriptor> manifests)
+    {
+        _fileSystem = fileSystem;
+        _root = root;
+        _maxBytes = maxBytes;
+        Manifests = manifests;
+    }
+
+    /// <summary>Gets the descriptors of <c>index.json</c>.</summary>
+    public IReadOnlyList<OciDescriptor> Manifests { get; }
+
+    public static OciLayout Open(IFileSystem fileSystem, string root, int maxBytes)
+    {
+        if (!fileSystem.Directory.Exists(root))
+        {
+            throw new BundleException(BundleFailureReason.NotFound, $"{root} is not a directory");
+        }
+
+        byte[] marker = ReadRegularFile(fileSystem, fileSystem.Path.Combine(root, "oci-layout"), 4096, "oci-layout");
+        using (var layoutDocument = Json.Parse(marker, "oci-layout"))
+        {
+            if (Json.String(layoutDocument.RootElement, "imageLayoutVersion", "oci-layout") != "1.0.0")
+            {
+                throw BundleException.Malformed("oci-layout: imageLayoutVersion must be 1.0.0");
+            }
+        }
+
+        byte[] index = ReadRegularFile(fileSystem, fileSystem.Path.Combine(root, "index.json"), maxBytes, "index.json");
+        return new OciLayout(fileSystem, root, maxBytes, ReadIndex(index, "index.json"));
+    }
+
+    /// <summary>Reads a blob and checks its digest (and size, when the descriptor gives one).</summary>
+    public byte[] ReadBlob(byte[] sha256, long? size, string what)
+    {
+        if (size is < 0 || size > _maxBytes)
+        {
+            throw BundleException.Malformed($"{what}: size {size} is out of bounds");
+        }
+
+        string path = _fileSystem.Path.Combine(_root, "blobs", "sha256", Convert.ToHexStringLower(sha256));
+        byte[] bytes = ReadRegularFile(_fileSystem, path, _maxBytes, what);
+        if (!SHA256.HashData(bytes).AsSpan().SequenceEqual(sha256))
+        {
+            throw new BundleException(BundleFailureReason.DigestMismatch, $"{what}: the blob's content does not hash to {OciDigest.Format(sha256)}");
+        }
+
+        if (size is { } expected && bytes.Length != expected)
+        {
+            throw new BundleException(BundleFailureReason.DigestMismatch, $"{what}: the blob is {bytes.Length} bytes, its descriptor says {expected}");
+        }
+
+        return bytes;
+    }
+
+    public bool HasBlob(byte[] sha256) =>
+        _fileSystem.File.Exists(_fileSystem.Path.Combine(_root, "blobs", "sha256", Convert.ToHexStringLower(sha256)));
+
+    /// <summary>Reads an image manifest: its layers and optional subject.</summary>
+    public (IReadOnlyList<OciDescriptor> Layers, OciDescriptor? Subject, string? ArtifactType) ReadManifest(OciDescriptor descriptor)
+    {
+        byte[] bytes = ReadBlob(descriptor.Sha256, descriptor.Size, $"manifest {descriptor.Digest}");
+        using var document = Json.Parse(bytes, $"manifest {descriptor.Digest}");
+        var top = document.RootElement;
+        var layers = new List<OciDescriptor>();
+        if (top.TryGetProperty("layers", out var array))
+        {
+            if (array.ValueKind != JsonValueKind.Array || array.GetArrayLength() > MaxIndexEntries)
+            {
+                throw BundleException.Malformed($"manifest {descriptor.Digest}: layers must be an array");
+            }
+
+            foreach (var layer in array.EnumerateArray())
+            {
+                layers.Add(ReadDescriptor(layer, $"manifest {descriptor.Digest} layer"));
+            }
+        }
+
+        var subject = Json.OptionalObject(top, "subject", "manifest") is { } s ? ReadDescriptor(s, "manifest subject") : null;
+        return (layers, subject, Json.OptionalString(top, "artifactType", "manifest"));
+    }
+
+    /// <summary>Reads an image index blob (a referrers-tag index).</summary>
+    public IReadOnlyList<OciDescriptor> ReadIndexBlob(OciDescriptor descriptor) =>
+        ReadIndex(ReadBlob(descriptor.Sha256, descriptor.Size, $"index {descriptor.Digest}"), $"index {descriptor.Digest}");
+
+    private static IReadOnlyList<OciDescriptor> ReadIndex(byte[] bytes, string what)
+    {
+        using var document = Json.Parse(bytes, what);
+        var manifests = Json.Array(document.RootElement, "manifests", what);
+        if (manifests.GetArrayLength() > MaxIndexEntries)
+        {
+            throw BundleException.Malformed($"{what} lists too many manifests");
+        }
+
+        return [.. manifests.EnumerateArray().Select(m => ReadDescriptor(m, what + " manifest"))];
+    }
+
+    private static OciDescriptor ReadDescriptor(JsonElement element, string what)
+    {
+        string digest = Json.String(element, "digest", what);
+        if (!OciDigest.TryParse(digest, out byte[]? sha256))
+        {
+            throw new BundleException(BundleFailureReason.InvalidReference, $"{what}: \"{digest}\" is not a sha256 digest");
+        }
+
+        var annotations = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (Json.OptionalObject(element, "annotations", what) is { } a)
+        {
+            foreach (var property in a.EnumerateObject())
+            {
+                annotations[property.Name] = property.Value.ValueKind == JsonValueKind.String
+                    ? property.Value.GetString()!
+                    : throw BundleException.Malformed($"{what}: annotation {property.Name} is not a string");
+            }
+        }
+
+        return new OciDescriptor(
+            Json.String(element, "mediaType", what),
+            sha256,
+            Json.NonNegativeInt64(element, "size", what),
+            annotations,
+            Json.OptionalString(element, "artifactType", what));
+    }
+
+    private static byte[] ReadRegularFile(IFileSystem fileSystem, string path, int maxBytes, string what)
+    {
+        var info = fileSystem.FileInfo.New(path);
+        if (!info.Exists)
+        {
+            throw new BundleException(BundleFailureReason.NotFound, $"{what} is missing from the layout");
+        }
+
+        if (info.LinkTarget is not null || (info.Attributes & (FileAttributes.ReparsePoint | FileAttributes.Directory | FileAttributes.Device)) != 0)
+        {
+            throw BundleException.Malformed($"{what} is not a regular file");
+        }
+
+        if (info.Length > maxBytes)
+        {
+            throw BundleException.Malformed($"{what} is larger than {maxBytes} bytes");
+        }
+
+        using var stream = fileSystem.File.OpenRead(path);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = stream.Read(chunk, 0, chunk.Length)) > 0)
+        {
+            if (buffer.Length + read > maxBytes)
+            {
+                throw BundleException.Malformed($"{what} is larger than {maxBytes} bytes");
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
+        return buffer.ToArray();
+    }
+}
