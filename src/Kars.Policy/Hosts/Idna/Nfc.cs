@@ -70,11 +70,15 @@ internal static class Nfc
         }
     }
 
+    /// <summary>Whether normalisation could change <paramref name="text"/>. Code points below U+0300, CJK Unified
+    /// Ideographs (U+4E00–U+9FFF) and Hangul syllables (U+AC00–U+D7A3) have no canonical decomposition, combining
+    /// class 0, and never combine with what precedes them; a text made only of them is already NFC (a syllable that
+    /// could take a trailing jamo needs that jamo, which is not in these ranges). NormalizationTest.txt checks it.</summary>
     private static bool NeedsWork(ReadOnlySpan<int> text)
     {
         foreach (int c in text)
         {
-            if (c >= QuickCheckLimit)
+            if (c >= QuickCheckLimit && c is not ((>= 0x4E00 and <= 0x9FFF) or (>= 0xAC00 and <= 0xD7A3)))
             {
                 return true;
             }
