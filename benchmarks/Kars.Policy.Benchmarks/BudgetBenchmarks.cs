@@ -168,7 +168,7 @@ public class BudgetFileStoreBenchmarks
         _dir = Path.Combine(Path.GetTempPath(), "kars-bench-" + Guid.NewGuid().ToString("N"));
         var fs = new FileSystem();
         fs.Directory.CreateDirectory(_dir);
-        _store = FileBudgetStore.OpenAsync(fs.Path.Combine(_dir, "store"), fs, TimeProvider.System).AsTask().GetAwaiter().GetResult();
+        _store = FileBudgetStore.OpenAsync(fs.Path.Combine(_dir, "store"), options: null, fs, TimeProvider.System).AsTask().GetAwaiter().GetResult();
         _request = new BudgetRequest(new BudgetLevel("agent-a", new BudgetLimits(day: long.MaxValue / 2, month: long.MaxValue / 2)), 10, TimeSpan.FromMinutes(10));
         _naiveLog = new FileStream(fs.Path.Combine(_dir, "naive.log"), FileMode.Append, FileAccess.Write, FileShare.Read);
     }
