@@ -68,7 +68,8 @@ internal sealed class BudgetKeyState(string key)
         return counter;
     }
 
-    /// <summary>Whether the key has no open lease and every counter's period ended at or before <paramref name="now"/>.</summary>
+    /// <summary>Whether the key has no open lease and every counter's period ended more than an hour before
+    /// <paramref name="now"/> (the same grace as <see cref="Prune"/>: status reads of the period that just ended).</summary>
     public bool IsIdle(Instant now)
     {
         if (OpenLeases != 0)
@@ -76,9 +77,10 @@ internal sealed class BudgetKeyState(string key)
             return false;
         }
 
+        Instant horizon = now - Duration.FromHours(1);
         foreach (BudgetCounter c in _periods.Values)
         {
-            if (c.End > now || c.Held != 0)
+            if (c.End >= horizon || c.Held != 0)
             {
                 return false;
             }
@@ -612,8 +614,9 @@ internal sealed class BudgetLedger
         return periods;
     }
 
-    /// <summary>Forgets every key that has no open lease and whose counters all belong to periods that ended at or
-    /// before <paramref name="now"/>: it has nothing left to decide with (a new period starts from zero either way).
+    /// <summary>Forgets every key that has no open lease and whose counters all belong to periods that ended more
+    /// than an hour before <paramref name="now"/>: it has nothing left to decide with (a new period starts from zero
+    /// either way).
     /// Runs when the current hour changes, so at most once per hour of the store's clock.</summary>
     /// <returns>How many keys were evicted.</returns>
     public int EvictIdle(Instant now)

@@ -277,9 +277,15 @@ public sealed class BudgetShapeTests
         BudgetDecision open = await store.TryReserveAsync(new BudgetRequest(Level("open", day: 100), 5, TimeSpan.FromDays(3)));
         store.KeyCount.Should().Be(102);
 
+        // 01:00: the day ended an hour ago, still kept for status reads of the day that just ended.
         _time.Advance(TimeSpan.FromHours(13));
         await store.TryReserveAsync(Request(Level("day-0", day: 100), 1));
+        store.KeyCount.Should().Be(102);
+        (await store.GetStatusAsync(Level("day-1", day: 100), at: Noon)).Windows.Single().Used.Should().Be(5);
 
+        // 02:00: evicted.
+        _time.Advance(TimeSpan.FromHours(1));
+        await store.TryReserveAsync(Request(Level("day-0", day: 100), 1));
         store.KeyCount.Should().Be(3, "day-0 (active again), the yearly key and the key with an open lease remain");
         (await store.GetStatusAsync(Level("day-1", day: 100))).Windows.Single().Used.Should().Be(0);
         (await store.GetStatusAsync(new BudgetLevel("year", new BudgetLimits(year: 100)))).Windows.Single().Used.Should().Be(5);
@@ -293,7 +299,7 @@ public sealed class BudgetShapeTests
         var tenant = Level("tenant", day: 100);
         BudgetDecision open = await store.TryReserveAsync(new BudgetRequest(Level("agent", day: 100), 40, TimeSpan.FromDays(3), tenant));
 
-        _time.Advance(TimeSpan.FromHours(13));
+        _time.Advance(TimeSpan.FromHours(14));
         await store.TryReserveAsync(Request(Level("other", day: 1), 1));
         await open.Lease.SettleAsync(30);
 
