@@ -10,7 +10,8 @@ namespace Kars.Policy.Budgets;
 /// </summary>
 /// <remarks>
 /// Periods come from the injected <see cref="TimeProvider"/> unless a call passes an explicit instant. One lock
-/// guards the state, so admission is atomic across every window and level; the clock is read before entering it.
+/// (<see cref="Lock"/>) guards the state, so admission is atomic across every window and level; the clock is read
+/// before entering it.
 /// Keys that have no open lease and whose every counted window has ended are evicted (checked when the hour of
 /// the store's clock changes), so memory follows the active keys, not every key ever seen. Safe for concurrent use.
 /// </remarks>
