@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Abstractions;
 using System.Threading.RateLimiting;
 using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Jobs;
 using Kars.Policy.Budgets;
 
 namespace Kars.Policy.Benchmarks;
@@ -168,7 +169,7 @@ public class BudgetFileStoreBenchmarks
         _dir = Path.Combine(Path.GetTempPath(), "kars-bench-" + Guid.NewGuid().ToString("N"));
         var fs = new FileSystem();
         fs.Directory.CreateDirectory(_dir);
-        _store = FileBudgetStore.OpenAsync(fs.Path.Combine(_dir, "store"), fs, TimeProvider.System).AsTask().GetAwaiter().GetResult();
+        _store = FileBudgetStore.OpenAsync(fs.Path.Combine(_dir, "store"), options: null, fs, TimeProvider.System).AsTask().GetAwaiter().GetResult();
         _request = new BudgetRequest(new BudgetLevel("agent-a", new BudgetLimits(day: long.MaxValue / 2, month: long.MaxValue / 2)), 10, TimeSpan.FromMinutes(10));
         _naiveLog = new FileStream(fs.Path.Combine(_dir, "naive.log"), FileMode.Append, FileAccess.Write, FileShare.Read);
     }
@@ -272,5 +273,139 @@ public class BudgetAdmissionOnlyBenchmarks
         BudgetDecision decision = _store.TryReserveAsync(_request).GetAwaiter().GetResult();
         _leases.Add(decision.Lease.Id);
         return decision.IsAdmitted;
+    }
+}
+
+/// <summary>
+/// Contended admission (issue 8): 2, 8 and 64 callers on dedicated threads, all on one key or each on its own key,
+/// every operation a reserve plus its settlement through the lease (two lock acquisitions). Compares, in one run,
+/// the in-memory store on <see cref="System.Threading.Lock"/>, the same store on the compare-and-swap spin lock
+/// (<c>BudgetSpinLock</c>), and the naive baseline (ConcurrentDictionary + one lock). The total work per invocation
+/// is fixed (<see cref="TotalOperations"/>, split over the callers), so per-operation times compare across caller
+/// counts. The threads are created once per case and released by a barrier per invocation.
+/// </summary>
+[MemoryDiagnoser]
+[Config(typeof(ContendedConfig))]
+[MedianColumn]
+public class BudgetContendedBenchmarks
+{
+    private const int TotalOperations = 65_536;
+    private const long Tokens = 10;
+    private readonly NaiveBudget _naive = new();
+    private InMemoryBudgetStore _lockStore = null!;
+    private InMemoryBudgetStore _spinStore = null!;
+    private BudgetRequest[] _requests = null!;
+    private string[] _keys = null!;
+    private Thread[] _threads = null!;
+    private Barrier _start = null!;
+    private CountdownEvent _done = null!;
+    private Action<int> _work = null!;
+    private volatile bool _stop;
+
+    /// <summary>Gets or sets the number of concurrent callers.</summary>
+    [Params(2, 8, 64)]
+    public int Callers { get; set; }
+
+    /// <summary>Gets or sets whether each caller uses its own key (else all share one).</summary>
+    [Params(false, true)]
+    public bool DistinctKeys { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _lockStore = new InMemoryBudgetStore(TimeProvider.System, BudgetLedgerGate.ForLock());
+        _spinStore = new InMemoryBudgetStore(TimeProvider.System, BudgetLedgerGate.ForSpinLock());
+        var limits = new BudgetLimits(hour: long.MaxValue / 2, day: long.MaxValue / 2, week: long.MaxValue / 2, month: long.MaxValue / 2, year: long.MaxValue / 2);
+        _keys = Enumerable.Range(0, Callers).Select(i => DistinctKeys ? "agent-" + i.ToString(CultureInfo.InvariantCulture) : "agent").ToArray();
+        BudgetLevel shared = new("agent", limits);
+        _requests = _keys.Select(k => new BudgetRequest(DistinctKeys ? new BudgetLevel(k, limits) : shared, Tokens, TimeSpan.FromMinutes(10))).ToArray();
+        _start = new Barrier(Callers + 1);
+        _done = new CountdownEvent(Callers);
+        _threads = Enumerable.Range(0, Callers).Select(i => new Thread(() => Worker(i)) { IsBackground = true }).ToArray();
+        foreach (Thread thread in _threads)
+        {
+            thread.Start();
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _stop = true;
+        _start.SignalAndWait();
+        foreach (Thread thread in _threads)
+        {
+            thread.Join();
+        }
+
+        _start.Dispose();
+        _done.Dispose();
+    }
+
+    /// <summary>Naive: ConcurrentDictionary of per-period counters, one lock, calendar maths per call.</summary>
+    [Benchmark(Baseline = true, OperationsPerInvoke = TotalOperations)]
+    public void NaiveDictionaryAndLock() => Run(caller =>
+    {
+        string key = _keys[caller];
+        for (int i = TotalOperations / Callers; i > 0; i--)
+        {
+            _naive.TryReserveAndSettle(key, Tokens);
+        }
+    });
+
+    /// <summary>Kars.Policy: InMemoryBudgetStore on System.Threading.Lock, reserve + settle through the lease.</summary>
+    [Benchmark(OperationsPerInvoke = TotalOperations)]
+    public void StoreWithLock() => Run(caller => ReserveAndSettle(_lockStore, caller));
+
+    /// <summary>Kars.Policy: InMemoryBudgetStore on the compare-and-swap spin lock, reserve + settle through the lease.</summary>
+    [Benchmark(OperationsPerInvoke = TotalOperations)]
+    public void StoreWithSpinLock() => Run(caller => ReserveAndSettle(_spinStore, caller));
+
+    private void ReserveAndSettle(InMemoryBudgetStore store, int caller)
+    {
+        BudgetRequest request = _requests[caller];
+        for (int i = TotalOperations / Callers; i > 0; i--)
+        {
+            BudgetDecision decision = store.TryReserveAsync(request).GetAwaiter().GetResult();
+            decision.Lease.SettleAsync(Tokens).GetAwaiter().GetResult();
+        }
+    }
+
+    private void Run(Action<int> work)
+    {
+        _work = work;
+        _done.Reset();
+        _start.SignalAndWait();
+        _done.Wait();
+    }
+
+    /// <summary>One invocation per iteration (each is tens of milliseconds of work), run in the benchmark process
+    /// itself: the generated-project build of the default toolchain does not finish on the shared 2-core machine.</summary>
+    private sealed class ContendedConfig : BenchmarkDotNet.Configs.ManualConfig
+    {
+        public ContendedConfig()
+            => AddJob(Job.Default
+                .WithStrategy(BenchmarkDotNet.Engines.RunStrategy.Monitoring)
+                .WithLaunchCount(1)
+                .WithWarmupCount(3)
+                .WithIterationCount(9)
+                .WithInvocationCount(1)
+                .WithUnrollFactor(1)
+                .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance));
+    }
+
+    private void Worker(int caller)
+    {
+        while (true)
+        {
+            _start.SignalAndWait();
+            if (_stop)
+            {
+                return;
+            }
+
+            _work(caller);
+            _done.Signal();
+        }
     }
 }

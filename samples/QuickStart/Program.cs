@@ -14,7 +14,10 @@ var meter = new BudgetMeter(new InMemoryBudgetStore(), new BudgetPolicy(new Budg
 BudgetDecision budget = await meter.TryReserveAsync("sandbox-a", tokens: 1_200);
 if (budget.IsAdmitted)
 {
-    await budget.Lease.SettleAsync(actualTokens: 950);
+    await using (budget.Lease)   // charged in full if the usage never arrives; costs nothing more once settled
+    {
+        await budget.Lease.SettleAsync(actualTokens: 950);
+    }
 }
 // end-snippet
 

@@ -47,7 +47,7 @@ internal sealed class BudgetReplay
 
         if (spec.StartsWith("file:", StringComparison.Ordinal) && spec.Length > 5)
         {
-            return await FileBudgetStore.OpenAsync(spec[5..], fileSystem, time).ConfigureAwait(false);
+            return await FileBudgetStore.OpenAsync(spec[5..], options: null, fileSystem, time).ConfigureAwait(false);
         }
 
         if (spec.StartsWith("redis:", StringComparison.Ordinal))
@@ -63,8 +63,7 @@ internal sealed class BudgetReplay
             {
                 Configuration = configuration,
                 KeyPrefix = $"kars:replay:{Guid.NewGuid():N}:",
-                TimeProvider = time,
-            });
+            }, connection: null, time);
         }
 
         throw new BudgetReplayException($"--store '{spec}' is not one of memory, file:PATH, redis:CONN");

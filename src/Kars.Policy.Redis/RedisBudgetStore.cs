@@ -68,10 +68,13 @@ public sealed partial class RedisBudgetStore : BudgetStore
     /// <see cref="RedisBudgetStoreOptions.Configuration"/> on first use; with one, it uses it and never disposes it.</summary>
     /// <param name="options">The options; validated and copied.</param>
     /// <param name="connection">An existing connection, or <see langword="null"/> to create one.</param>
-    /// <param name="logger">The logger, or <see langword="null"/>.</param>
+    /// <param name="timeProvider">The clock used only where Redis cannot supply one (the expiry and instant of a
+    /// fail-open admission, release back-off); windows and lease expiries always come from the Redis server clock
+    /// or the request's explicit instant. <see cref="TimeProvider.System"/> when <see langword="null"/>.</param>
+    /// <param name="loggerFactory">The logger factory, or <see langword="null"/> for no logging.</param>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option is invalid (the message names it).</exception>
-    public RedisBudgetStore(RedisBudgetStoreOptions options, IConnectionMultiplexer? connection = null, ILogger<RedisBudgetStore>? logger = null)
+    public RedisBudgetStore(RedisBudgetStoreOptions options, IConnectionMultiplexer? connection = null, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrEmpty(options.KeyPrefix))
@@ -94,8 +97,8 @@ public sealed partial class RedisBudgetStore : BudgetStore
         _operationTimeout = options.OperationTimeout;
         _margin = Seconds(options.CounterExpiryMargin);
         _tombstoneTtl = Seconds(options.SettledLeaseRetention);
-        _logger = (ILogger?)logger ?? NullLogger.Instance;
-        _timeProvider = options.TimeProvider ?? TimeProvider.System;
+        _logger = (ILogger?)loggerFactory?.CreateLogger<RedisBudgetStore>() ?? NullLogger.Instance;
+        _timeProvider = timeProvider ?? TimeProvider.System;
 
         if (connection is not null)
         {
@@ -129,13 +132,6 @@ public sealed partial class RedisBudgetStore : BudgetStore
         _ownsConnection = true;
         _connect = async () => await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
     }
-
-    /// <summary>Returns whether a lease was issued without a hold because Redis was unavailable and the store runs
-    /// with <see cref="RedisBudgetFailureMode.Open"/>. Settling such a lease records nothing.</summary>
-    /// <param name="lease">The lease.</param>
-    /// <returns><see langword="true"/> for a fail-open lease of this store type.</returns>
-    public static bool IsFailOpenLease(BudgetLease lease)
-        => lease.Store is RedisBudgetStore && (lease.Id & FailOpenLeaseFlag) != 0;
 
     /// <inheritdoc/>
     protected override async ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken)
@@ -224,20 +220,24 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
             long retrySeconds = (long)r[3];
             long expiresMs = (long)r[4];
+            Instant now = request.At ?? FromClock((long)r[1], (long)r[2]);
 
-            BudgetWindowValues remaining = Remaining(r, 6, windows, level, parent);
+            // The script returns held tokens including this request when it admitted it; blocking is judged before.
+            long admittedHold = status == 0 ? 0 : request.Tokens;
+            var shape = Shape(r, 6, windows, level, parent, request.Tokens, admittedHold);
+            BudgetWindow? blocking = shape.Blocking;
             if (status == 0)
             {
-                // -1: the tokens exceed a limit outright; no rollover makes room.
+                // -1: the tokens exceed a limit outright (or the hold could not be represented); no rollover makes room.
                 TimeSpan? retryAfter = retrySeconds < 0 ? null : TimeSpan.FromSeconds(Math.Max(1, retrySeconds));
-                return new BudgetDecision(BudgetReason.BudgetExceeded, request.Tokens, default, retryAfter, remaining);
+                return new BudgetDecision(BudgetReason.BudgetExceeded, request.Tokens, default, retryAfter, now, shape.Limits, shape.Remaining, blocking);
             }
 
             Instant expiresAt = request.At is { } at
                 ? at + Duration.FromTimeSpan(request.LeaseDuration)
                 : Instant.FromUnixTimeMilliseconds(expiresMs);
-            var lease = new BudgetLease(this, leaseId, request.Tokens, expiresAt);
-            return new BudgetDecision(status == 2 ? BudgetReason.Observed : BudgetReason.Admitted, request.Tokens, lease, null, remaining);
+            BudgetLease lease = CreateLease(leaseId, request.Tokens, expiresAt);
+            return new BudgetDecision(status == 2 ? BudgetReason.Observed : BudgetReason.Admitted, request.Tokens, lease, null, now, shape.Limits, shape.Remaining, blocking);
         }
     }
 
@@ -342,6 +342,16 @@ public sealed partial class RedisBudgetStore : BudgetStore
         }
     }
 
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            // Synchronous disposal (DI containers). Only an owned, connected multiplexer has anything to release.
+            DisposeAsyncCore().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
     private async ValueTask<BudgetSettlement> FinishAsync(long leaseId, long? actualTokens, Instant? at, CancellationToken cancellationToken, bool release = false)
     {
         if ((leaseId & FailOpenLeaseFlag) != 0)
@@ -368,6 +378,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
         Log.FailedOpen(_logger, request.Level.Key, request.Tokens, ex.InnerException?.GetType().Name ?? ex.GetType().Name);
         long id = FailOpenLeaseFlag | Interlocked.Increment(ref _failOpenSequence);
         var remaining = default(BudgetWindowValues);
+        var limits = default(BudgetWindowValues);
         for (var w = BudgetWindow.Hour; w <= BudgetWindow.Year; w++)
         {
             if (windows.Contains(w))
@@ -385,11 +396,13 @@ public sealed partial class RedisBudgetStore : BudgetStore
                 }
 
                 remaining = remaining.With(w, limit);
+                limits = limits.With(w, limit);
             }
         }
 
-        Instant expires = (request.At ?? Instant.FromDateTimeOffset(_timeProvider.GetUtcNow())) + Duration.FromTimeSpan(request.LeaseDuration);
-        return new BudgetDecision(BudgetReason.Admitted, request.Tokens, new BudgetLease(this, id, request.Tokens, expires), null, remaining);
+        Instant now = request.At ?? Instant.FromDateTimeOffset(_timeProvider.GetUtcNow());
+        Instant expires = now + Duration.FromTimeSpan(request.LeaseDuration);
+        return new BudgetDecision(BudgetReason.Admitted, request.Tokens, CreateLease(id, request.Tokens, expires), null, now, limits, remaining, blockingWindow: null, isUnmetered: true);
     }
 
     /// <summary>Runs a script. Throws <see cref="BudgetStoreUnavailableException"/> when Redis cannot be reached, does
@@ -590,10 +603,17 @@ public sealed partial class RedisBudgetStore : BudgetStore
         return i;
     }
 
-    private static BudgetWindowValues Remaining(RedisResult[] r, int offset, BudgetWindowValues windows, BudgetLevel level, BudgetLevel? parent)
+    /// <summary>Per limited window: the binding limit (the level with the least room; the smaller limit on a tie),
+    /// the remaining tokens, and the blocking window (of the windows without room for the request before it was
+    /// admitted, the one whose period ends last; the longer on a tie).</summary>
+    private static (BudgetWindowValues Limits, BudgetWindowValues Remaining, BudgetWindow? Blocking) Shape(
+        RedisResult[] r, int offset, BudgetWindowValues windows, BudgetLevel level, BudgetLevel? parent, long tokens, long admittedHold)
     {
         int windowCount = windows.Count;
+        var limits = default(BudgetWindowValues);
         var remaining = default(BudgetWindowValues);
+        BudgetWindow? blocking = null;
+        long blockingEnd = long.MinValue;
         int k = 0;
         for (var w = BudgetWindow.Hour; w <= BudgetWindow.Year; w++)
         {
@@ -603,23 +623,60 @@ public sealed partial class RedisBudgetStore : BudgetStore
             }
 
             long room = long.MaxValue;
+            long bound = long.MaxValue;
+            bool blocked = false;
+            long end = 0;
             if (level.Limits.TryGetLimit(w, out long limit))
             {
                 int o = offset + (4 * k);
-                room = Room(limit, (long)r[o], (long)r[o + 1]);
+                long used = (long)r[o];
+                long held = (long)r[o + 1];
+                room = Room(limit, used, held);
+                bound = limit;
+                blocked |= !Fits(limit, used, held - admittedHold, tokens);
+                end = (long)r[o + 3];
             }
 
             if (parent is not null && parent.Limits.TryGetLimit(w, out long parentLimit))
             {
                 int o = offset + (4 * (windowCount + k));
-                room = Math.Min(room, Room(parentLimit, (long)r[o], (long)r[o + 1]));
+                long used = (long)r[o];
+                long held = (long)r[o + 1];
+                long parentRoom = Room(parentLimit, used, held);
+                if (parentRoom < room || (parentRoom == room && parentLimit < bound))
+                {
+                    room = parentRoom;
+                    bound = parentLimit;
+                }
+
+                blocked |= !Fits(parentLimit, used, held - admittedHold, tokens);
+                end = (long)r[o + 3];
             }
 
+            limits = limits.With(w, bound);
             remaining = remaining.With(w, room);
+            if (blocked && end >= blockingEnd)
+            {
+                blocking = w;
+                blockingEnd = end;
+            }
+
             k++;
         }
 
-        return remaining;
+        return (limits, remaining, blocking);
+    }
+
+    /// <summary>The script's admission test: a saturated load never fits; nor does a request above the whole limit.</summary>
+    private static bool Fits(long limit, long used, long held, long tokens)
+    {
+        long load = used + held;
+        if (load < 0)
+        {
+            load = long.MaxValue;
+        }
+
+        return load != long.MaxValue && tokens <= limit && load <= limit - tokens;
     }
 
     private static long Room(long limit, long used, long held)

@@ -10,8 +10,7 @@ public enum RedisBudgetFailureMode
 
     /// <summary>Fail open: when Redis is unreachable, times out or answers with a transient error (<c>LOADING</c>,
     /// <c>BUSY</c>, failover, <c>OOM</c>…), the admission is admitted without a hold in Redis, a warning is logged, and
-    /// the lease is marked (see <see cref="RedisBudgetStore.IsFailOpenLease(Budgets.BudgetLease)"/>); its usage is not
-    /// recorded. Script, data and configuration errors still throw. Opt in only where availability matters more than
+    /// the decision says so (<see cref="Budgets.BudgetDecision.IsUnmetered"/>); its usage is not recorded. Script, data and configuration errors still throw. Opt in only where availability matters more than
     /// the budget.</summary>
     Open = 1,
 }
@@ -55,9 +54,4 @@ public sealed class RedisBudgetStoreOptions
     /// <see cref="Budgets.BudgetSettlementStatus.AlreadySettled"/> instead of an unknown lease.</summary>
     /// <value>The default value is 1 hour.</value>
     public TimeSpan SettledLeaseRetention { get; set; } = TimeSpan.FromHours(1);
-
-    /// <summary>Gets or sets the clock used only where Redis cannot supply one: the expiry of a fail-open lease.
-    /// Windows and lease expiries always come from the Redis server clock (or the request's explicit instant).</summary>
-    /// <value>The default value is <see cref="TimeProvider.System"/>.</value>
-    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 }

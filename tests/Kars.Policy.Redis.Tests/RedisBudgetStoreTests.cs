@@ -32,17 +32,61 @@ public sealed class RedisBudgetStoreTests
         {
             BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(agent, 10, TimeSpan.FromMinutes(5), tenant));
             decision.IsAdmitted.Should().BeTrue();
-            (await decision.Lease.SettleAsync(5)).Status.Should().Be(BudgetSettlementStatus.Settled);
+
+            // The documented pattern: disposing the settled lease must not cost a second round trip.
+            await using (decision.Lease)
+            {
+                (await decision.Lease.SettleAsync(5)).Status.Should().Be(BudgetSettlementStatus.Settled);
+            }
         }
 
         Dictionary<string, long> delta = Delta(before, await CommandCallsAsync(admin));
-        delta.GetValueOrDefault("evalsha").Should().Be(200, "one EVALSHA per admission and one per settlement");
+        delta.GetValueOrDefault("evalsha").Should().Be(200, "one EVALSHA per admission and one per settlement; disposing a settled lease sends nothing");
 
         // commandstats also counts the commands a script runs; every other command must be one of those (the client
         // cannot send them: it only evaluates scripts). INFO is this test's own; PING/ECHO are client heartbeats.
         delta.Keys.Except(ScriptInternalCommands).Except(["evalsha", "info", "ping", "echo"]).Should().BeEmpty(
             "nothing but EVALSHA is sent: {0}", string.Join(", ", delta));
         delta.GetValueOrDefault("time").Should().Be(200, "each script reads the server clock once");
+    }
+
+    [Fact]
+    public async Task TryReserveAsync_Decision_CarriesLimitsRemainingResetAndBlockingWindow()
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        await using var store = NewStore(server, "k:");
+        var tenant = new BudgetLevel("tenant", new BudgetLimits(day: 50));
+        var agent = new BudgetLevel("agent", new BudgetLimits(hour: 100, day: 1000));
+
+        BudgetDecision admitted = await store.TryReserveAsync(new BudgetRequest(agent, 30, TimeSpan.FromMinutes(5), tenant, at: FixedAt));
+        BudgetDecision rejected = await store.TryReserveAsync(new BudgetRequest(agent, 30, TimeSpan.FromMinutes(5), tenant, at: FixedAt));
+
+        admitted.At.Should().Be(FixedAt);
+        admitted.Limits.Should().Be(default(BudgetWindowValues).With(BudgetWindow.Hour, 100).With(BudgetWindow.Day, 50), "the tenant's day limit binds");
+        admitted.Remaining.Should().Be(default(BudgetWindowValues).With(BudgetWindow.Hour, 70).With(BudgetWindow.Day, 20));
+        admitted.BlockingWindow.Should().BeNull();
+        admitted.IsUnmetered.Should().BeFalse();
+        admitted.TryGetWindow(BudgetWindow.Day, out BudgetWindowQuota day).Should().BeTrue();
+        day.ResetsAt.Should().Be(BudgetWindow.Day.PeriodContaining(FixedAt).End);
+        rejected.Reason.Should().Be(BudgetReason.BudgetExceeded);
+        rejected.BlockingWindow.Should().Be(BudgetWindow.Day);
+        rejected.RetryAfter.Should().Be(TimeSpan.FromSeconds(Math.Ceiling(day.ResetAfter.TotalSeconds)));
+        rejected.Remaining.Should().Be(admitted.Remaining, "a rejection changes nothing");
+    }
+
+    [Fact]
+    public async Task Dispose_Synchronous_ReleasesTheStore()
+    {
+        await using RedisServer server = await RedisServer.StartAsync();
+        var store = NewStore(server, "k:");
+        var level = new BudgetLevel("a", new BudgetLimits(day: 100));
+        (await store.TryReserveAsync(new BudgetRequest(level, 1, TimeSpan.FromMinutes(5), at: FixedAt))).IsAdmitted.Should().BeTrue();
+
+        store.Dispose();
+        store.Dispose();
+
+        var act = async () => await store.TryReserveAsync(new BudgetRequest(level, 1, TimeSpan.FromMinutes(5), at: FixedAt));
+        await act.Should().ThrowAsync<ObjectDisposedException>();
     }
 
     [Fact]
@@ -116,7 +160,7 @@ public sealed class RedisBudgetStoreTests
         await using RedisServer server = await RedisServer.StartAsync();
         await using ConnectionMultiplexer admin = await AdminAsync(server);
         var farFuture = new FakeTimeProvider(new DateTimeOffset(2045, 3, 1, 0, 0, 0, TimeSpan.Zero));
-        await using var store = NewStore(server, "k:", o => o.TimeProvider = farFuture);
+        await using var store = NewStore(server, "k:", timeProvider: farFuture);
         var level = new BudgetLevel("a", new BudgetLimits(hour: 1000, day: 1000));
 
         DateTime serverTime = await admin.GetServer(admin.GetEndPoints()[0]).TimeAsync();
@@ -295,7 +339,7 @@ public sealed class RedisBudgetStoreTests
         });
         var level = new BudgetLevel("a", new BudgetLimits(day: 100));
         BudgetDecision healthy = await store.TryReserveAsync(new BudgetRequest(level, 10, TimeSpan.FromMinutes(5)));
-        RedisBudgetStore.IsFailOpenLease(healthy.Lease).Should().BeFalse();
+        healthy.IsUnmetered.Should().BeFalse();
 
         await server.KillAsync();
         BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 500, TimeSpan.FromMinutes(5)));
@@ -303,9 +347,12 @@ public sealed class RedisBudgetStoreTests
 
         decision.Reason.Should().Be(BudgetReason.Admitted);
         decision.Lease.IsValid.Should().BeTrue();
-        RedisBudgetStore.IsFailOpenLease(decision.Lease).Should().BeTrue();
+        decision.IsUnmetered.Should().BeTrue();
         decision.Remaining.TryGetValue(BudgetWindow.Day, out long remaining).Should().BeTrue();
         remaining.Should().Be(100);
+        decision.Limits.TryGetValue(BudgetWindow.Day, out long limit).Should().BeTrue();
+        limit.Should().Be(100);
+        decision.BlockingWindow.Should().BeNull();
         BudgetSettlement settlement = await decision.Lease.SettleAsync(400);
         settlement.Status.Should().Be(BudgetSettlementStatus.Settled);
         settlement.Charged.Should().Be(0, "nothing could be recorded");
@@ -481,7 +528,7 @@ public sealed class RedisBudgetStoreTests
 
         (await server.SendRawAsync("CLIENT", "PAUSE", "3000", "ALL")).Should().Be("+OK");
         BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, 60, TimeSpan.FromMinutes(1), at: FixedAt));
-        RedisBudgetStore.IsFailOpenLease(decision.Lease).Should().BeTrue();
+        decision.IsUnmetered.Should().BeTrue();
         (await server.SendRawAsync("PING")).Should().Be("+PONG");
 
         BudgetWindowStatus day = default!;
@@ -577,11 +624,11 @@ public sealed class RedisBudgetStoreTests
         (await admin.GetDatabase().KeyExistsAsync("second:c:a")).Should().BeFalse();
     }
 
-    private static RedisBudgetStore NewStore(RedisServer server, string prefix, Action<RedisBudgetStoreOptions>? configure = null)
+    private static RedisBudgetStore NewStore(RedisServer server, string prefix, Action<RedisBudgetStoreOptions>? configure = null, TimeProvider? timeProvider = null)
     {
         var options = new RedisBudgetStoreOptions { Configuration = server.ConnectionString, KeyPrefix = prefix, OperationTimeout = TimeSpan.FromSeconds(10) };
         configure?.Invoke(options);
-        return new RedisBudgetStore(options);
+        return new RedisBudgetStore(options, connection: null, timeProvider);
     }
 
     private static async Task<ConnectionMultiplexer> AdminAsync(RedisServer server)

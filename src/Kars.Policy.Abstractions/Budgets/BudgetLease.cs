@@ -4,21 +4,22 @@ namespace Kars.Policy.Budgets;
 
 /// <summary>
 /// A hold on tokens, issued by a <see cref="BudgetStore"/> when it admits a request. Settle it with the actual
-/// usage; disposing it unsettled charges the full hold.
+/// usage; disposing it unsettled charges the full hold. Only stores create leases
+/// (<see cref="BudgetStore.CreateLease"/>); a lease names its store, so it cannot be forged for another store.
 /// </summary>
 /// <remarks>
-/// A lease is a small value: copies refer to the same hold, and settlement is idempotent per lease id in the
+/// <para>A lease is a small value: copies refer to the same hold, and settlement is idempotent per lease id in the
 /// store, so settling or disposing a copy twice changes nothing the second time. A lease not settled before
-/// <see cref="ExpiresAt"/> is charged its full hold by the store.
+/// <see cref="ExpiresAt"/> is charged its full hold by the store.</para>
+/// <para>Disposing a lease that was already settled or abandoned (through this lease, a copy, or
+/// <see cref="BudgetStore.SettleAsync"/>/<see cref="BudgetStore.AbandonAsync"/> with its id) does not call the store:
+/// <c>await using</c> plus <see cref="SettleAsync"/> costs one store operation, not two. The store remembers the
+/// ids of recently closed leases in a fixed table (4,096 entries); only when thousands of other leases close
+/// between a settlement and the dispose can the dispose fall back to one idempotent call that changes nothing.</para>
 /// </remarks>
 public readonly struct BudgetLease : IAsyncDisposable
 {
-    /// <summary>Initializes a lease. Stores create leases; hosts only use them.</summary>
-    /// <param name="store">The issuing store.</param>
-    /// <param name="id">The store-assigned lease id (positive).</param>
-    /// <param name="tokens">The tokens held.</param>
-    /// <param name="expiresAt">When the hold is charged in full if not settled.</param>
-    public BudgetLease(BudgetStore store, long id, long tokens, Instant expiresAt)
+    internal BudgetLease(BudgetStore store, long id, long tokens, Instant expiresAt)
     {
         Store = store;
         Id = id;
@@ -58,15 +59,21 @@ public readonly struct BudgetLease : IAsyncDisposable
     public ValueTask<BudgetSettlement> AbandonAsync(CancellationToken cancellationToken = default)
         => RequireStore().AbandonAsync(Id, at: null, cancellationToken);
 
-    /// <summary>Abandons the lease if it is still open (the full hold is charged); no-op when settled or empty.</summary>
+    /// <summary>Abandons the lease if it is still open (the full hold is charged). Does not call the store when the
+    /// lease is the default (empty) lease or was already settled or abandoned.</summary>
     /// <returns>A task that completes when the store has recorded it.</returns>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
-        if (IsValid)
+        if (!IsValid || Store!.IsKnownClosed(Id))
         {
-            await Store!.AbandonAsync(Id, at: null, CancellationToken.None).ConfigureAwait(false);
+            return default;
         }
+
+        return AbandonOnDisposeAsync(Store, Id);
     }
+
+    private static async ValueTask AbandonOnDisposeAsync(BudgetStore store, long id)
+        => await store.AbandonAsync(id, at: null, CancellationToken.None).ConfigureAwait(false);
 
     private BudgetStore RequireStore()
         => IsValid ? Store! : throw new InvalidOperationException("The default BudgetLease holds nothing; only admitted decisions carry a lease.");

@@ -22,13 +22,21 @@ namespace Kars.Policy.Budgets;
 /// <item><description>Failures to reach or persist state throw <see cref="BudgetStoreUnavailableException"/>; bad
 /// persisted state throws <see cref="BudgetStateCorruptException"/>. A store never admits because it failed.</description></item>
 /// </list>
-/// <para>Stores are safe for concurrent use.</para>
+/// <para>Stores are safe for concurrent use. They are disposable both ways: <see cref="DisposeAsync"/> and
+/// <see cref="Dispose()"/> (dependency-injection containers dispose synchronously).</para>
 /// </remarks>
-public abstract class BudgetStore : IAsyncDisposable
+public abstract class BudgetStore : IAsyncDisposable, IDisposable
 {
     /// <summary>The largest token count of one request or one settlement: 2^53, so every store (including
     /// Redis scripts, whose numbers are doubles) handles it exactly.</summary>
     public const long MaxTokens = 1L << 53;
+
+    /// <summary>log2 of the number of recently closed lease ids remembered, so that disposing a settled lease does not
+    /// call the store again.</summary>
+    private const int ClosedLeaseBits = 12;
+
+    /// <summary>Recently closed lease ids, direct-mapped by a multiplicative hash of the id (never 0 for a real id).</summary>
+    private readonly long[] _closedLeases = new long[1 << ClosedLeaseBits];
 
     /// <summary>Reserves tokens for a request, or rejects it.</summary>
     /// <param name="request">The request.</param>
@@ -93,7 +101,7 @@ public abstract class BudgetStore : IAsyncDisposable
             return ValueTask.FromCanceled<BudgetSettlement>(cancellationToken);
         }
 
-        return SettleCoreAsync(leaseId, actualTokens, at, cancellationToken);
+        return RememberClosed(SettleCoreAsync(leaseId, actualTokens, at, cancellationToken), leaseId);
     }
 
     /// <summary>Gives a lease up with unknown usage: its full hold is charged in the periods of admission.</summary>
@@ -113,7 +121,7 @@ public abstract class BudgetStore : IAsyncDisposable
             return ValueTask.FromCanceled<BudgetSettlement>(cancellationToken);
         }
 
-        return AbandonCoreAsync(leaseId, at, cancellationToken);
+        return RememberClosed(AbandonCoreAsync(leaseId, at, cancellationToken), leaseId);
     }
 
     /// <summary>Reads a key's counters in every window limited at the key or its parent.</summary>
@@ -143,7 +151,56 @@ public abstract class BudgetStore : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await DisposeAsyncCore().ConfigureAwait(false);
+        Dispose(disposing: false);
         GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases the store synchronously (flushes and closes files, connections), for hosts and containers
+    /// that dispose synchronously. Prefer <see cref="DisposeAsync"/> where possible.</summary>
+    public void Dispose()
+    {
+        Dispose(disposing: true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Creates the lease of an admission this store made. Only stores create leases: the lease names this
+    /// store, and settling or disposing it calls this store.</summary>
+    /// <param name="leaseId">The store-assigned lease id (positive, unique within this store).</param>
+    /// <param name="tokens">The tokens held (0 to <see cref="MaxTokens"/>).</param>
+    /// <param name="expiresAt">When the hold is charged in full if not settled.</param>
+    /// <returns>The lease.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="leaseId"/> is not positive or <paramref name="tokens"/> is out of range.</exception>
+    protected BudgetLease CreateLease(long leaseId, long tokens, Instant expiresAt)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(leaseId);
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(tokens, MaxTokens);
+        return new BudgetLease(this, leaseId, tokens, expiresAt);
+    }
+
+    /// <summary>Whether the lease was recently settled or abandoned through this store (so disposing it needs no call).</summary>
+    internal bool IsKnownClosed(long leaseId) => Volatile.Read(ref _closedLeases[Slot(leaseId)]) == leaseId;
+
+    /// <summary>Fibonacci hashing: sequential ids (in-memory, file) and random ids (Redis) both spread over the table.</summary>
+    private static int Slot(long leaseId) => (int)(((ulong)leaseId * 0x9E3779B97F4A7C15UL) >> (64 - ClosedLeaseBits));
+
+    private ValueTask<BudgetSettlement> RememberClosed(ValueTask<BudgetSettlement> pending, long leaseId)
+    {
+        if (pending.IsCompletedSuccessfully)
+        {
+            // Any answer means nothing is open under this id any more (settled now, before, expired or unknown).
+            Volatile.Write(ref _closedLeases[Slot(leaseId)], leaseId);
+            return pending;
+        }
+
+        return RememberClosedAsync(pending, leaseId);
+    }
+
+    private async ValueTask<BudgetSettlement> RememberClosedAsync(ValueTask<BudgetSettlement> pending, long leaseId)
+    {
+        BudgetSettlement settlement = await pending.ConfigureAwait(false);
+        Volatile.Write(ref _closedLeases[Slot(leaseId)], leaseId);
+        return settlement;
     }
 
     /// <summary>Reserves tokens; arguments are already validated.</summary>
@@ -175,7 +232,19 @@ public abstract class BudgetStore : IAsyncDisposable
     /// <returns>The status.</returns>
     protected abstract ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken);
 
-    /// <summary>Releases resources. The default does nothing.</summary>
+    /// <summary>Releases resources asynchronously. The default calls <see cref="Dispose(bool)"/> with <see langword="true"/>.</summary>
     /// <returns>A task that completes when released.</returns>
-    protected virtual ValueTask DisposeAsyncCore() => default;
+    protected virtual ValueTask DisposeAsyncCore()
+    {
+        Dispose(disposing: true);
+        return default;
+    }
+
+    /// <summary>Releases resources synchronously. The default does nothing. Called with <see langword="true"/> by
+    /// <see cref="Dispose()"/>, and with <see langword="false"/> after <see cref="DisposeAsyncCore"/> (when only
+    /// unmanaged resources are left to release). Must be safe to call more than once.</summary>
+    /// <param name="disposing"><see langword="true"/> to release managed resources too.</param>
+    protected virtual void Dispose(bool disposing)
+    {
+    }
 }

@@ -30,6 +30,9 @@ public readonly struct BudgetWindowValues : IEquatable<BudgetWindowValues>
     internal static BudgetWindowValues Create(ReadOnlySpan<long> values, byte present)
         => new(values[0], values[1], values[2], values[3], values[4], present);
 
+    /// <summary>Gets the presence mask (bit <c>1 &lt;&lt; window</c>).</summary>
+    internal byte Mask => _present;
+
     /// <summary>Gets a value indicating whether no window is present.</summary>
     public bool IsEmpty => _present == 0;
 

@@ -45,6 +45,10 @@ internal sealed class BudgetKeyState(string key)
         }
     }
 
+    /// <summary>Gets or sets the number of open leases that hold tokens at this key (as the key or as the parent);
+    /// a key with open leases is never evicted.</summary>
+    public int OpenLeases { get; set; }
+
     /// <summary>Gets or sets the counter set of the last admission for this key (owned by the ledger).</summary>
     public BudgetCounterSet? CachedSet { get; set; }
 
@@ -75,6 +79,27 @@ internal sealed class BudgetKeyState(string key)
         }
 
         return counter;
+    }
+
+    /// <summary>Whether the key has no open lease and every counter's period ended more than an hour before
+    /// <paramref name="now"/> (the same grace as <see cref="Prune"/>: status reads of the period that just ended).</summary>
+    public bool IsIdle(Instant now)
+    {
+        if (OpenLeases != 0)
+        {
+            return false;
+        }
+
+        Instant horizon = now - Duration.FromHours(1);
+        foreach (BudgetCounter c in _periods.Values)
+        {
+            if (c.End >= horizon || c.Held != 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private void Prune(Instant now)
@@ -113,8 +138,12 @@ internal sealed class BudgetCounterSet
     /// <summary>The counters: 0–4 the key's windows, 5–9 the parent's (null without a parent).</summary>
     public BudgetCounterRefs Counters;
 
-    /// <summary>How many counters are in use: 5 without a parent, 10 with one.</summary>
+    /// <summary>How many slots are in use: 5 without a parent, 10 with one. A slot is null when its window is
+    /// limited neither at the key nor at the parent (nothing is counted there).</summary>
     public int Count;
+
+    /// <summary>The windows counted (limited at the key or its parent), bit <c>1 &lt;&lt; window</c> (cache validation).</summary>
+    public int Mask;
 
     /// <summary>The period set the counters were looked up for (cache validation).</summary>
     public BudgetPeriodSet? Periods;
@@ -158,6 +187,9 @@ internal sealed class BudgetLimitsView
         return this;
     }
 
+    /// <summary>Gets the limited windows as a bit mask (bit <c>1 &lt;&lt; window</c>).</summary>
+    public int Mask => _mask;
+
     /// <summary>Gets the limit of window <paramref name="window"/> (0–4), when it is limited.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryGetLimit(int window, out long limit)
@@ -200,6 +232,13 @@ internal struct BudgetClosedLease
     public long Charged;
 }
 
+/// <summary>Creates the leases of a store (stores implement it by calling <see cref="BudgetStore"/>'s protected
+/// lease factory, which only a store can reach).</summary>
+internal interface IBudgetLeaseIssuer
+{
+    BudgetLease Issue(long leaseId, long tokens, Instant expiresAt);
+}
+
 /// <summary>
 /// The budget state machine shared by the in-memory and file stores. Not thread-safe: callers hold one lock
 /// around every call, which is what makes admission atomic across every window and level.
@@ -213,6 +252,11 @@ internal sealed class BudgetLedger
     private readonly Dictionary<long, BudgetOpenLease> _open = [];
     private readonly BudgetClosedLease[] _closed = new BudgetClosedLease[ClosedLeaseMemory];
     private readonly List<long> _due = [];
+    private readonly List<BudgetKeyState> _evict = [];
+
+    /// <summary>The latest period end any evicted key had counted (see <see cref="EvictIdle"/>); new keys start with it
+    /// as their <see cref="BudgetKeyState.ForgottenBefore"/>.</summary>
+    private Instant _evictedBefore = Instant.MinValue;
     private BudgetPeriodSet? _periods;
     private readonly BudgetLimitsView _ownLimits = new();
     private readonly BudgetLimitsView _parentLimits = new();
@@ -233,7 +277,7 @@ internal sealed class BudgetLedger
 
     public ReadOnlySpan<BudgetClosedLease> ClosedLeases => _closed;
 
-    public BudgetDecision Reserve(BudgetStore store, in BudgetRequest request, Instant now)
+    public BudgetDecision Reserve(IBudgetLeaseIssuer issuer, in BudgetRequest request, Instant now)
     {
         ExpireDue(now);
         BudgetPeriodSet periods = Periods(now);
@@ -250,13 +294,13 @@ internal sealed class BudgetLedger
 
         long tokens = request.Tokens;
 
-        BudgetCounterSet set = CountersFor(key, parentKey, periods, now);
+        BudgetLimitsView own = _ownLimits.Load(level.Limits);
+        BudgetLimitsView? inherited = parent is null ? null : _parentLimits.Load(parent.Limits);
+        BudgetCounterSet set = CountersFor(key, parentKey, periods, now, own.Mask | (inherited?.Mask ?? 0));
         ref BudgetCounterRefs counters = ref set.Counters;
         bool fits = true;
         bool retryable = true;
-        Instant blockedUntil = Instant.MinValue;
-        BudgetLimitsView own = _ownLimits.Load(level.Limits);
-        BudgetLimitsView? inherited = parent is null ? null : _parentLimits.Load(parent.Limits);
+        int blocking = -1;
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
             if (own.TryGetLimit(w, out long limit))
@@ -266,7 +310,7 @@ internal sealed class BudgetLedger
                 {
                     fits = false;
                     retryable &= tokens <= limit && limit > 0;
-                    blockedUntil = Max(blockedUntil, c.End);
+                    blocking = Later(blocking, w, periods);
                 }
             }
         }
@@ -282,27 +326,28 @@ internal sealed class BudgetLedger
                     {
                         fits = false;
                         retryable &= tokens <= parentLimit && parentLimit > 0;
-                        blockedUntil = Max(blockedUntil, pc.End);
+                        blocking = Later(blocking, w, periods);
                     }
                 }
             }
         }
 
+        BudgetWindow? blockingWindow = blocking < 0 ? null : (BudgetWindow)blocking;
         if (!fits && request.Mode == BudgetMode.Enforce)
         {
             // A request larger than some window's whole limit can never fit: no retry delay would be honest.
-            TimeSpan? retryAfter = retryable ? BudgetPeriods.RetryAfter(now, blockedUntil) : null;
-            return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter, Remaining(own, inherited, counters));
+            TimeSpan? retryAfter = retryable ? BudgetPeriods.RetryAfter(now, periods.End(blocking)) : null;
+            return Decide(BudgetReason.BudgetExceeded, tokens, default, retryAfter, now, own, inherited, counters, blockingWindow);
         }
 
         int count = set.Count;
         for (int i = 0; i < count; i++)
         {
-            if (counters[i]!.Held > long.MaxValue - tokens)
+            if (counters[i] is { } held && held.Held > long.MaxValue - tokens)
             {
                 // The hold would not be representable (only reachable in Observe mode with ~1024 maximal open
                 // leases): fail closed in every mode rather than wrap or lose track of held tokens.
-                return new BudgetDecision(BudgetReason.BudgetExceeded, tokens, default, retryAfter: null, Remaining(own, inherited, counters));
+                return Decide(BudgetReason.BudgetExceeded, tokens, default, retryAfter: null, now, own, inherited, counters, blockingWindow);
             }
         }
 
@@ -317,7 +362,10 @@ internal sealed class BudgetLedger
         Instant expiresAt = now + _leaseDuration;
         for (int i = 0; i < count; i++)
         {
-            counters[i]!.Held += tokens;
+            if (counters[i] is { } c)
+            {
+                c.Held += tokens;
+            }
         }
 
         long id = NextLeaseId++;
@@ -333,12 +381,22 @@ internal sealed class BudgetLedger
             _nextExpiry = expiresAt;
         }
 
-        return new BudgetDecision(
+        key.OpenLeases++;
+        if (parentKey is not null)
+        {
+            parentKey.OpenLeases++;
+        }
+
+        return Decide(
             fits ? BudgetReason.Admitted : BudgetReason.Observed,
             tokens,
-            new BudgetLease(store, id, tokens, expiresAt),
+            issuer.Issue(id, tokens, expiresAt),
             retryAfter: null,
-            Remaining(own, inherited, counters));
+            now,
+            own,
+            inherited,
+            counters,
+            blockingWindow);
     }
 
     public BudgetSettlement Settle(long id, long actual, Instant now) => Finish(id, actual, abandon: false, now);
@@ -446,7 +504,7 @@ internal sealed class BudgetLedger
         var keyState = GetKey(key);
         var parentState = parent is null ? null : GetKey(parent);
         // Not cached (no Periods): recovery runs once, and the set must name the periods of the lease's own instant.
-        var set = new BudgetCounterSet { Count = parentState is null ? 5 : 10 };
+        var set = new BudgetCounterSet { Count = parentState is null ? 5 : 10, Mask = (1 << BudgetPeriods.WindowCount) - 1 };
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
             var (start, end) = BudgetPeriods.Get((BudgetWindow)w, at);
@@ -464,6 +522,21 @@ internal sealed class BudgetLedger
                 BudgetCounter c = set.Counters[i]!;
                 c.Held = SaturatingAdd(c.Held, tokens);
             }
+        }
+
+        if (_open.TryGetValue(id, out BudgetOpenLease replaced))
+        {
+            replaced.Key.OpenLeases--;
+            if (replaced.Parent is not null)
+            {
+                replaced.Parent.OpenLeases--;
+            }
+        }
+
+        keyState.OpenLeases++;
+        if (parentState is not null)
+        {
+            parentState.OpenLeases++;
         }
 
         _open[id] = new BudgetOpenLease { Key = keyState, Parent = parentState, At = at, ExpiresAt = expiresAt, Tokens = tokens, Counters = set };
@@ -538,31 +611,45 @@ internal sealed class BudgetLedger
         return load >= limit ? 0 : limit - load;
     }
 
-    private static Instant Max(Instant a, Instant b) => a > b ? a : b;
+    /// <summary>Of two blocking windows (-1 = none yet), the one whose period ends last; the longer on a tie.</summary>
+    private static int Later(int current, int window, BudgetPeriodSet periods)
+        => current < 0 || periods.End(window) >= periods.End(current) ? window : current;
 
-    private static BudgetWindowValues Remaining(BudgetLimitsView own, BudgetLimitsView? inherited, in BudgetCounterRefs counters)
+    /// <summary>Builds a decision with, per limited window, the binding limit (the level with the least room; the
+    /// smaller limit on a tie) and the remaining tokens. Allocates nothing.</summary>
+    private static BudgetDecision Decide(BudgetReason reason, long tokens, BudgetLease lease, TimeSpan? retryAfter, Instant now, BudgetLimitsView own, BudgetLimitsView? inherited, in BudgetCounterRefs counters, BudgetWindow? blocking)
     {
-        var values = default(BudgetLimitValues);
+        var limits = default(BudgetLimitValues);
+        var remaining = default(BudgetLimitValues);
         byte present = 0;
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
-            long remaining = long.MaxValue;
+            long room = long.MaxValue;
+            long bound = long.MaxValue;
             if (own.TryGetLimit(w, out long limit))
             {
-                remaining = Left(counters[w]!, limit);
+                room = Left(counters[w]!, limit);
+                bound = limit;
                 present |= (byte)(1 << w);
             }
 
             if (inherited is not null && inherited.TryGetLimit(w, out long parentLimit))
             {
-                remaining = Math.Min(remaining, Left(counters[w + 5]!, parentLimit));
+                long parentRoom = Left(counters[w + 5]!, parentLimit);
+                if (parentRoom < room || (parentRoom == room && parentLimit < bound))
+                {
+                    room = parentRoom;
+                    bound = parentLimit;
+                }
+
                 present |= (byte)(1 << w);
             }
 
-            values[w] = remaining;
+            limits[w] = bound;
+            remaining[w] = room;
         }
 
-        return BudgetWindowValues.Create(values, present);
+        return new BudgetDecision(reason, tokens, lease, retryAfter, now, BudgetWindowValues.Create(limits, present), BudgetWindowValues.Create(remaining, present), blocking);
     }
 
     private BudgetPeriodSet Periods(Instant now)
@@ -572,9 +659,55 @@ internal sealed class BudgetLedger
         {
             periods = BudgetPeriodSet.For(now);
             _periods = periods;
+            EvictIdle(now);
         }
 
         return periods;
+    }
+
+    /// <summary>Forgets every key that has no open lease and whose counters all belong to periods that ended more
+    /// than an hour before <paramref name="now"/>: it has nothing left to decide with (a new period starts from zero
+    /// either way).
+    /// Runs when the current hour changes, so at most once per hour of the store's clock.</summary>
+    /// <returns>How many keys were evicted.</returns>
+    public int EvictIdle(Instant now)
+    {
+        foreach (var pair in _keys)
+        {
+            if (pair.Value.IsIdle(now))
+            {
+                _evict.Add(pair.Value);
+            }
+        }
+
+        foreach (BudgetKeyState state in _evict)
+        {
+            // An evicted key's spend is forgotten like a pruned period's: a key created again later inherits this
+            // floor, so a request that goes back before it is refused rather than decided on empty counters.
+            Instant floor = state.ForgottenBefore;
+            foreach (BudgetCounter c in state.Counters)
+            {
+                floor = c.End > floor ? c.End : floor;
+            }
+
+            _evictedBefore = floor > _evictedBefore ? floor : _evictedBefore;
+            _keys.Remove(state.Key);
+            if (ReferenceEquals(state, _lastKey))
+            {
+                _lastKey = null;
+                _lastKeyName = null;
+            }
+
+            if (ReferenceEquals(state, _lastParent))
+            {
+                _lastParent = null;
+                _lastParentName = null;
+            }
+        }
+
+        int evicted = _evict.Count;
+        _evict.Clear();
+        return evicted;
     }
 
     private BudgetKeyState GetKey(string key)
@@ -582,6 +715,7 @@ internal sealed class BudgetLedger
         if (!_keys.TryGetValue(key, out BudgetKeyState? state))
         {
             state = new BudgetKeyState(key);
+            state.Forget(_evictedBefore);
             _keys.Add(key, state);
         }
 
@@ -590,8 +724,8 @@ internal sealed class BudgetLedger
 
     /// <summary>
     /// <see cref="GetKey(string)"/> with a one-entry cache by string reference: hosts usually pass the same key
-    /// string (from their <see cref="BudgetLevel"/>) on every call. Key states are never removed from the ledger,
-    /// so a cached state is always the one the dictionary holds for that key.
+    /// string (from their <see cref="BudgetLevel"/>) on every call. <see cref="EvictIdle"/> clears the cache when it
+    /// removes the cached state, so a cached state is always the one the dictionary holds for that key.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private BudgetKeyState GetKey(string key, ref string? lastName, ref BudgetKeyState? last)
@@ -610,11 +744,12 @@ internal sealed class BudgetLedger
     /// <summary>The counters of <paramref name="key"/> (and <paramref name="parent"/>) in <paramref name="periods"/>,
     /// from the key's cached set when it is still valid.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static BudgetCounterSet CountersFor(BudgetKeyState key, BudgetKeyState? parent, BudgetPeriodSet periods, Instant now)
+    private static BudgetCounterSet CountersFor(BudgetKeyState key, BudgetKeyState? parent, BudgetPeriodSet periods, Instant now, int mask)
     {
         BudgetCounterSet? set = key.CachedSet;
         if (set is not null
             && ReferenceEquals(set.Periods, periods)
+            && set.Mask == mask
             && ReferenceEquals(set.Parent, parent)
             && set.KeyVersion == key.Version
             && (parent is null || set.ParentVersion == parent.Version))
@@ -622,15 +757,22 @@ internal sealed class BudgetLedger
             return set;
         }
 
-        return CountersForSlow(key, parent, periods, now);
+        return CountersForSlow(key, parent, periods, now, mask);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static BudgetCounterSet CountersForSlow(BudgetKeyState key, BudgetKeyState? parent, BudgetPeriodSet periods, Instant now)
+    private static BudgetCounterSet CountersForSlow(BudgetKeyState key, BudgetKeyState? parent, BudgetPeriodSet periods, Instant now, int mask)
     {
-        var set = new BudgetCounterSet { Count = parent is null ? 5 : 10, Periods = periods, Parent = parent };
+        var set = new BudgetCounterSet { Count = parent is null ? 5 : 10, Mask = mask, Periods = periods, Parent = parent };
         for (int w = 0; w < BudgetPeriods.WindowCount; w++)
         {
+            // Only windows limited at the key or its parent are counted: an idle key then ends with its longest
+            // limited window and can be evicted (see EvictIdle).
+            if ((mask & (1 << w)) == 0)
+            {
+                continue;
+            }
+
             set.Counters[w] = key.Get(w, periods, now);
             if (parent is not null)
             {
@@ -684,11 +826,21 @@ internal sealed class BudgetLedger
     private void Close(long id, in BudgetOpenLease lease, long charged, BudgetSettlementStatus status)
     {
         long tokens = lease.Tokens;
+        lease.Key.OpenLeases--;
+        if (lease.Parent is not null)
+        {
+            lease.Parent.OpenLeases--;
+        }
+
         BudgetCounterSet set = lease.Counters;
         int count = set.Count;
         for (int i = 0; i < count; i++)
         {
-            BudgetCounter c = set.Counters[i]!;
+            if (set.Counters[i] is not { } c)
+            {
+                continue;
+            }
+
             c.Held = Math.Max(0, c.Held - tokens);
             c.Used = SaturatingAdd(c.Used, charged);
         }

@@ -14,27 +14,8 @@ internal static class BudgetPeriods
     /// <summary>Returns the period of <paramref name="window"/> that contains <paramref name="at"/>.</summary>
     public static (Instant Start, Instant End) Get(BudgetWindow window, Instant at)
     {
-        ZonedDateTime utc = at.InUtc();
-        LocalDate date = utc.Date;
-        switch (window)
-        {
-            case BudgetWindow.Hour:
-                Instant hour = date.At(new LocalTime(utc.Hour, 0)).InUtc().ToInstant();
-                return (hour, hour + Duration.FromHours(1));
-            case BudgetWindow.Day:
-                return (Midnight(date), Midnight(date.PlusDays(1)));
-            case BudgetWindow.Week:
-                LocalDate monday = date.With(DateAdjusters.PreviousOrSame(IsoDayOfWeek.Monday));
-                return (Midnight(monday), Midnight(monday.PlusWeeks(1)));
-            case BudgetWindow.Month:
-                LocalDate first = date.With(DateAdjusters.StartOfMonth);
-                return (Midnight(first), Midnight(first.PlusMonths(1)));
-            case BudgetWindow.Year:
-                var jan1 = new LocalDate(date.Year, 1, 1);
-                return (Midnight(jan1), Midnight(jan1.PlusYears(1)));
-            default:
-                throw new ArgumentOutOfRangeException(nameof(window), window, "Unknown budget window.");
-        }
+        Interval period = window.PeriodContaining(at);
+        return (period.Start, period.End);
     }
 
     /// <summary>Whole seconds from <paramref name="now"/> to <paramref name="until"/>, rounded up, at least 1.</summary>
@@ -46,8 +27,6 @@ internal static class BudgetPeriods
         long seconds = nanos <= 0 ? 1 : (nanos / NodaConstants.NanosecondsPerSecond) + (nanos % NodaConstants.NanosecondsPerSecond == 0 ? 0 : 1);
         return TimeSpan.FromSeconds(Math.Max(1, seconds));
     }
-
-    private static Instant Midnight(LocalDate date) => date.AtMidnight().InUtc().ToInstant();
 }
 
 /// <summary>

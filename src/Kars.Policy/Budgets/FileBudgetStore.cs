@@ -17,7 +17,7 @@ namespace Kars.Policy.Budgets;
 /// <list type="bullet">
 /// <item><description>Every state change is appended to <c>budget.wal</c> and flushed to disk
 /// (<c>fsync</c>) before the call returns. Concurrent calls share one flush (group commit).</description></item>
-/// <item><description>After <see cref="CompactAfterRecords"/> records, and on every open, the state is written to
+/// <item><description>After <see cref="FileBudgetStoreOptions.CompactAfterRecords"/> records, and on every open, the state is written to
 /// <c>budget.snapshot</c> (temp file, fsync, rename) and the log restarts; the previous snapshot and the log that followed it are kept
 /// as <c>budget.snapshot.bak</c> and <c>budget.wal.bak</c> (the backup generation).</description></item>
 /// <item><description>On open, the snapshot and the log are replayed; holds whose lease has expired are charged
@@ -39,16 +39,16 @@ namespace Kars.Policy.Budgets;
 /// </list>
 /// Periods come from the injected <see cref="TimeProvider"/> unless a call passes an explicit instant. Safe for concurrent use.
 /// </remarks>
-public sealed class FileBudgetStore : BudgetStore
+public sealed class FileBudgetStore : BudgetStore, IBudgetLeaseIssuer
 {
     /// <summary>The log file name inside the store directory.</summary>
-    public const string LogFileName = "budget.wal";
+    internal const string LogFileName = "budget.wal";
 
     /// <summary>The snapshot file name inside the store directory.</summary>
-    public const string SnapshotFileName = "budget.snapshot";
+    internal const string SnapshotFileName = "budget.snapshot";
 
     /// <summary>The identity file inside the store directory, written once when the store is created in an empty directory.</summary>
-    public const string MarkerFileName = "budget.id";
+    internal const string MarkerFileName = "budget.id";
 
     /// <summary>The lock file inside the store directory: held exclusively by the one store that owns the directory.
     /// It carries no state and is left in place when the store closes.</summary>
@@ -85,9 +85,10 @@ public sealed class FileBudgetStore : BudgetStore
     private long _seq;
     private long _recordsSinceCompaction;
 
-    private FileBudgetStore(string directory, IFileSystem fileSystem, TimeProvider time, ILogger logger)
+    private FileBudgetStore(string directory, FileBudgetStoreOptions options, IFileSystem fileSystem, TimeProvider time, ILogger logger)
     {
         Directory = directory;
+        CompactAfterRecords = options.CompactAfterRecords;
         _fs = fileSystem;
         _time = time;
         _logger = logger;
@@ -103,28 +104,30 @@ public sealed class FileBudgetStore : BudgetStore
     /// acknowledged) the open discarded; 0 when the log ended cleanly. Logged as event 3002 too.</summary>
     public long TornBytesDiscarded { get; private set; }
 
-    /// <summary>Gets or sets how many log records trigger a compaction into a new snapshot.</summary>
-    /// <value>The default value is 100,000.</value>
-    public long CompactAfterRecords { get; set; } = 100_000;
+    /// <summary>How many log records trigger a compaction (copied from the options at open).</summary>
+    private long CompactAfterRecords { get; }
 
     /// <summary>Opens the store in <paramref name="directory"/>, replaying its snapshot and log; creates a fresh, empty
     /// store only when the directory holds no state at all (no identity file, log, snapshot or backup).</summary>
     /// <param name="directory">The store directory; created when missing.</param>
+    /// <param name="options">The options (validated and copied); the defaults when <see langword="null"/>.</param>
     /// <param name="fileSystem">The file system; the real one when <see langword="null"/>.</param>
     /// <param name="timeProvider">The clock; <see cref="TimeProvider.System"/> when <see langword="null"/>.</param>
-    /// <param name="logger">Where recovery, compaction and failures are logged; nowhere when <see langword="null"/>.</param>
+    /// <param name="loggerFactory">Where recovery, compaction and failures are logged; nowhere when <see langword="null"/>.</param>
     /// <param name="cancellationToken">Cancels the open.</param>
     /// <returns>The open store.</returns>
-    /// <exception cref="ArgumentException"><paramref name="directory"/> is empty.</exception>
+    /// <exception cref="ArgumentException"><paramref name="directory"/> is empty, or an option is invalid.</exception>
     /// <exception cref="BudgetStateCorruptException">The persisted state is corrupt, incomplete (for example the log is missing
     /// while a snapshot, backup or identity file exists) or of an unknown version; no file is changed.</exception>
     /// <exception cref="BudgetStoreInUseException">Another store, in this or another process, has the directory open.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The directory cannot be read or written.</exception>
-    public static async ValueTask<FileBudgetStore> OpenAsync(string directory, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILogger? logger = null, CancellationToken cancellationToken = default)
+    public static async ValueTask<FileBudgetStore> OpenAsync(string directory, FileBudgetStoreOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        FileBudgetStoreOptions copy = FileBudgetStoreOptions.Validated(options);
         cancellationToken.ThrowIfCancellationRequested();
-        var store = new FileBudgetStore(directory, fileSystem ?? new FileSystem(), timeProvider ?? TimeProvider.System, logger ?? NullLogger.Instance);
+        ILogger logger = (ILogger?)loggerFactory?.CreateLogger<FileBudgetStore>() ?? NullLogger.Instance;
+        var store = new FileBudgetStore(directory, copy, fileSystem ?? new FileSystem(), timeProvider ?? TimeProvider.System, logger);
         try
         {
             await Task.Run(store.Recover, cancellationToken).ConfigureAwait(false);
@@ -145,6 +148,9 @@ public sealed class FileBudgetStore : BudgetStore
         store._flusher = Task.Run(store.FlushLoopAsync, CancellationToken.None);
         return store;
     }
+
+    /// <inheritdoc/>
+    BudgetLease IBudgetLeaseIssuer.Issue(long leaseId, long tokens, Instant expiresAt) => CreateLease(leaseId, tokens, expiresAt);
 
     /// <inheritdoc/>
     protected override async ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken)
@@ -222,6 +228,17 @@ public sealed class FileBudgetStore : BudgetStore
         _signal.Dispose();
     }
 
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            // Synchronous disposal (DI containers): the flusher runs on the thread pool, so waiting for it here
+            // cannot deadlock on a synchronization context.
+            DisposeAsyncCore().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
     private async ValueTask<BudgetSettlement> CloseAsync(long leaseId, long? actual, Instant? at)
     {
         Instant now = at ?? _time.GetCurrentInstant();
@@ -285,7 +302,7 @@ public sealed class FileBudgetStore : BudgetStore
 
             FlushBatch batch;
             ArrayBufferWriter<byte> data;
-            string? snapshot = null;
+            BudgetLedgerImage? image = null;
             long snapshotSeq = 0;
             bool stop;
             lock (_gate)
@@ -310,18 +327,11 @@ public sealed class FileBudgetStore : BudgetStore
                 _batch = new FlushBatch();
                 if (_recordsSinceCompaction >= CompactAfterRecords)
                 {
+                    // Only a copy of the counter values is taken under the lock; the snapshot text is built after
+                    // releasing it, so admissions are not held up by the formatting.
                     _recordsSinceCompaction = 0;
                     snapshotSeq = _seq;
-                    try
-                    {
-                        snapshot = Snapshot();
-                    }
-                    catch (Exception ex) when (ex is not OutOfMemoryException)
-                    {
-                        // Not fatal: this batch is still written; the next batch tries to compact again.
-                        _recordsSinceCompaction = CompactAfterRecords;
-                        snapshot = null;
-                    }
+                    image = BudgetLedgerImage.Capture(_ledger, _seq);
                 }
             }
 
@@ -334,6 +344,23 @@ public sealed class FileBudgetStore : BudgetStore
                 }
 
                 data.ResetWrittenCount();
+                string? snapshot = null;
+                if (image is not null)
+                {
+                    try
+                    {
+                        snapshot = Snapshot(image);
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        // Not fatal: this batch is still written; the next batch tries to compact again.
+                        lock (_gate)
+                        {
+                            _recordsSinceCompaction = Math.Max(_recordsSinceCompaction, CompactAfterRecords);
+                        }
+                    }
+                }
+
                 if (snapshot is not null)
                 {
                     WriteSnapshotAndResetLog(snapshot, snapshotSeq);
@@ -429,7 +456,7 @@ public sealed class FileBudgetStore : BudgetStore
 
         Instant now = _time.GetCurrentInstant();
         _ledger.ExpireDue(now);
-        WriteSnapshotAndResetLog(Snapshot(), _seq);
+        WriteSnapshotAndResetLog(Snapshot(BudgetLedgerImage.Capture(_ledger, _seq)), _seq);
         if (!marker)
         {
             // A store created before the identity file existed, or whose creation was interrupted after its log was written.
@@ -500,7 +527,7 @@ public sealed class FileBudgetStore : BudgetStore
         string logTemp = _logPath + ".tmp";
         WriteDurably(logTemp, BudgetFileFormat.Line(string.Join(' ', BudgetFileFormat.LogMagic, BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture), "0")));
         _fs.File.Move(logTemp, _logPath, overwrite: true);
-        WriteSnapshotAndResetLog(Snapshot(), 0);
+        WriteSnapshotAndResetLog(Snapshot(BudgetLedgerImage.Capture(_ledger, _seq)), 0);
         WriteMarker();
         BudgetLog.StoreOpened(_logger, Directory, 0, 0, 0);
     }
@@ -745,51 +772,47 @@ public sealed class FileBudgetStore : BudgetStore
         }
     }
 
-    private string Snapshot()
+    /// <summary>Formats a snapshot from an image of the ledger (taken under the lock; formatted outside it).</summary>
+    private static string Snapshot(BudgetLedgerImage image)
     {
         var builder = new StringBuilder();
-        BudgetFileFormat.AppendLine(builder, string.Join(' ', BudgetFileFormat.SnapshotMagic, BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture), BudgetFileFormat.Invariant(_seq), BudgetFileFormat.Invariant(_ledger.NextLeaseId)));
+        BudgetFileFormat.AppendLine(builder, string.Join(' ', BudgetFileFormat.SnapshotMagic, BudgetFileFormat.Version.ToString(CultureInfo.InvariantCulture), BudgetFileFormat.Invariant(image.Sequence), BudgetFileFormat.Invariant(image.NextLeaseId)));
         long count = 0;
-        foreach (BudgetKeyState key in _ledger.Keys.Values)
+        foreach (BudgetLedgerImage.Counter c in image.Counters)
         {
-            string encoded = BudgetFileFormat.EncodeKey(key.Key);
-            if (key.ForgottenBefore != Instant.MinValue)
-            {
-                BudgetFileFormat.AppendLine(builder, string.Join(' ', "F", BudgetFileFormat.Invariant(key.ForgottenBefore.ToUnixTimeTicks()), encoded));
-                count++;
-            }
-
-            foreach (BudgetCounter c in key.Counters)
-            {
-                BudgetFileFormat.AppendLine(builder, string.Join(
-                    ' ',
-                    "P",
-                    ((int)c.Window).ToString(CultureInfo.InvariantCulture),
-                    BudgetFileFormat.Invariant(c.Start.ToUnixTimeTicks()),
-                    BudgetFileFormat.Invariant(c.End.ToUnixTimeTicks()),
-                    BudgetFileFormat.Invariant(c.Used),
-                    BudgetFileFormat.Invariant(c.Held),
-                    encoded));
-                count++;
-            }
-        }
-
-        foreach (var pair in _ledger.OpenLeases)
-        {
-            BudgetOpenLease lease = pair.Value;
             BudgetFileFormat.AppendLine(builder, string.Join(
                 ' ',
-                "L",
-                BudgetFileFormat.Invariant(pair.Key),
-                BudgetFileFormat.Invariant(lease.At.ToUnixTimeTicks()),
-                BudgetFileFormat.Invariant(lease.ExpiresAt.ToUnixTimeTicks()),
-                BudgetFileFormat.Invariant(lease.Tokens),
-                BudgetFileFormat.EncodeKey(lease.Key.Key),
-                BudgetFileFormat.EncodeKey(lease.Parent?.Key)));
+                "P",
+                ((int)c.Window).ToString(CultureInfo.InvariantCulture),
+                BudgetFileFormat.Invariant(c.Start.ToUnixTimeTicks()),
+                BudgetFileFormat.Invariant(c.End.ToUnixTimeTicks()),
+                BudgetFileFormat.Invariant(c.Used),
+                BudgetFileFormat.Invariant(c.Held),
+                BudgetFileFormat.EncodeKey(c.Key)));
             count++;
         }
 
-        foreach (BudgetClosedLease closed in _ledger.ClosedLeases)
+        foreach (BudgetLedgerImage.Forgotten f in image.ForgottenKeys)
+        {
+            BudgetFileFormat.AppendLine(builder, string.Join(' ', "F", BudgetFileFormat.Invariant(f.Before.ToUnixTimeTicks()), BudgetFileFormat.EncodeKey(f.Key)));
+            count++;
+        }
+
+        foreach (BudgetLedgerImage.Lease lease in image.OpenLeases)
+        {
+            BudgetFileFormat.AppendLine(builder, string.Join(
+                ' ',
+                "L",
+                BudgetFileFormat.Invariant(lease.Id),
+                BudgetFileFormat.Invariant(lease.At.ToUnixTimeTicks()),
+                BudgetFileFormat.Invariant(lease.ExpiresAt.ToUnixTimeTicks()),
+                BudgetFileFormat.Invariant(lease.Tokens),
+                BudgetFileFormat.EncodeKey(lease.Key),
+                BudgetFileFormat.EncodeKey(lease.Parent)));
+            count++;
+        }
+
+        foreach (BudgetClosedLease closed in image.ClosedLeases)
         {
             if (closed.Id > 0)
             {

@@ -10,22 +10,50 @@ namespace Kars.Policy.Budgets;
 /// </summary>
 /// <remarks>
 /// Periods come from the injected <see cref="TimeProvider"/> unless a call passes an explicit instant. One lock
-/// guards the state, so admission is atomic across every window and level. Safe for concurrent use.
-/// The lock is a compare-and-swap spin lock (<see cref="BudgetSpinLock"/>): every critical section is a bounded,
-/// allocation-free ledger update of well under a microsecond, and the clock is read before entering it.
+/// (<see cref="Lock"/>) guards the state, so admission is atomic across every window and level; the clock is read
+/// before entering it.
+/// Keys that have no open lease and whose every counted window has ended are evicted (checked when the hour of
+/// the store's clock changes), so memory follows the active keys, not every key ever seen. Safe for concurrent use.
 /// </remarks>
-public sealed class InMemoryBudgetStore : BudgetStore
+public sealed class InMemoryBudgetStore : BudgetStore, IBudgetLeaseIssuer
 {
-    private readonly BudgetSpinLock _gate = new();
+    private readonly BudgetLedgerGate _gate;
     private readonly BudgetLedger _ledger = new();
     private readonly TimeProvider _time;
 
     /// <summary>Initializes a store.</summary>
     /// <param name="timeProvider">The clock; <see cref="TimeProvider.System"/> when <see langword="null"/>.</param>
     public InMemoryBudgetStore(TimeProvider? timeProvider = null)
+        : this(timeProvider, BudgetLedgerGate.Default)
+    {
+    }
+
+    /// <summary>Initializes a store with a chosen lock (the contended benchmark compares them).</summary>
+    internal InMemoryBudgetStore(TimeProvider? timeProvider, BudgetLedgerGate gate)
     {
         _time = timeProvider ?? TimeProvider.System;
+        _gate = gate;
     }
+
+    /// <summary>Gets the number of keys in memory (tests).</summary>
+    internal int KeyCount
+    {
+        get
+        {
+            _gate.Enter();
+            try
+            {
+                return _ledger.Keys.Count;
+            }
+            finally
+            {
+                _gate.Exit();
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    BudgetLease IBudgetLeaseIssuer.Issue(long leaseId, long tokens, Instant expiresAt) => CreateLease(leaseId, tokens, expiresAt);
 
     /// <inheritdoc/>
     protected override ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken)

@@ -127,14 +127,21 @@ public sealed class BudgetMeterTests
     }
 
     [Fact]
-    public async Task Policy_Replaced_AppliesToNextCall()
+    public async Task Policy_Reloaded_NewMeterOverSameStoreKeepsCounters()
     {
-        var meter = new BudgetMeter(new InMemoryBudgetStore(_time), new BudgetPolicy(new BudgetLimits(day: 10)));
+        var store = new InMemoryBudgetStore(_time);
+        var meter = new BudgetMeter(store, new BudgetPolicy(new BudgetLimits(day: 30)));
+        (await meter.TryReserveAsync("k", 20)).IsAdmitted.Should().BeTrue();
         (await meter.TryReserveAsync("k", 20)).IsAdmitted.Should().BeFalse();
 
-        meter.Policy = new BudgetPolicy(new BudgetLimits(day: 100));
+        // Reload = a new meter over the same store: the new limits apply to the existing counters.
+        var reloaded = new BudgetMeter(store, new BudgetPolicy(new BudgetLimits(day: 100)));
 
-        (await meter.TryReserveAsync("k", 20)).IsAdmitted.Should().BeTrue();
+        BudgetDecision next = await reloaded.TryReserveAsync("k", 20);
+        next.IsAdmitted.Should().BeTrue();
+        next.Remaining.TryGetValue(BudgetWindow.Day, out long left).Should().BeTrue();
+        left.Should().Be(60);
+        meter.Policy.Should().NotBeSameAs(reloaded.Policy);
     }
 
     [Fact]

@@ -11,7 +11,7 @@ namespace Kars.Policy.Tests.Budgets;
 public sealed class FileBudgetStoreContractTests : BudgetStoreContractTests
 {
     protected override async ValueTask<BudgetStore> CreateStoreAsync(TimeProvider time)
-        => await FileBudgetStore.OpenAsync("/budgets", new MockFileSystem(), time);
+        => await FileBudgetStore.OpenAsync("/budgets", options: null, new MockFileSystem(), time);
 }
 
 public sealed class FileBudgetStoreRealDiskContractTests : BudgetStoreContractTests
@@ -25,7 +25,7 @@ public sealed class FileBudgetStoreRealDiskContractTests : BudgetStoreContractTe
     }
 
     protected override async ValueTask<BudgetStore> CreateStoreAsync(TimeProvider time)
-        => await FileBudgetStore.OpenAsync(_dir, new FileSystem(), time);
+        => await FileBudgetStore.OpenAsync(_dir, options: null, new FileSystem(), time);
 }
 
 public sealed class FileBudgetStoreTests
@@ -41,7 +41,7 @@ public sealed class FileBudgetStoreTests
 
     private string SnapshotPath => _fs.Path.Combine(Dir, FileBudgetStore.SnapshotFileName);
 
-    private ValueTask<FileBudgetStore> OpenAsync() => FileBudgetStore.OpenAsync(Dir, _fs, _time);
+    private ValueTask<FileBudgetStore> OpenAsync(FileBudgetStoreOptions? options = null) => FileBudgetStore.OpenAsync(Dir, options, _fs, _time);
 
     private BudgetRequest Request(long tokens) => new(_agent, tokens, Lease, _tenant);
 
@@ -108,9 +108,8 @@ public sealed class FileBudgetStoreTests
     [Fact]
     public async Task Compaction_ManyRecords_KeepsStateAndShortensLog()
     {
-        await using (var store = await OpenAsync())
+        await using (var store = await OpenAsync(new FileBudgetStoreOptions { CompactAfterRecords = 10 }))
         {
-            store.CompactAfterRecords = 10;
             for (int i = 0; i < 60; i++)
             {
                 var d = await store.TryReserveAsync(Request(2));
@@ -141,7 +140,7 @@ public sealed class FileBudgetStoreTests
         _fs.File.AppendAllText(LogPath, "0123456789abcdef R 3 9 1 2 3 x");
         var logger = new CapturingLogger();
 
-        await using var reopened = await FileBudgetStore.OpenAsync(Dir, _fs, _time, logger);
+        await using var reopened = await FileBudgetStore.OpenAsync(Dir, options: null, _fs, _time, logger);
         Day(await reopened.GetStatusAsync(_agent)).Held.Should().Be(300);
         logger.EventIds.Should().Contain(3002).And.Contain(3001);
     }
@@ -189,7 +188,7 @@ public sealed class FileBudgetStoreTests
         Damage(SnapshotPath);
         var logger = new CapturingLogger();
 
-        await using var reopened = await FileBudgetStore.OpenAsync(Dir, _fs, _time, logger);
+        await using var reopened = await FileBudgetStore.OpenAsync(Dir, options: null, _fs, _time, logger);
 
         var day = Day(await reopened.GetStatusAsync(_agent));
         day.Held.Should().Be(100);
@@ -410,9 +409,8 @@ public sealed class FileBudgetStoreTests
     public async Task OpenAsync_ManyGenerations_LogNeverMissingAndStateKept()
     {
         await TwoGenerationsAsync();
-        await using (var store = await OpenAsync())
+        await using (var store = await OpenAsync(new FileBudgetStoreOptions { CompactAfterRecords = 3 }))
         {
-            store.CompactAfterRecords = 3;
             for (int i = 0; i < 10; i++)
             {
                 var d = await store.TryReserveAsync(Request(1));
@@ -484,12 +482,12 @@ public sealed class FileBudgetStoreTests
         string dir = Path.Combine(Path.GetTempPath(), "kars-budget-" + Guid.NewGuid().ToString("N"));
         try
         {
-            await using (var store = await FileBudgetStore.OpenAsync(dir, disk, _time))
+            await using (var store = await FileBudgetStore.OpenAsync(dir, options: null, disk, _time))
             {
                 (await store.TryReserveAsync(Request(300))).IsAdmitted.Should().BeTrue();
             }
 
-            await using (var store = await FileBudgetStore.OpenAsync(dir, disk, _time))
+            await using (var store = await FileBudgetStore.OpenAsync(dir, options: null, disk, _time))
             {
                 (await store.TryReserveAsync(Request(200))).IsAdmitted.Should().BeTrue();
             }
@@ -499,7 +497,7 @@ public sealed class FileBudgetStoreTests
             string backup = disk.Path.Combine(dir, FileBudgetStore.SnapshotFileName + ".bak");
             byte[] before = disk.File.ReadAllBytes(backup);
 
-            var act = async () => await FileBudgetStore.OpenAsync(dir, disk, _time);
+            var act = async () => await FileBudgetStore.OpenAsync(dir, options: null, disk, _time);
 
             await act.Should().ThrowAsync<BudgetStateCorruptException>();
             disk.File.ReadAllBytes(backup).Should().Equal(before);
@@ -519,13 +517,13 @@ public sealed class FileBudgetStoreTests
         disk.Directory.CreateDirectory(dir);
         try
         {
-            await using (var store = await FileBudgetStore.OpenAsync(dir, disk, _time))
+            await using (var store = await FileBudgetStore.OpenAsync(dir, options: null, disk, _time))
             {
                 (await store.TryReserveAsync(Request(300))).IsAdmitted.Should().BeTrue();
             }
 
             disk.File.Exists(disk.Path.Combine(dir, FileBudgetStore.MarkerFileName)).Should().BeTrue();
-            await using var reopened = await FileBudgetStore.OpenAsync(dir, disk, _time);
+            await using var reopened = await FileBudgetStore.OpenAsync(dir, options: null, disk, _time);
             Day(await reopened.GetStatusAsync(_agent)).Held.Should().Be(300);
         }
         finally
@@ -539,8 +537,7 @@ public sealed class FileBudgetStoreTests
     {
         // Real disk: the directory disappears under the store, so the next compaction cannot create its files.
         string dir = Path.Combine(Path.GetTempPath(), "kars-fail-" + Guid.NewGuid().ToString("N"));
-        var store = await FileBudgetStore.OpenAsync(dir, new FileSystem(), _time);
-        store.CompactAfterRecords = 1;
+        var store = await FileBudgetStore.OpenAsync(dir, new FileBudgetStoreOptions { CompactAfterRecords = 1 }, new FileSystem(), _time);
         Directory.Delete(dir, recursive: true);
 
         var first = async () => await store.TryReserveAsync(Request(1));
@@ -600,7 +597,7 @@ public sealed class FileBudgetStoreTests
                 await child.WaitForExitAsync();
             }
 
-            await using var store = await FileBudgetStore.OpenAsync(dir, new FileSystem(), TimeProvider.System);
+            await using var store = await FileBudgetStore.OpenAsync(dir, options: null, new FileSystem(), TimeProvider.System);
             var level = new BudgetLevel("crash", new BudgetLimits(day: long.MaxValue / 4));
             var status = await store.GetStatusAsync(level);
             var day = status.Windows.Single();
@@ -619,9 +616,19 @@ public sealed class FileBudgetStoreTests
         }
     }
 
-    private sealed class CapturingLogger : Microsoft.Extensions.Logging.ILogger
+    private sealed class CapturingLogger : Microsoft.Extensions.Logging.ILogger, Microsoft.Extensions.Logging.ILoggerFactory
     {
         public List<int> EventIds { get; } = [];
+
+        public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => this;
+
+        public void AddProvider(Microsoft.Extensions.Logging.ILoggerProvider provider)
+        {
+        }
+
+        public void Dispose()
+        {
+        }
 
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;
