@@ -23,6 +23,9 @@ namespace Kars.Policy.Egress;
 /// </remarks>
 public sealed class EgressPolicySnapshot : IEgressPolicy
 {
+    /// <summary>The largest document <see cref="Load"/> reads from a stream (16 MiB, the same cap as a policy file).</summary>
+    private const int MaxStreamBytes = 16 * 1024 * 1024;
+
     private static readonly SearchValues<char> CanonicalNameChars = SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
 
     private readonly CompiledPolicy _policy;
@@ -95,6 +98,7 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     /// <exception cref="ArgumentNullException"><paramref name="document"/> is <see langword="null"/>.</exception>
     /// <exception cref="EgressPolicyLoadException">The document or a feed is invalid; every problem is listed.</exception>
     /// <exception cref="IOException">The stream could not be read.</exception>
+    /// <remarks>A stream longer than 16 MiB is refused with an <see cref="EgressPolicyLoadException"/> before it is read to its end.</remarks>
     public static EgressPolicySnapshot Load(
         Stream document,
         IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? feeds = null,
@@ -105,7 +109,19 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
         ArgumentNullException.ThrowIfNull(document);
         var settings = EgressCompileSettings.From(options);
         using var buffer = new MemoryStream();
-        document.CopyTo(buffer);
+        byte[] chunk = new byte[81_920];
+        int read;
+        while ((read = document.Read(chunk, 0, chunk.Length)) > 0)
+        {
+            if (buffer.Length + read > MaxStreamBytes)
+            {
+                // Fail closed before an endless or hostile stream exhausts memory.
+                throw new EgressPolicyLoadException([new EgressPolicyProblem("document", "$", $"the document is larger than {MaxStreamBytes} bytes", "a policy document is at most 16 MiB; move large lists into feeds")]);
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
         return Compile(buffer.ToArray(), feeds, "document", settings).Bind(timeProvider ?? TimeProvider.System, learnedHosts);
     }
 
