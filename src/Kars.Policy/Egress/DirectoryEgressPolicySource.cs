@@ -99,8 +99,21 @@ public sealed class DirectoryEgressPolicySource : IEgressPolicySource, IDisposab
         }
     }
 
-    /// <summary>Checks the folder once and fires the change token when it changed (the timer calls this).</summary>
+    /// <summary>Checks the folder once and fires the change token when it changed (the timer calls this). Never throws:
+    /// an exception escaping a timer callback would end the process.</summary>
     internal void Poll()
+    {
+        try
+        {
+            PollCore();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A failing listener or file-system double: the next poll tries again; loading reports real problems.
+        }
+    }
+
+    private void PollCore()
     {
         string fingerprint = Fingerprint();
         CancellationTokenSource? fire = null;

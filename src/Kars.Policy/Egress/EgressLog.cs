@@ -17,4 +17,7 @@ internal static partial class EgressLog
 
     [LoggerMessage(1103, LogLevel.Error, "Egress policy last-known-good store failed to {Operation}: {Error}", EventName = "EgressPolicyLastKnownGoodFailed")]
     public static partial void LastKnownGoodFailed(ILogger logger, string operation, string error);
+
+    [LoggerMessage(1104, LogLevel.Error, "{Count} egress policy change listener(s) threw ({ExceptionType}); the new state is in force", EventName = "EgressPolicyChangeListenerFailed")]
+    public static partial void ChangeListenerFailed(ILogger logger, int count, string exceptionType);
 }

@@ -278,7 +278,16 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         }
 
         var fire = Interlocked.Exchange(ref _changed, new CancellationTokenSource());
-        fire.Cancel();
+        try
+        {
+            fire.Cancel();
+        }
+        catch (AggregateException ex)
+        {
+            // A listener's failure is the listener's: the new state is in force either way.
+            EgressLog.ChangeListenerFailed(_logger, ex.InnerExceptions.Count, ex.InnerException?.GetType().Name ?? ex.GetType().Name);
+        }
+
         return loaded is not null;
     }
 
@@ -354,9 +363,17 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
             }
         }
 
-        lock (_reloadGate)
+        try
         {
-            ReloadCore();
+            lock (_reloadGate)
+            {
+                ReloadCore();
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // ReloadCore already turns every source failure into state; this only guards the timer thread (an
+            // exception escaping a timer callback would end the process) against a failing logger or listener.
         }
     }
 }

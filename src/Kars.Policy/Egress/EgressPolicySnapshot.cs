@@ -23,6 +23,9 @@ namespace Kars.Policy.Egress;
 /// </remarks>
 public sealed class EgressPolicySnapshot : IEgressPolicy
 {
+    /// <summary>The largest document <see cref="Load"/> reads from a stream (16 MiB, the same cap as a policy file).</summary>
+    private const int MaxStreamBytes = 16 * 1024 * 1024;
+
     private static readonly SearchValues<char> CanonicalNameChars = SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
 
     private readonly CompiledPolicy _policy;
@@ -66,9 +69,9 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     /// <param name="document">The document's bytes (UTF-8 JSON).</param>
     /// <param name="feeds">The contents of the blocklist feed files the document names in <c>blocklist.files</c>,
     /// keyed by the text the document uses for each; <see langword="null"/> when it names none.</param>
-    /// <param name="learnedHosts">Where Learn mode reports what it allowed; <see langword="null"/> to record nothing.</param>
     /// <param name="options">Options (mode override, trusted private prefixes, feed limit); <see langword="null"/> for the defaults. Copied.</param>
     /// <param name="timeProvider">The clock approvals are checked against; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="learnedHosts">Where Learn mode reports what it allowed; <see langword="null"/> to record nothing.</param>
     /// <returns>The snapshot.</returns>
     /// <exception cref="EgressPolicyLoadException">The document or a feed is invalid, or a named feed was not supplied;
     /// <see cref="EgressPolicyLoadException.Problems"/> lists every problem.</exception>
@@ -76,9 +79,9 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     public static EgressPolicySnapshot Create(
         ReadOnlyMemory<byte> document,
         IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? feeds = null,
-        LearnedHostRecorder? learnedHosts = null,
         KarsEgressOptions? options = null,
-        TimeProvider? timeProvider = null)
+        TimeProvider? timeProvider = null,
+        LearnedHostRecorder? learnedHosts = null)
     {
         var settings = EgressCompileSettings.From(options);
         return Compile(document, feeds, "document", settings).Bind(timeProvider ?? TimeProvider.System, learnedHosts);
@@ -88,24 +91,37 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     /// read to its end; it is not closed.</summary>
     /// <param name="document">The stream holding the document.</param>
     /// <param name="feeds">The contents of the blocklist feed files the document names, keyed by the text the document uses.</param>
-    /// <param name="learnedHosts">Where Learn mode reports what it allowed; <see langword="null"/> to record nothing.</param>
     /// <param name="options">Options; <see langword="null"/> for the defaults. Copied.</param>
     /// <param name="timeProvider">The clock approvals are checked against; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="learnedHosts">Where Learn mode reports what it allowed; <see langword="null"/> to record nothing.</param>
     /// <returns>The snapshot.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="document"/> is <see langword="null"/>.</exception>
     /// <exception cref="EgressPolicyLoadException">The document or a feed is invalid; every problem is listed.</exception>
     /// <exception cref="IOException">The stream could not be read.</exception>
+    /// <remarks>A stream longer than 16 MiB is refused with an <see cref="EgressPolicyLoadException"/> before it is read to its end.</remarks>
     public static EgressPolicySnapshot Load(
         Stream document,
         IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? feeds = null,
-        LearnedHostRecorder? learnedHosts = null,
         KarsEgressOptions? options = null,
-        TimeProvider? timeProvider = null)
+        TimeProvider? timeProvider = null,
+        LearnedHostRecorder? learnedHosts = null)
     {
         ArgumentNullException.ThrowIfNull(document);
         var settings = EgressCompileSettings.From(options);
         using var buffer = new MemoryStream();
-        document.CopyTo(buffer);
+        byte[] chunk = new byte[81_920];
+        int read;
+        while ((read = document.Read(chunk, 0, chunk.Length)) > 0)
+        {
+            if (buffer.Length + read > MaxStreamBytes)
+            {
+                // Fail closed before an endless or hostile stream exhausts memory.
+                throw new EgressPolicyLoadException([new EgressPolicyProblem("document", "$", $"the document is larger than {MaxStreamBytes} bytes", "a policy document is at most 16 MiB; move large lists into feeds")]);
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
         return Compile(buffer.ToArray(), feeds, "document", settings).Bind(timeProvider ?? TimeProvider.System, learnedHosts);
     }
 

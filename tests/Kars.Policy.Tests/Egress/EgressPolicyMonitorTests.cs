@@ -137,6 +137,37 @@ public class EgressPolicyMonitorTests
     }
 
     [Fact]
+    public void Reload_ListenerThrows_NewStateInForceAndNothingEscapes()
+    {
+        var source = new InMemoryEgressPolicySource(Document(1));
+        using var monitor = new EgressPolicyMonitor(source, null, Frozen());
+        _ = monitor.State;
+        using var registration = monitor.GetChangeToken().RegisterChangeCallback(static _ => throw new InvalidOperationException("listener"), null);
+
+        source.Update(Document(2));
+        var reload = () => monitor.Reload();
+
+        reload.Should().NotThrow().Which.Should().BeTrue();
+        monitor.State.Generation.Should().Be(2);
+    }
+
+    [Fact]
+    public void SourceChange_TimerReloadWithThrowingListener_DoesNotEscapeTheTimer()
+    {
+        var time = new FakeTimeProvider(Start);
+        var source = new InMemoryEgressPolicySource(Document(1));
+        using var monitor = new EgressPolicyMonitor(source, null, time);
+        _ = monitor.State;
+        using var registration = monitor.GetChangeToken().RegisterChangeCallback(static _ => throw new InvalidOperationException("listener"), null);
+
+        source.Update(Document(2));
+        var advance = () => time.Advance(TimeSpan.FromSeconds(1));
+
+        advance.Should().NotThrow();
+        monitor.State.Generation.Should().Be(2);
+    }
+
+    [Fact]
     public void SourceChange_BurstOfNotifications_ReloadsOnceAfterTheDelay()
     {
         var time = new FakeTimeProvider(Start);

@@ -83,6 +83,17 @@ public class EgressPolicySnapshotTests
     }
 
     [Fact]
+    public void Load_EndlessStream_RefusedWithoutExhaustingMemory()
+    {
+        using var stream = new EndlessStream();
+
+        var act = () => EgressPolicySnapshot.Load(stream);
+
+        act.Should().Throw<EgressPolicyLoadException>().Which.Problems.Should().ContainSingle().Which.Message.Should().Contain("larger than");
+        stream.Position.Should().BeLessThan(32L * 1024 * 1024);
+    }
+
+    [Fact]
     public void Create_ModeOverride_AppliesToEveryDecision()
     {
         var snapshot = EgressPolicySnapshot.Create(Bytes(Doc("""{"host":"api.github.com"}""")), options: new KarsEgressOptions { Mode = EgressMode.Learn });
@@ -157,5 +168,37 @@ public class EgressPolicySnapshotTests
         var act = () => new LearnedHostRecorder(new KarsEgressOptions { LearnedCapacity = -1 });
 
         act.Should().Throw<ArgumentOutOfRangeException>();
+    }
+
+    private sealed class EndlessStream : Stream
+    {
+        private long _position;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            buffer.AsSpan(offset, count).Fill((byte)' ');
+            _position += count;
+            return count;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
