@@ -31,7 +31,7 @@ public sealed class BudgetReplayFaultTests : IDisposable
     public async Task Replay_FileStoreOpenElsewhere_Exits2WithOneLineNamingTheFolder()
     {
         string dir = Path.Combine(_dir, "store");
-        await using var owner = await FileBudgetStore.OpenAsync(dir, new FileSystem());
+        await using var owner = await FileBudgetStore.OpenAsync(dir, null, new FileSystem());
 
         var (exit, lines, error) = Replay("""{"op":"request","id":"1","key":"k","tokens":1,"at":"2030-01-01T10:00:00Z"}""", Limits, "--store", "file:" + dir);
 

@@ -29,8 +29,8 @@ internal static class FuzzHost
 
         var random = new Random(int.Parse(args[1], CultureInfo.InvariantCulture));
         int round = int.Parse(args[2], CultureInfo.InvariantCulture);
-        await using FileBudgetStore store = await FileBudgetStore.OpenAsync(args[0]).ConfigureAwait(false);
-        store.CompactAfterRecords = long.Parse(args[3], CultureInfo.InvariantCulture);
+        var options = new FileBudgetStoreOptions { CompactAfterRecords = long.Parse(args[3], CultureInfo.InvariantCulture) };
+        await using FileBudgetStore store = await FileBudgetStore.OpenAsync(args[0], options).ConfigureAwait(false);
         var output = Console.Out;
         await output.WriteLineAsync("ready").ConfigureAwait(false);
         Instant at = Instant.FromUtc(2100, 1, 1, 10, 0) + Duration.FromSeconds(100 * round);

@@ -60,7 +60,7 @@ public sealed class FileBudgetStoreCrashPropertyTests(ITestOutputHelper output) 
                 }
             }
 
-            await using var store = await FileBudgetStore.OpenAsync(_dir, new FileSystem(), TimeProvider.System);
+            await using var store = await FileBudgetStore.OpenAsync(_dir, null, new FileSystem(), TimeProvider.System);
             var (used, held) = await CountersAsync(store);
             model.Resolve(used, held, because);
 
@@ -84,7 +84,7 @@ public sealed class FileBudgetStoreCrashPropertyTests(ITestOutputHelper output) 
             (await CountersAsync(store)).Should().Be((model.Used, model.Held), because);
         }
 
-        await using var final = await FileBudgetStore.OpenAsync(_dir, new FileSystem(), TimeProvider.System);
+        await using var final = await FileBudgetStore.OpenAsync(_dir, null, new FileSystem(), TimeProvider.System);
         (await CountersAsync(final)).Should().Be((model.Used, model.Held), $"seed {seed}, after the last reopen");
         output.WriteLine($"{model.Acknowledged} acknowledged operations, {model.InFlightApplied} of {model.InFlight} in-flight operations applied");
     }

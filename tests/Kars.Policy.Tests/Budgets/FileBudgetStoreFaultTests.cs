@@ -28,7 +28,7 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
 
     private string LogPath => _fs.Path.Combine(Dir, FileBudgetStore.LogFileName);
 
-    private ValueTask<FileBudgetStore> OpenAsync() => FileBudgetStore.OpenAsync(Dir, _fs, _time);
+    private ValueTask<FileBudgetStore> OpenAsync() => FileBudgetStore.OpenAsync(Dir, null, _fs, _time);
 
     private BudgetRequest Request(long tokens) => new(_agent, tokens, Lease);
 
@@ -59,18 +59,18 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
     public async Task OpenAsync_RealDiskTwoFileSystemInstances_OsLockRefusesTheSecond()
     {
         // Two IFileSystem instances share no in-process registry: only the OS lock on budget.lock can refuse this.
-        await using (var first = await FileBudgetStore.OpenAsync(_disk, new FileSystem(), _time))
+        await using (var first = await FileBudgetStore.OpenAsync(_disk, null, new FileSystem(), _time))
         {
             await first.TryReserveAsync(Request(100));
             byte[] log = File.ReadAllBytes(Path.Combine(_disk, FileBudgetStore.LogFileName));
 
-            var second = async () => await FileBudgetStore.OpenAsync(_disk, new FileSystem(), _time);
+            var second = async () => await FileBudgetStore.OpenAsync(_disk, null, new FileSystem(), _time);
 
             (await second.Should().ThrowAsync<BudgetStoreInUseException>()).Which.Location.Should().Be(_disk);
             File.ReadAllBytes(Path.Combine(_disk, FileBudgetStore.LogFileName)).Should().Equal(log, "the refused opener ran no recovery");
         }
 
-        await using var again = await FileBudgetStore.OpenAsync(_disk, new FileSystem(), _time);
+        await using var again = await FileBudgetStore.OpenAsync(_disk, null, new FileSystem(), _time);
         Day(await again.GetStatusAsync(_agent)).Held.Should().Be(100);
     }
 
@@ -81,11 +81,11 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
         await child.WaitForLineAsync(l => l == "ready");
         var acked = await child.WaitForLineAsync(l => l.StartsWith("ack ", StringComparison.Ordinal));
 
-        var act = async () => await FileBudgetStore.OpenAsync(_disk, new FileSystem(), TimeProvider.System);
+        var act = async () => await FileBudgetStore.OpenAsync(_disk, null, new FileSystem(), TimeProvider.System);
         (await act.Should().ThrowAsync<BudgetStoreInUseException>()).Which.Location.Should().Be(_disk);
 
         child.Kill();
-        await using var store = await FileBudgetStore.OpenAsync(_disk, new FileSystem(), TimeProvider.System);
+        await using var store = await FileBudgetStore.OpenAsync(_disk, null, new FileSystem(), TimeProvider.System);
         long id = long.Parse(acked.Split(' ')[1]);
         (await store.SettleAsync(id, 7)).Status.Should().Be(BudgetSettlementStatus.Settled, "the killed owner's acknowledged lease survives and the OS released its lock");
     }
@@ -93,7 +93,7 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
     [Fact]
     public async Task OpenAsync_InAnotherProcessWhileThisOneOwnsTheDirectory_ChildIsRefused()
     {
-        await using var store = await FileBudgetStore.OpenAsync(_disk, new FileSystem(), TimeProvider.System);
+        await using var store = await FileBudgetStore.OpenAsync(_disk, null, new FileSystem(), TimeProvider.System);
         (await store.TryReserveAsync(Request(5))).IsAdmitted.Should().BeTrue();
 
         using var child = StoreHost.Start("file", _disk, "1", "7");
@@ -131,7 +131,7 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
         _fs.File.WriteAllBytes(LogPath, log[..cut]);
         var logger = new EventLogger();
 
-        await using var reopened = await FileBudgetStore.OpenAsync(Dir, _fs, _time, logger);
+        await using var reopened = await FileBudgetStore.OpenAsync(Dir, null, _fs, _time, logger);
 
         reopened.TornBytesDiscarded.Should().Be(cut - lastStart);
         logger.EventIds.Should().Contain(3002);
@@ -197,7 +197,7 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
 
         // The cut either lands inside a record (a torn tail: reported) or, if it removes the header, fails closed.
         var logger = new EventLogger();
-        await using var reopened = await FileBudgetStore.OpenAsync(Dir, _fs, _time, logger);
+        await using var reopened = await FileBudgetStore.OpenAsync(Dir, null, _fs, _time, logger);
 
         reopened.TornBytesDiscarded.Should().BeGreaterThan(0);
         logger.EventIds.Should().Contain(3002);
@@ -257,7 +257,7 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
     [InlineData(FileBudgetStore.MarkerFileName)]
     public async Task OpenAsync_StoreFileIsAFifo_FailsClosedWithoutHanging(string name)
     {
-        await using (var store = await FileBudgetStore.OpenAsync(_disk, new FileSystem(), _time))
+        await using (var store = await FileBudgetStore.OpenAsync(_disk, null, new FileSystem(), _time))
         {
             await store.TryReserveAsync(Request(100));
         }
@@ -270,7 +270,7 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
             mkfifo.ExitCode.Should().Be(0);
         }
 
-        var open = FileBudgetStore.OpenAsync(_disk, new FileSystem(), _time).AsTask();
+        var open = FileBudgetStore.OpenAsync(_disk, null, new FileSystem(), _time).AsTask();
         var finished = await Task.WhenAny(open, Task.Delay(TimeSpan.FromSeconds(30)));
 
         finished.Should().BeSameAs(open, "a FIFO must be refused, not waited on");
@@ -334,8 +334,18 @@ public sealed class FileBudgetStoreFaultTests : IDisposable
         return Encoding.UTF8.GetBytes($"{hash:x16} {payload}\n");
     }
 
-    private sealed class EventLogger : Microsoft.Extensions.Logging.ILogger
+    private sealed class EventLogger : Microsoft.Extensions.Logging.ILogger, Microsoft.Extensions.Logging.ILoggerFactory
     {
+        public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => this;
+
+        public void AddProvider(Microsoft.Extensions.Logging.ILoggerProvider provider)
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+
         public List<int> EventIds { get; } = [];
 
         public IDisposable? BeginScope<TState>(TState state)
