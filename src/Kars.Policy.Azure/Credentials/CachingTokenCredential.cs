@@ -174,9 +174,11 @@ public sealed class CachingTokenCredential : TokenCredential
         using var timeout = new CancellationTokenSource(_options.RefreshTimeout, _timeProvider);
         try
         {
-            // WaitAsync bounds the wait even when the wrapped credential ignores its cancellation token.
+            // WaitAsync bounds the wait even when the wrapped credential ignores its cancellation token. It waits on
+            // the token whose timer started before the call, so the bound covers the whole call (a second timer
+            // started after the call returned its task would leave the synchronous part unbounded).
             return await _inner.GetTokenAsync(context, timeout.Token).AsTask()
-                .WaitAsync(_options.RefreshTimeout, _timeProvider).ConfigureAwait(false);
+                .WaitAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is TimeoutException || (ex is OperationCanceledException && timeout.IsCancellationRequested))
         {

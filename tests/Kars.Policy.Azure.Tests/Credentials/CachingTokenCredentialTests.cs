@@ -181,6 +181,30 @@ public sealed class CachingTokenCredentialTests
     }
 
     [Fact]
+    public async Task Refresh_ClockPassesTimeoutWhileCredentialIsCalled_StillTimesOut()
+    {
+        // The time-out covers the whole call: here the clock passes the time-out before the credential returns its
+        // (never completing) task. A bound started only after the call returned would never fire.
+        var time = new FakeTimeProvider(Start);
+        var inner = new FakeCredential(time)
+        {
+            Next = _ =>
+            {
+                time.Advance(TimeSpan.FromSeconds(5));
+                return new TaskCompletionSource<AccessToken>().Task;
+            },
+        };
+        var credential = new CachingTokenCredential(inner, new CachingTokenCredentialOptions { RefreshTimeout = TimeSpan.FromSeconds(5) }, time);
+
+        var pending = credential.GetTokenAsync(Ctx("s"), default).AsTask();
+        var finished = await Task.WhenAny(pending, Task.Delay(TimeSpan.FromSeconds(30)));
+
+        finished.Should().BeSameAs(pending, "the time-out fires on the clock that passed it");
+        var act = () => pending;
+        await act.Should().ThrowAsync<TimeoutException>();
+    }
+
+    [Fact]
     public async Task ConcurrentColdCallers_OneRequest()
     {
         var time = new FakeTimeProvider(Start);
