@@ -28,26 +28,8 @@ internal sealed class PolicyLoader
         _maxFeedBytes = options.MaxFeedBytes;
         _feedsMayLeaveFolder = options.AllowFeedsOutsidePolicyFolder;
         _overbroadIsError = options.TreatOverbroadRulesAsErrors;
-        var problems = new List<EgressPolicyProblem>();
-        var networks = new List<IPNetwork>();
-        for (int i = 0; i < options.PrivateAllow.Count; i++)
-        {
-            if (HostPatterns.TryParseCidr(options.PrivateAllow[i] ?? string.Empty, out var network, out string? error, out string? suggestion))
-            {
-                networks.Add(network);
-            }
-            else
-            {
-                problems.Add(new EgressPolicyProblem("options", $"PrivateAllow[{i}]", error!, suggestion));
-            }
-        }
-
-        if (problems.Count > 0)
-        {
-            throw new ArgumentException(new EgressPolicyLoadException(problems).Message, nameof(options));
-        }
-
-        _privateAllow = [.. networks];
+        // One validation of the options for every path (PrivateAllow CIDRs, mode, entry cap): the in-memory compile uses it too.
+        _privateAllow = EgressCompileSettings.From(options).PrivateAllow;
     }
 
     /// <summary>Loads and compiles. Every problem found is reported at once.</summary>
