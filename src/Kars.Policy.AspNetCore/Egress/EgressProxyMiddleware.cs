@@ -29,7 +29,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
     private readonly IEgressPolicy _policy;
     private readonly Func<HttpContext, string?>? _sandbox;
     private readonly string? _fixedSandbox;
-    private readonly EgressConnector _connector;
+    private readonly Func<string, int, HttpRequestMessage?, CancellationToken, ValueTask<Stream>> _connector;
     private readonly HttpMessageInvoker _forwarder;
     private readonly TimeSpan _forwardTimeout;
     private readonly TimeProvider _timeProvider;
@@ -49,8 +49,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
 
         _forwardTimeout = options.ForwardTimeout;
         var http = new EgressHttpOptions { Resolver = options.Resolver, ConnectAttemptTimeout = options.ConnectAttemptTimeout, Sandbox = options.Sandbox };
-        var connectLogger = loggerFactory?.CreateLogger(typeof(EgressConnectCallback).FullName!);
-        _connector = new EgressConnector(policy, http, _timeProvider, connectLogger);
+        _connector = EgressConnectCallback.CreateConnector(policy, http, _timeProvider, loggerFactory);
         _forwarder = new HttpMessageInvoker(new SocketsHttpHandler
         {
             ConnectCallback = EgressConnectCallback.Create(policy, http, _timeProvider, loggerFactory),
@@ -113,7 +112,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
                 carrier.Options.Set(EgressRequestOptions.Sandbox, sandbox);
             }
 
-            upstream = await _connector.ConnectAsync(host, port, carrier, context.RequestAborted).ConfigureAwait(false);
+            upstream = await _connector(host, port, carrier, context.RequestAborted).ConfigureAwait(false);
         }
         catch (EgressDeniedException denied)
         {

@@ -23,18 +23,18 @@ internal sealed class EgressTunnelConnectionHandler
 
     private readonly IEgressPolicy _policy;
     private readonly string? _sandbox;
-    private readonly EgressConnector _connector;
+    private readonly Func<string, int, HttpRequestMessage?, CancellationToken, ValueTask<Stream>> _connector;
     private readonly ILogger _logger;
 
     public EgressTunnelConnectionHandler(IEgressPolicy policy, KarsEgressProxyOptions options, TimeProvider? timeProvider, ILoggerFactory? loggerFactory)
     {
         _policy = policy;
         _sandbox = options.Sandbox;
-        _connector = new EgressConnector(
+        _connector = EgressConnectCallback.CreateConnector(
             policy,
             new EgressHttpOptions { Resolver = options.Resolver, ConnectAttemptTimeout = options.ConnectAttemptTimeout, Sandbox = options.Sandbox },
             timeProvider,
-            loggerFactory?.CreateLogger(typeof(EgressConnectCallback).FullName!));
+            loggerFactory);
         _logger = loggerFactory?.CreateLogger(typeof(EgressProxyMiddleware).FullName!) ?? NullLogger.Instance;
     }
 
@@ -102,7 +102,7 @@ internal sealed class EgressTunnelConnectionHandler
         Stream upstream;
         try
         {
-            upstream = await _connector.ConnectAsync(host, port, null, ct).ConfigureAwait(false);
+            upstream = await _connector(host, port, null, ct).ConfigureAwait(false);
         }
         catch (EgressDeniedException denied)
         {
