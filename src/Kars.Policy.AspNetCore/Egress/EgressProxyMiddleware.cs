@@ -35,6 +35,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "HttpMessageInvoker takes ownership of the handler (disposeHandler defaults to true).")]
     public EgressProxyMiddleware(RequestDelegate next, IEgressPolicy policy, KarsEgressProxyOptions options, TimeProvider? timeProvider, ILoggerFactory? loggerFactory)
     {
         _next = next;
@@ -77,6 +78,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
         return _next(context);
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2025:Do not pass IDisposable instances into unawaited tasks", Justification = "Both pump tasks are awaited (Task.WhenAll) before the streams and the token source are disposed.")]
     private async Task TunnelAsync(HttpContext context, string authority)
     {
         string? sandbox = _sandbox?.Invoke(context) ?? _fixedSandbox;

@@ -81,6 +81,7 @@ internal sealed class EgressTunnelConnectionHandler
         return start[..n].SequenceEqual(ConnectPrefix.AsSpan(0, n));
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2025:Do not pass IDisposable instances into unawaited tasks", Justification = "Both pump tasks are awaited (Task.WhenAll) before the streams and the token source are disposed.")]
     private async Task TunnelAsync(ConnectionContext connection, string head, CancellationToken ct)
     {
         string requestLine = head.Split("\r\n", 2)[0];
