@@ -55,6 +55,7 @@ internal static class BudgetCommand
         }
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1849:Call async methods when in an async method", Justification = "The CLI writes to its console synchronously everywhere; one async write here would not change anything.")]
     private static async Task<int> RunAsync(CliConsole console, IFileSystem fileSystem, TimeProvider time, BudgetPolicy policy, string storeSpec, bool json)
     {
         BudgetStore store = await BudgetReplay.OpenStoreAsync(storeSpec, fileSystem, time).ConfigureAwait(false);

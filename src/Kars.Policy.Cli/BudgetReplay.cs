@@ -16,6 +16,8 @@ namespace Kars.Policy.Cli;
 /// </summary>
 internal sealed class BudgetReplay
 {
+    private static readonly string[] StatusFields = ["used", "held", "remaining"];
+
     private static readonly string[] WindowNames = ["hour", "day", "week", "month", "year"];
     private static readonly string[] TableHeader = ["AT", "OP", "ID", "KEY", "RESULT", "DETAIL"];
     private static readonly JsonDocumentOptions EventOptions = new() { AllowDuplicateProperties = false };
@@ -254,7 +256,7 @@ internal sealed class BudgetReplay
         WriteLine(w =>
         {
             w.WriteString("key", key);
-            foreach (string field in new[] { "used", "held", "remaining" })
+            foreach (string field in StatusFields)
             {
                 w.WriteStartObject(field);
                 foreach (BudgetWindowStatus window in status.Windows)

@@ -252,6 +252,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
     /// <inheritdoc/>
     protected override async ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(level);
         BudgetWindowValues windows = Union(level, parent);
         int windowCount = windows.Count;
         int levels = parent is null ? 1 : 2;
@@ -318,6 +319,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
     }
 
     /// <inheritdoc/>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2215:Dispose methods should call base class dispose", Justification = "The base DisposeAsyncCore only calls Dispose(true), which here calls back into this method.")]
     protected override async ValueTask DisposeAsyncCore()
     {
         Task<IConnectionMultiplexer>? pending;
@@ -343,6 +345,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
     }
 
     /// <inheritdoc/>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2215:Dispose methods should call base class dispose", Justification = "The base Dispose(bool) does nothing; calling it is not needed.")]
     protected override void Dispose(bool disposing)
     {
         if (disposing)
@@ -710,6 +713,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
     private static int Milliseconds(TimeSpan span) => (int)Math.Min(int.MaxValue, Math.Ceiling(span.TotalMilliseconds));
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2208:Instantiate argument exceptions correctly", Justification = "The invalid value comes from the caller's options parameter; ParamName names it (a public, tested behaviour).")]
     private static void RequirePositive(TimeSpan value, string name)
     {
         if (value <= TimeSpan.Zero)

@@ -234,6 +234,7 @@ public abstract class BudgetStore : IAsyncDisposable, IDisposable
 
     /// <summary>Releases resources asynchronously. The default calls <see cref="Dispose(bool)"/> with <see langword="true"/>.</summary>
     /// <returns>A task that completes when released.</returns>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1849:Call async methods when in an async method", Justification = "This is the asynchronous path's default: it delegates to the synchronous Dispose(bool); calling DisposeAsync here would recurse.")]
     protected virtual ValueTask DisposeAsyncCore()
     {
         Dispose(disposing: true);

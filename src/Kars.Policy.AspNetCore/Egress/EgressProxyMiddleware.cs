@@ -29,12 +29,13 @@ internal sealed class EgressProxyMiddleware : IDisposable
     private readonly IEgressPolicy _policy;
     private readonly Func<HttpContext, string?>? _sandbox;
     private readonly string? _fixedSandbox;
-    private readonly EgressConnector _connector;
+    private readonly Func<string, int, HttpRequestMessage?, CancellationToken, ValueTask<Stream>> _connector;
     private readonly HttpMessageInvoker _forwarder;
     private readonly TimeSpan _forwardTimeout;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "HttpMessageInvoker takes ownership of the handler (disposeHandler defaults to true).")]
     public EgressProxyMiddleware(RequestDelegate next, IEgressPolicy policy, KarsEgressProxyOptions options, TimeProvider? timeProvider, ILoggerFactory? loggerFactory)
     {
         _next = next;
@@ -49,8 +50,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
 
         _forwardTimeout = options.ForwardTimeout;
         var http = new EgressHttpOptions { Resolver = options.Resolver, ConnectAttemptTimeout = options.ConnectAttemptTimeout, Sandbox = options.Sandbox };
-        var connectLogger = loggerFactory?.CreateLogger(typeof(EgressConnectCallback).FullName!);
-        _connector = new EgressConnector(policy, http, _timeProvider, connectLogger);
+        _connector = EgressConnectCallback.CreateConnector(policy, http, _timeProvider, loggerFactory);
         _forwarder = new HttpMessageInvoker(new SocketsHttpHandler
         {
             ConnectCallback = EgressConnectCallback.Create(policy, http, _timeProvider, loggerFactory),
@@ -78,6 +78,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
         return _next(context);
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2025:Do not pass IDisposable instances into unawaited tasks", Justification = "Both pump tasks are awaited (Task.WhenAll) before the streams and the token source are disposed.")]
     private async Task TunnelAsync(HttpContext context, string authority)
     {
         string? sandbox = _sandbox?.Invoke(context) ?? _fixedSandbox;
@@ -113,7 +114,7 @@ internal sealed class EgressProxyMiddleware : IDisposable
                 carrier.Options.Set(EgressRequestOptions.Sandbox, sandbox);
             }
 
-            upstream = await _connector.ConnectAsync(host, port, carrier, context.RequestAborted).ConfigureAwait(false);
+            upstream = await _connector(host, port, carrier, context.RequestAborted).ConfigureAwait(false);
         }
         catch (EgressDeniedException denied)
         {

@@ -23,18 +23,18 @@ internal sealed class EgressTunnelConnectionHandler
 
     private readonly IEgressPolicy _policy;
     private readonly string? _sandbox;
-    private readonly EgressConnector _connector;
+    private readonly Func<string, int, HttpRequestMessage?, CancellationToken, ValueTask<Stream>> _connector;
     private readonly ILogger _logger;
 
     public EgressTunnelConnectionHandler(IEgressPolicy policy, KarsEgressProxyOptions options, TimeProvider? timeProvider, ILoggerFactory? loggerFactory)
     {
         _policy = policy;
         _sandbox = options.Sandbox;
-        _connector = new EgressConnector(
+        _connector = EgressConnectCallback.CreateConnector(
             policy,
             new EgressHttpOptions { Resolver = options.Resolver, ConnectAttemptTimeout = options.ConnectAttemptTimeout, Sandbox = options.Sandbox },
             timeProvider,
-            loggerFactory?.CreateLogger(typeof(EgressConnectCallback).FullName!));
+            loggerFactory);
         _logger = loggerFactory?.CreateLogger(typeof(EgressProxyMiddleware).FullName!) ?? NullLogger.Instance;
     }
 
@@ -81,6 +81,7 @@ internal sealed class EgressTunnelConnectionHandler
         return start[..n].SequenceEqual(ConnectPrefix.AsSpan(0, n));
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2025:Do not pass IDisposable instances into unawaited tasks", Justification = "Both pump tasks are awaited (Task.WhenAll) before the streams and the token source are disposed.")]
     private async Task TunnelAsync(ConnectionContext connection, string head, CancellationToken ct)
     {
         string requestLine = head.Split("\r\n", 2)[0];
@@ -102,7 +103,7 @@ internal sealed class EgressTunnelConnectionHandler
         Stream upstream;
         try
         {
-            upstream = await _connector.ConnectAsync(host, port, null, ct).ConfigureAwait(false);
+            upstream = await _connector(host, port, null, ct).ConfigureAwait(false);
         }
         catch (EgressDeniedException denied)
         {

@@ -134,13 +134,21 @@ public sealed class FileBudgetStore : BudgetStore, IBudgetLeaseIssuer
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            store._log?.Dispose();
+            if (store._log is not null)
+            {
+                await store._log.DisposeAsync().ConfigureAwait(false);
+            }
+
             store.ReleaseOwnership();
             throw new BudgetStoreUnavailableException($"The budget store in '{directory}' cannot be opened: {ex.Message}", ex);
         }
         catch
         {
-            store._log?.Dispose();
+            if (store._log is not null)
+            {
+                await store._log.DisposeAsync().ConfigureAwait(false);
+            }
+
             store.ReleaseOwnership();
             throw;
         }
@@ -196,6 +204,7 @@ public sealed class FileBudgetStore : BudgetStore, IBudgetLeaseIssuer
     /// <inheritdoc/>
     protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(level);
         Instant now = at ?? _time.GetCurrentInstant();
         lock (_gate)
         {
@@ -205,6 +214,7 @@ public sealed class FileBudgetStore : BudgetStore, IBudgetLeaseIssuer
     }
 
     /// <inheritdoc/>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2215:Dispose methods should call base class dispose", Justification = "The base DisposeAsyncCore only calls Dispose(true), which here calls back into this method.")]
     protected override async ValueTask DisposeAsyncCore()
     {
         lock (_gate)
@@ -223,12 +233,17 @@ public sealed class FileBudgetStore : BudgetStore, IBudgetLeaseIssuer
             await _flusher.ConfigureAwait(false);
         }
 
-        _log?.Dispose();
+        if (_log is not null)
+        {
+            await _log.DisposeAsync().ConfigureAwait(false);
+        }
+
         ReleaseOwnership();
         _signal.Dispose();
     }
 
     /// <inheritdoc/>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2215:Dispose methods should call base class dispose", Justification = "The base Dispose(bool) does nothing; calling it is not needed.")]
     protected override void Dispose(bool disposing)
     {
         if (disposing)
@@ -290,6 +305,8 @@ public sealed class FileBudgetStore : BudgetStore, IBudgetLeaseIssuer
         }
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1849:Call async methods when in an async method", Justification = "Flush(flushToDisk: true) is the fsync that makes a record durable; there is no asynchronous equivalent.")]
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1031:Do not catch general exception types", Justification = "A background flusher must not crash the host; every failure is logged and fails the waiting admissions closed.")]
     private async Task FlushLoopAsync()
     {
         bool wait = true;

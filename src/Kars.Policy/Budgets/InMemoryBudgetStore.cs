@@ -103,6 +103,7 @@ public sealed class InMemoryBudgetStore : BudgetStore, IBudgetLeaseIssuer
     /// <inheritdoc/>
     protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(level);
         Instant now = at ?? _time.GetCurrentInstant();
         _gate.Enter();
         try

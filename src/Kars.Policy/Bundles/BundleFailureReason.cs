@@ -1,9 +1,11 @@
 namespace Kars.Policy.Bundles;
 
 /// <summary>Why a signed bundle or signature was rejected: one member per distinct cause (DESIGN §3).</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1008:Enums should have zero value", Justification = "A failure reason has no 'None': zero is deliberately not a valid reason, so a default value is never mistaken for a real one.")]
 public enum BundleFailureReason
 {
     /// <summary>No signature was found for the artifact (no <c>.sig</c> tag, no referrer bundle, no signature annotation).</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720:Identifiers should not contain type names", Justification = "'Unsigned' is the domain term (an artifact with no signature), not a type name.")]
     Unsigned = 1,
 
     /// <summary>A reference or digest given by the caller is not a well-formed <c>sha256:&lt;64 lower-case hex&gt;</c>.</summary>

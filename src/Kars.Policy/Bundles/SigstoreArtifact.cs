@@ -46,6 +46,8 @@ public sealed class SigstoreArtifact
 /// <summary>The one reader of <c>sha256:&lt;hex&gt;</c> digest text.</summary>
 internal static class OciDigest
 {
+    private static readonly System.Buffers.SearchValues<char> LowerHex = System.Buffers.SearchValues.Create("0123456789abcdef");
+
     public static bool TryParse(string? digest, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out byte[]? raw)
     {
         raw = null;
@@ -55,7 +57,7 @@ internal static class OciDigest
         }
 
         var hex = digest.AsSpan(7);
-        if (hex.IndexOfAnyExcept("0123456789abcdef") >= 0)
+        if (hex.IndexOfAnyExcept(LowerHex) >= 0)
         {
             return false;
         }

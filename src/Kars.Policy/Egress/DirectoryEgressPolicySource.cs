@@ -32,6 +32,7 @@ public sealed class DirectoryEgressPolicySource : IEgressPolicySource, IDisposab
     private readonly TimeSpan _interval;
     private readonly string _fullPath;
     private readonly Lock _gate = new();
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2213:Disposable fields should be disposed", Justification = "A token source without a timer holds no unmanaged resource; disposing it would make a reader racing with Dispose throw ObjectDisposedException.")]
     private CancellationTokenSource _changed = new();
     private ITimer? _timer;
     private string? _fingerprint;

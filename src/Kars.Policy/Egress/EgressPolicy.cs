@@ -16,6 +16,7 @@ namespace Kars.Policy.Egress;
 /// marks the policy stale; with no good snapshot at all every decision is <see cref="EgressReason.NoPolicy"/>.</para>
 /// <para>Unlike the monitor, this facade loads in its constructor (that is its purpose).</para>
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "Its file source never signals a change, so the monitor never starts a debounce timer; IDisposable would be a public API change for nothing to release.")]
 public sealed class EgressPolicy : IEgressPolicy
 {
     private readonly EgressPolicyMonitor _monitor;
@@ -89,6 +90,7 @@ public sealed class EgressPolicy : IEgressPolicy
     public IReadOnlyList<EgressPolicyProblem> Warnings => _monitor.State.Snapshot?.Warnings ?? [];
 
     /// <summary>Gets the recorder Learn-mode decisions are reported to (read, save or export what was learned).</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1721:Property names should not match get methods", Justification = "Both are shipped API: GetLearnedHosts() is the snapshot export, LearnedHosts the recorder; renaming would break callers.")]
     public LearnedHostRecorder LearnedHosts => _monitor.LearnedHosts;
 
     /// <summary>Gets how many new learned destinations were not recorded because the recorder was full.</summary>

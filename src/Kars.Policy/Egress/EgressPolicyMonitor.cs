@@ -37,6 +37,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
     private readonly Lock _reloadGate = new();
     private readonly Lock _timerGate = new();
     private EgressPolicyState? _state;
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2213:Disposable fields should be disposed", Justification = "A token source without a timer holds no unmanaged resource; disposing it would make a reader racing with Dispose throw ObjectDisposedException.")]
     private CancellationTokenSource _changed = new();
     private IDisposable? _subscription;
     private ITimer? _debounce;
@@ -134,7 +135,8 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
             return snapshot.Evaluate(uri, sandbox);
         }
 
-        EgressTargetParser.TryParseUri(uri, out var target, out var error);
+        // On failure the parser sets target to default and error to the reason; NoPolicy reports either.
+        _ = EgressTargetParser.TryParseUri(uri, out var target, out var error);
         return EgressPolicySnapshot.NoPolicy(target, error, _modeWithoutPolicy);
     }
 
@@ -147,7 +149,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
             return snapshot.Evaluate(hostOrUrl, sandbox);
         }
 
-        EgressTargetParser.TryParse(hostOrUrl, out var target, out var error);
+        _ = EgressTargetParser.TryParse(hostOrUrl, out var target, out var error);
         return EgressPolicySnapshot.NoPolicy(target, error, _modeWithoutPolicy);
     }
 

@@ -8,6 +8,7 @@ namespace Kars.Policy.Egress;
 /// </summary>
 /// <remarks>Thread safety: safe for concurrent use. The bytes are copied on construction and on every update, so the
 /// caller may reuse its buffers.</remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "Its only disposable is a token source without a timer (no unmanaged resource); IDisposable would be a public API change for nothing to release.")]
 public sealed class InMemoryEgressPolicySource : IEgressPolicySource
 {
     private readonly EgressCompileSettings _settings;

@@ -41,6 +41,29 @@ public static class EgressConnectCallback
         return connector.ConnectAsync;
     }
 
+    /// <summary>
+    /// Creates the check behind the connect callback as a plain function, for hosts that open their own upstream
+    /// connections (a forward proxy tunnelling <c>CONNECT</c>): it decides <c>host:port</c>, resolves the name once,
+    /// refuses when any answer is denied, and connects to the vetted addresses only, each attempt bounded.
+    /// </summary>
+    /// <param name="policy">The policy that decides.</param>
+    /// <param name="options">Options; <see langword="null"/> for the defaults. Copied on creation.</param>
+    /// <param name="timeProvider">The clock for attempt time-outs; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="loggerFactory">Where denials and failed attempts are logged; <see langword="null"/> for none.</param>
+    /// <returns>A function of (host, port, the request the connection is for or <see langword="null"/>, cancellation)
+    /// that returns the connected stream or throws <see cref="EgressDeniedException"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="policy"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    public static Func<string, int, HttpRequestMessage?, CancellationToken, ValueTask<Stream>> CreateConnector(
+        IEgressPolicy policy,
+        EgressHttpOptions? options = null,
+        TimeProvider? timeProvider = null,
+        ILoggerFactory? loggerFactory = null)
+    {
+        var connector = new EgressConnector(policy, options, timeProvider, loggerFactory?.CreateLogger(typeof(EgressConnectCallback).FullName!));
+        return connector.ConnectAsync;
+    }
+
     /// <summary>Creates a <see cref="SocketsHttpHandler"/> whose connect callback checks every connection.</summary>
     /// <param name="policy">The policy that decides.</param>
     /// <param name="options">Options; <see langword="null"/> for the defaults. Copied on creation.</param>

@@ -201,6 +201,8 @@ internal static class BoundedFile
     {
         // System.Native ships with every .NET runtime on Unix; SystemNative_Stat follows symbolic links and reports the
         // file type in the POSIX S_IFMT bits of Mode.
+        [System.Diagnostics.CodeAnalysis.SuppressMessage("Globalization", "CA2101:Specify marshaling for P/Invoke string arguments", Justification = "The string is explicitly marshalled as UTF-8 (LPUTF8Str), which is what the native API expects.")]
+        [System.Diagnostics.CodeAnalysis.SuppressMessage("Security", "CA5392:Use DefaultDllImportSearchPaths attribute for P/Invokes", Justification = "Unix-only call into libSystem.Native shipped with the runtime; the DLL-planting search order the rule guards is Windows behaviour.")]
         [DllImport("libSystem.Native", EntryPoint = "SystemNative_Stat", SetLastError = false)]
         public static extern int Stat([MarshalAs(UnmanagedType.LPUTF8Str)] string path, out FileStatus output);
     }

@@ -34,6 +34,7 @@ internal sealed class SignedMaterial
     /// <summary>Gets the bundle format version (1, 2, 3) or 0 for the legacy cosign formats.</summary>
     public int BundleVersion { get; init; }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Maintainability", "CA1508:Avoid dead conditional code", Justification = "False positive: chain is assigned inside the inner loop over the certificate authorities.")]
     public VerifiedSignature Verify(SigstoreArtifact artifact, SignerPolicy policy, SigstoreTrustedRoot root, SigstoreVerifierOptions options)
     {
         // 1. The signer kind must be the one the policy names.

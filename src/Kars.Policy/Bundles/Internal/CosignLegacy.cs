@@ -10,6 +10,8 @@ namespace Kars.Policy.Bundles;
 /// </summary>
 internal static class CosignLegacy
 {
+    private static readonly System.Buffers.SearchValues<char> LowerHex = System.Buffers.SearchValues.Create("0123456789abcdef");
+
     public const string SimpleSigningMediaType = "application/vnd.dev.cosign.simplesigning.v1+json";
     public const string SignatureAnnotation = "dev.cosignproject.cosign/signature";
     public const string CertificateAnnotation = "dev.sigstore.cosign/certificate";
@@ -91,7 +93,7 @@ internal static class CosignLegacy
         long integratedTime = Json.NonNegativeInt64(payload, "integratedTime", What + " Payload");
         long logIndex = Json.NonNegativeInt64(payload, "logIndex", What + " Payload");
         string logIdHex = Json.String(payload, "logID", What + " Payload");
-        if (logIdHex.Length != 64 || logIdHex.AsSpan().IndexOfAnyExcept("0123456789abcdef") >= 0)
+        if (logIdHex.Length != 64 || logIdHex.AsSpan().IndexOfAnyExcept(LowerHex) >= 0)
         {
             throw BundleException.Malformed("the Rekor bundle's logID is not 64 lower-case hex digits");
         }

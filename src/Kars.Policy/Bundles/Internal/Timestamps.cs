@@ -9,6 +9,7 @@ namespace Kars.Policy.Bundles;
 internal static class Timestamps
 {
     /// <summary>Verifies a DER TimeStampResp (or a bare token) over <paramref name="signature"/>; returns the verified genTime.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "The signer may be one of the trusted root's candidate certificates (same instance); disposing it would break the root.")]
     public static DateTimeOffset Verify(byte[] response, ReadOnlySpan<byte> signature, SigstoreTrustedRoot root)
     {
         byte[] token = TokenBytes(response);
