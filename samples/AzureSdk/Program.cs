@@ -20,7 +20,7 @@ var account = new StorageSharedKeyCredential(
 // The policy allows 127.0.0.0/8 on port 10000 only; loopback is non-public, so the host trusts it explicitly.
 var egressOptions = new KarsEgressOptions();
 egressOptions.PrivateAllow.Add("127.0.0.0/8");
-IEgressPolicy policy = new EgressPolicySeam(EgressPolicy.Load(Path.Combine(AppContext.BaseDirectory, "policy.json"), egressOptions));
+IEgressPolicy policy = EgressPolicy.Load(Path.Combine(AppContext.BaseDirectory, "policy.json"), egressOptions);
 
 // begin-snippet: azure-sdk-egress
 var options = new BlobClientOptions();
@@ -45,22 +45,3 @@ catch (EgressDeniedException denied)
     Console.WriteLine($"DENY  https://exfil.blob.core.windows.net -> {denied.Decision.Reason} at {denied.Checkpoint}");
 }
 // end-snippet
-
-/// <summary>Bridges today's <see cref="EgressPolicy"/> to the <see cref="IEgressPolicy"/> seam (as in
-/// samples/HttpClientEgress; it goes once the engine implements the seam).</summary>
-internal sealed class EgressPolicySeam(EgressPolicy policy) : IEgressPolicy
-{
-    public EgressDecision Evaluate(in EgressTarget target, string? sandbox) => policy.Evaluate(target, sandbox);
-
-    public EgressDecision Evaluate(Uri uri, string? sandbox) => policy.Evaluate(uri);
-
-    public EgressDecision Evaluate(string hostOrUrl, string? sandbox) => policy.Evaluate(hostOrUrl);
-
-    public EgressDecision EvaluateResolvedAddress(IPAddress address, int port, string? sandbox)
-    {
-        var decision = policy.Evaluate(address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString(), port, sandbox);
-        return decision.Reason is EgressReason.NonPublicAddress or EgressReason.InvalidTarget or EgressReason.NoPolicy
-            ? decision
-            : new EgressDecision(EgressVerdict.Allow, EgressReason.Allowlisted, decision.Target, EgressTargetError.None, null, decision.Mode, decision.PolicyDigest, decision.PolicyGeneration, false);
-    }
-}

@@ -16,7 +16,7 @@ int port = server.Port;
 // stays non-public.
 var egressOptions = new KarsEgressOptions();
 egressOptions.PrivateAllow.Add("127.0.0.0/8");
-IEgressPolicy policy = new EgressPolicySeam(EgressPolicy.Load(Path.Combine(AppContext.BaseDirectory, "policy.json"), egressOptions));
+IEgressPolicy policy = EgressPolicy.Load(Path.Combine(AppContext.BaseDirectory, "policy.json"), egressOptions);
 
 var resolver = new HostsResolver(new()
 {
@@ -58,28 +58,6 @@ internal sealed class HostsResolver(Dictionary<string, IPAddress[]> map) : Egres
 {
     protected override ValueTask<IPAddress[]> ResolveCoreAsync(string host, CancellationToken cancellationToken) =>
         ValueTask.FromResult(map.TryGetValue(host, out var addresses) ? addresses : []);
-}
-
-/// <summary>
-/// Bridges today's <see cref="EgressPolicy"/> to the <see cref="IEgressPolicy"/> seam (the engine implements the
-/// seam itself once the egress reshaping lands; then this class goes). A resolved address keeps only the engine's
-/// non-public-address verdict: the name it belongs to was already allowed.
-/// </summary>
-internal sealed class EgressPolicySeam(EgressPolicy policy) : IEgressPolicy
-{
-    public EgressDecision Evaluate(in EgressTarget target, string? sandbox) => policy.Evaluate(target, sandbox);
-
-    public EgressDecision Evaluate(Uri uri, string? sandbox) => policy.Evaluate(uri);
-
-    public EgressDecision Evaluate(string hostOrUrl, string? sandbox) => policy.Evaluate(hostOrUrl);
-
-    public EgressDecision EvaluateResolvedAddress(IPAddress address, int port, string? sandbox)
-    {
-        var decision = policy.Evaluate(address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString(), port, sandbox);
-        return decision.Reason is EgressReason.NonPublicAddress or EgressReason.InvalidTarget or EgressReason.NoPolicy
-            ? decision
-            : new EgressDecision(EgressVerdict.Allow, EgressReason.Allowlisted, decision.Target, EgressTargetError.None, null, decision.Mode, decision.PolicyDigest, decision.PolicyGeneration, false);
-    }
 }
 
 /// <summary>A minimal HTTP/1.1 server on 127.0.0.1: /redirect answers 302 to blocked.example, anything else 200.</summary>

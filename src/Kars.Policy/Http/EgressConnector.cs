@@ -67,7 +67,14 @@ internal sealed class EgressConnector
         for (int i = 0; i < addresses.Length; i++)
         {
             addresses[i] = Canonical(addresses[i]);
-            Deny(_policy.EvaluateResolvedAddress(addresses[i], port, sandbox), EgressCheckpoint.ResolvedAddress);
+            // The name (or literal) was decided above; an answer is refused for what only the address can show:
+            // a non-public range the policy does not allow (or no policy). A public answer of an allowed name needs no
+            // CIDR rule of its own, though EvaluateResolvedAddress, deciding it as an IP literal, reports NotAllowlisted.
+            EgressDecision answer = _policy.EvaluateResolvedAddress(addresses[i], port, sandbox);
+            if (answer.Reason is EgressReason.NonPublicAddress or EgressReason.InvalidTarget or EgressReason.NoPolicy)
+            {
+                Deny(answer, EgressCheckpoint.ResolvedAddress);
+            }
         }
 
         return await ConnectInOrderAsync(addresses, port, cancellationToken).ConfigureAwait(false);

@@ -233,7 +233,7 @@ public sealed class EgressProxyTests
         var fs = new MockFileSystem(new Dictionary<string, MockFileData> { ["/p/policy.json"] = new(json) });
         var options = new KarsEgressOptions();
         options.PrivateAllow.Add("127.0.0.0/8");
-        var policy = new RealPolicyAdapter(EgressPolicy.Load("/p/policy.json", options, fs));
+        var policy = EgressPolicy.Load("/p/policy.json", options, fs);
         await using var k = await Kestrels.StartAsync(policy, new KarsEgressProxyOptions { Resolver = Resolver().Map("evil.test", "127.0.0.1") });
         using var client = ClientThrough(k);
 

@@ -260,7 +260,7 @@ public sealed class EgressConnectCallbackTests
         var resolver = new MapResolver().Map("api.test", "127.0.0.1");
         var uri = new Uri($"http://api.test:{server.Port}/");
 
-        using (var strict = Client(new RealPolicyAdapter(EgressPolicy.Load("/p/policy.json", fileSystem: fs)), resolver, withHandler: true))
+        using (var strict = Client(EgressPolicy.Load("/p/policy.json", fileSystem: fs), resolver, withHandler: true))
         {
             var act = () => strict.GetAsync(uri);
             var denial = (await act.Should().ThrowExactlyAsync<EgressDeniedException>()).Which;
@@ -272,7 +272,7 @@ public sealed class EgressConnectCallbackTests
         // The host trusts loopback (KarsEgressOptions.PrivateAllow): the same name now connects.
         var options = new KarsEgressOptions();
         options.PrivateAllow.Add("127.0.0.0/8");
-        using var trusting = Client(new RealPolicyAdapter(EgressPolicy.Load("/p/policy.json", options, fs)), resolver, withHandler: true);
+        using var trusting = Client(EgressPolicy.Load("/p/policy.json", options, fs), resolver, withHandler: true);
         (await trusting.GetStringAsync(uri)).Should().Be("hello");
         server.Connections.Should().Be(1);
     }
