@@ -482,6 +482,55 @@ public sealed class TokenBudgetChatClientTests : IDisposable
         build.Should().Throw<InvalidOperationException>().WithMessage("*BudgetMeter*");
     }
 
+    [Fact]
+    public async Task BuiltInPromptEstimate_IsUsedWhenNoEstimatorIsSet()
+    {
+        BudgetMeter meter = Meter(day: 10_000);
+        long held = -1;
+        _inner.Respond = async (_, _, _) =>
+        {
+            held = (await meter.GetStatusAsync(Key)).Windows.Single().Held;
+            return FakeChatClient.Response(null, null);
+        };
+        using TokenBudgetChatClient client = Client(meter, o => o.PromptTokenEstimator = null);
+
+        await client.GetResponseAsync([new ChatMessage(ChatRole.User, "héllo")], Options());
+
+        held.Should().Be(6 + PromptTokenEstimate.PerMessage + MaxOutput);
+    }
+
+    [Fact]
+    public async Task Builder_TakesTheMeterAndMeterFactoryFromServices()
+    {
+        BudgetMeter meter = Meter(day: 10_000);
+        _inner.Respond = (_, _, _) => Task.FromResult(FakeChatClient.Response(3, 4));
+        var services = new Services { [typeof(BudgetMeter)] = meter, [typeof(System.Diagnostics.Metrics.IMeterFactory)] = _meters };
+        using var collector = new MetricCollector<long>(_meters, "Kars.Policy", "gen_ai.client.token.usage");
+        using IChatClient client = new ChatClientBuilder(_inner)
+            .UseKarsTokenBudget(_ => Key, configure: o => o.PromptTokenEstimator = (_, _) => Prompt)
+            .Build(services);
+
+        await client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], Options());
+
+        await ShouldBe(meter, used: 7, held: 0);
+        collector.GetMeasurementSnapshot().Select(m => m.Value).Should().BeEquivalentTo([3L, 4L]);
+    }
+
+    [Fact]
+    public void Exception_ForAnAdmission_IsRefused()
+    {
+        var admitted = new BudgetDecision(BudgetReason.Admitted, 1, default, null, NodaTime.Instant.FromUnixTimeSeconds(0), default, default);
+
+        Action create = () => _ = new TokenBudgetExceededException(admitted);
+
+        create.Should().Throw<ArgumentException>();
+    }
+
+    private sealed class Services : Dictionary<Type, object>, IServiceProvider
+    {
+        public object? GetService(Type serviceType) => TryGetValue(serviceType, out object? service) ? service : null;
+    }
+
     private static ChatOptions Options() => new() { MaxOutputTokens = MaxOutput };
 
     private static async Task ShouldBe(BudgetMeter meter, long used, long held)
