@@ -151,3 +151,27 @@ public sealed class EvalBundleTests : IDisposable
         error.Should().Contain("only to an OCI image layout");
     }
 }
+
+/// <summary>The committed sample bundle (<c>samples/policies/signed-bundle</c>, written by its <c>make.py</c>) verifies and evaluates.</summary>
+public sealed class SignedSampleBundleTests
+{
+    [Fact]
+    public void The_committed_sample_layout_verifies_and_evaluates()
+    {
+        string? root = AppContext.BaseDirectory;
+        while (root is not null && !File.Exists(Path.Combine(root, "Kars.Policy.sln")))
+        {
+            root = Path.GetDirectoryName(root);
+        }
+
+        root.Should().NotBeNull("the tests run inside the repository");
+        string sample = Path.Combine(root!, "samples", "policies", "signed-bundle");
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = Program.Run(["eval", "--policy", Path.Combine(sample, "layout"), "--key", Path.Combine(sample, "sample-signing.pub"), "--insecure-ignore-tlog", "--json", "api.github.com", "files.pypi.org", "evil.example"], new StringReader(string.Empty), stdout, stderr);
+
+        code.Should().Be(0, stderr.ToString());
+        string output = stdout.ToString();
+        output.Should().Contain("\"target\":\"files.pypi.org\",\"verdict\":\"allow\"").And.Contain("\"target\":\"evil.example\",\"verdict\":\"deny\"");
+    }
+}
