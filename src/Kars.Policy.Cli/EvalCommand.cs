@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
+using System.IO.Abstractions;
 using System.Text;
 using System.Text.Json;
+using Kars.Policy.Bundles;
 using Kars.Policy.Egress;
 using Kars.Policy.Internal;
 using NodaTime;
@@ -11,16 +13,19 @@ namespace Kars.Policy.Cli;
 /// <summary>
 /// <c>kars-policy eval --policy FILE|DIR [--mode Strict|Learn] [--at RFC3339] [--sandbox NAME] [--json] TARGET… | --stdin</c>
 /// (DESIGN §7): one decision per target. Exit 0 when every target was evaluated (whatever the verdicts), 2 on a usage
-/// error or when the policy does not load.
+/// error or when the policy does not load. For an OCI image layout, the options of <c>verify</c> say who must have
+/// signed it; a bundle that fails verification (or does not compile) is never evaluated: exit 2, the
+/// <see cref="BundleFailureReason"/> on stderr, nothing on stdout.
 /// </summary>
 internal static class EvalCommand
 {
     private static readonly Instant MinClock = Instant.FromUtc(1, 1, 1, 0, 0);
     private static readonly Instant MaxClock = Instant.FromUtc(9999, 12, 31, 23, 59, 59);
 
-    public static Command Create(CliConsole console)
+    public static Command Create(CliConsole console, IFileSystem? fileSystem = null)
     {
-        var policy = new Option<string>("--policy") { Description = "A native JSON policy file, a kars allowlist.json, or a kars folder.", Required = true };
+        fileSystem ??= new FileSystem();
+        var policy = new Option<string>("--policy") { Description = "A native JSON policy file, a kars allowlist.json, a kars folder, or an OCI image layout holding a signed policy bundle.", Required = true };
         var mode = new Option<string?>("--mode") { Description = "Override the policy's mode: Strict or Learn." };
         var at = new Option<string?>("--at") { Description = "Evaluate as of this RFC 3339 time (approvals are time-boxed). Default: now." };
         var sandbox = new Option<string?>("--sandbox") { Description = "The sandbox name the targets come from." };
@@ -28,12 +33,16 @@ internal static class EvalCommand
         var stdin = new Option<bool>("--stdin") { Description = "Read targets from standard input, one per line." };
         var targets = new Argument<string[]>("targets") { Description = "URLs, host:port authorities or hosts.", Arity = ArgumentArity.ZeroOrMore };
 
+        var bundle = new BundleOptions();
         var command = new Command("eval", "Evaluate egress targets against a policy (exit 0 even when targets are denied).")
         {
             policy, mode, at, sandbox, json, stdin, targets,
         };
+        bundle.AddTo(command);
         command.SetAction(parse => Run(
             console,
+            fileSystem,
+            bundle.Read(parse, parse.GetValue(json)),
             parse.GetValue(policy)!,
             parse.GetValue(mode),
             parse.GetValue(at),
@@ -44,7 +53,7 @@ internal static class EvalCommand
         return command;
     }
 
-    private static int Run(CliConsole console, string policyPath, string? modeText, string? atText, string? sandbox, bool json, bool useStdin, string[] targets)
+    private static int Run(CliConsole console, IFileSystem fileSystem, BundleValues bundle, string policyPath, string? modeText, string? atText, string? sandbox, bool json, bool useStdin, string[] targets)
     {
         var options = new KarsEgressOptions();
         if (modeText is not null)
@@ -75,22 +84,41 @@ internal static class EvalCommand
             return Usage(console, useStdin ? "give targets either as arguments or with --stdin, not both" : "give at least one TARGET, or --stdin");
         }
 
-        EgressPolicy loaded;
-        try
+        Loaded loaded;
+        if (IsOciLayout(fileSystem, policyPath))
         {
-            loaded = new EgressPolicy(policyPath, options, fileSystem: null, clock);
+            // A signed bundle: verified first, and never evaluated unless it verified (DESIGN §7).
+            if (!TryLoadBundle(console, fileSystem, bundle, policyPath, options, out loaded))
+            {
+                return ExitCodes.UsageError;
+            }
         }
-        catch (ArgumentException ex)
+        else
         {
-            return Usage(console, ex.Message);
-        }
+            if (bundle.Any)
+            {
+                return Usage(console, "--key, --certificate-identity(-regexp), --certificate-oidc-issuer, --trusted-root, --insecure-ignore-tlog and --digest apply only to an OCI image layout");
+            }
 
-        if (!loaded.IsLoaded)
-        {
-            var problems = loaded.LastLoadProblems;
-            console.Error.WriteLine($"kars-policy: the policy does not load ({Problems.Count(problems.Count)}):");
-            Problems.Write(console.Error, problems, prefix: "  ");
-            return ExitCodes.UsageError;
+            EgressPolicy policy;
+            try
+            {
+                policy = new EgressPolicy(policyPath, options, fileSystem: null, clock);
+            }
+            catch (ArgumentException ex)
+            {
+                return Usage(console, ex.Message);
+            }
+
+            if (!policy.IsLoaded)
+            {
+                var problems = policy.LastLoadProblems;
+                console.Error.WriteLine($"kars-policy: the policy does not load ({Problems.Count(problems.Count)}):");
+                Problems.Write(console.Error, problems, prefix: "  ");
+                return ExitCodes.UsageError;
+            }
+
+            loaded = new Loaded(policy.PolicyPath, policy.Digest, policy.Generation, policy.Mode, policy.Warnings, (in EgressTarget t, string? s) => policy.Evaluate(t, s), policy.Evaluate);
         }
 
         // Warnings do not stop evaluation, but an operator must see them: a skipped approval file, a feed kept at its
@@ -106,8 +134,8 @@ internal static class EvalCommand
         foreach (string input in inputs)
         {
             var decision = EgressTargetParser.TryParse(input, out var target, out _)
-                ? loaded.Evaluate(target, sandbox)
-                : loaded.Evaluate(input);
+                ? loaded.EvaluateTarget(target, sandbox)
+                : loaded.EvaluateText(input);
             if (json)
             {
                 console.Out.WriteLine(ToJson(input, decision));
@@ -225,9 +253,9 @@ internal static class EvalCommand
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    private static void WriteTable(TextWriter output, EgressPolicy policy, List<string[]> rows)
+    private static void WriteTable(TextWriter output, Loaded policy, List<string[]> rows)
     {
-        output.WriteLine($"policy {policy.PolicyPath} {policy.Digest} generation {policy.Generation.ToString(CultureInfo.InvariantCulture)} mode {policy.Mode}");
+        output.WriteLine($"policy {policy.Path} {policy.Digest} generation {policy.Generation.ToString(CultureInfo.InvariantCulture)} mode {policy.Mode}");
         string[] header = ["TARGET", "VERDICT", "REASON", "HOST:PORT", "RULE"];
         int[] widths = [.. header.Select((h, i) => Math.Max(h.Length, rows.Count == 0 ? 0 : rows.Max(r => r[i].Length)))];
         output.WriteLine(Format(header, widths));
@@ -243,10 +271,102 @@ internal static class EvalCommand
     private static string OneLine(string text) =>
         text.Replace('\r', ' ').Replace('\n', ' ');
 
+    /// <summary>An OCI image layout: <c>oci-layout</c> in the folder, or in its Kubernetes <c>..data</c>.</summary>
+    private static bool IsOciLayout(IFileSystem fileSystem, string path)
+    {
+        try
+        {
+            return fileSystem.Directory.Exists(path)
+                && (fileSystem.File.Exists(fileSystem.Path.Combine(path, "oci-layout")) || fileSystem.File.Exists(fileSystem.Path.Combine(path, "..data", "oci-layout")));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            return false;
+        }
+    }
+
+    private static bool TryLoadBundle(CliConsole console, IFileSystem fileSystem, BundleValues bundle, string path, KarsEgressOptions options, out Loaded loaded)
+    {
+        loaded = null!;
+        var values = new VerifyCommands.CommonValues(null, bundle.TrustedRoot, bundle.Key, bundle.Identity, bundle.IdentityRegexp, bundle.Issuer, bundle.IgnoreTlog, bundle.Json);
+        if (!VerifyCommands.TryBuild(console, fileSystem, values, requireRoot: false, out var verifier, out var signer))
+        {
+            return false;
+        }
+
+        if (bundle.Digest is not null && !SigstoreArtifact.TryFromDigest(bundle.Digest, out _))
+        {
+            Usage(console, $"{BundleFailureReason.InvalidReference}: --digest \"{bundle.Digest}\" is not sha256:<64 lower-case hex digits>");
+            return false;
+        }
+
+        using var source = new OciBundleEgressPolicySource(path, verifier, signer, bundle.Digest, options, fileSystem);
+        EgressPolicySnapshot snapshot;
+        try
+        {
+            snapshot = source.Load();
+        }
+        catch (EgressPolicyLoadException ex)
+        {
+            var reason = ex.Problems.Select(p => p.BundleFailure).FirstOrDefault(r => r is not null);
+            console.Error.WriteLine(reason is { } r
+                ? $"kars-policy: the bundle was refused: {r}; no target was evaluated"
+                : "kars-policy: the bundle was refused; no target was evaluated");
+            Problems.Write(console.Error, ex.Problems, prefix: "  ");
+            return false;
+        }
+
+        loaded = new Loaded(path, snapshot.Digest, snapshot.Generation, snapshot.Mode, snapshot.Warnings, (in EgressTarget t, string? s) => snapshot.Evaluate(t, s), text => snapshot.Evaluate(text, null));
+        return true;
+    }
+
     private static int Usage(CliConsole console, string message)
     {
         console.Error.WriteLine($"kars-policy: {message}");
         return ExitCodes.UsageError;
+    }
+
+    private delegate EgressDecision TargetEvaluator(in EgressTarget target, string? sandbox);
+
+    /// <summary>The policy being evaluated: a file or folder policy, or a verified bundle's snapshot.</summary>
+    private sealed record Loaded(string Path, string? Digest, long Generation, EgressMode Mode, IReadOnlyList<EgressPolicyProblem> Warnings, TargetEvaluator EvaluateTarget, Func<string, EgressDecision> EvaluateText);
+
+    private sealed record BundleValues(string? Key, string? Identity, string? IdentityRegexp, string? Issuer, string? TrustedRoot, bool IgnoreTlog, string? Digest, bool Json)
+    {
+        public bool Any => Key is not null || Identity is not null || IdentityRegexp is not null || Issuer is not null || TrustedRoot is not null || IgnoreTlog || Digest is not null;
+    }
+
+    /// <summary>The verification options of <c>verify</c>, for an OCI layout policy (spelled as in cosign).</summary>
+    private sealed class BundleOptions
+    {
+        private readonly Option<string?> _key = new("--key") { Description = "OCI layout: a PEM public key the bundle must be signed with." };
+        private readonly Option<string?> _identity = new("--certificate-identity") { Description = "OCI layout: the exact certificate identity (SAN) of a keyless signature." };
+        private readonly Option<string?> _identityRegexp = new("--certificate-identity-regexp") { Description = "OCI layout: a regular expression the whole SAN must match." };
+        private readonly Option<string?> _issuer = new("--certificate-oidc-issuer") { Description = "OCI layout: the exact OIDC issuer URL." };
+        private readonly Option<string?> _trustedRoot = new("--trusted-root") { Description = "OCI layout: a Sigstore trusted_root.json (the only trust anchors)." };
+        private readonly Option<bool> _ignoreTlog = new("--insecure-ignore-tlog") { Description = "OCI layout, key mode: accept a signature without transparency-log evidence." };
+        private readonly Option<string?> _digest = new("--digest") { Description = "OCI layout: the policy manifest to evaluate, sha256:<hex> (default: the one policy manifest)." };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(_key);
+            command.Options.Add(_identity);
+            command.Options.Add(_identityRegexp);
+            command.Options.Add(_issuer);
+            command.Options.Add(_trustedRoot);
+            command.Options.Add(_ignoreTlog);
+            command.Options.Add(_digest);
+        }
+
+        public BundleValues Read(ParseResult parse, bool json) => new(
+            parse.GetValue(_key),
+            parse.GetValue(_identity),
+            parse.GetValue(_identityRegexp),
+            parse.GetValue(_issuer),
+            parse.GetValue(_trustedRoot),
+            parse.GetValue(_ignoreTlog),
+            parse.GetValue(_digest),
+            json);
     }
 
     /// <summary>A clock stopped at one instant (for <c>--at</c>).</summary>

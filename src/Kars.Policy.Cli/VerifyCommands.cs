@@ -121,7 +121,7 @@ internal static class VerifyCommands
         return Report(console, verifier.VerifyOciLayout(fileSystem, layout, digest, signer), values.Json);
     }
 
-    private static bool TryBuild(CliConsole console, IFileSystem fileSystem, CommonValues values, bool requireRoot, out SigstoreVerifier verifier, out SignerPolicy signer)
+    internal static bool TryBuild(CliConsole console, IFileSystem fileSystem, CommonValues values, bool requireRoot, out SigstoreVerifier verifier, out SignerPolicy signer)
     {
         verifier = null!;
         signer = null!;
@@ -286,7 +286,7 @@ internal static class VerifyCommands
 
     private static string OneLine(string text) => text.ReplaceLineEndings(" ");
 
-    private sealed record CommonValues(string? Bundle, string? TrustedRoot, string? Key, string? Identity, string? IdentityRegexp, string? Issuer, bool IgnoreTlog, bool Json);
+    internal sealed record CommonValues(string? Bundle, string? TrustedRoot, string? Key, string? Identity, string? IdentityRegexp, string? Issuer, bool IgnoreTlog, bool Json);
 
     /// <summary>The options shared by both commands, spelled as in cosign.</summary>
     private sealed class CommonOptions

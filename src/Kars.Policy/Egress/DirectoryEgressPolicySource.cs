@@ -100,6 +100,17 @@ public sealed class DirectoryEgressPolicySource : IEgressPolicySource, IDisposab
         }
     }
 
+    /// <summary>Takes the fingerprint a load starts from (a source that reads the folder itself, such as the signed
+    /// bundle source, calls this before it reads, as <see cref="Load"/> does).</summary>
+    internal void MarkLoaded()
+    {
+        string fingerprint = Fingerprint();
+        lock (_gate)
+        {
+            _fingerprint = fingerprint;
+        }
+    }
+
     /// <summary>Checks the folder once and fires the change token when it changed (the timer calls this). Never throws:
     /// an exception escaping a timer callback would end the process.</summary>
     internal void Poll()

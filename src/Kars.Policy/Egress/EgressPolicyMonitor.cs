@@ -246,7 +246,8 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
                     _source.Name,
                     "$.generation",
                     $"generation {loaded.Generation} ({loaded.Digest}) is lower than generation {held.Generation} in force; refused",
-                    $"publish the policy with a generation of at least {held.Generation}"),
+                    $"publish the policy with a generation of at least {held.Generation}",
+                    _source is Bundles.OciBundleEgressPolicySource ? Bundles.BundleFailureReason.RollbackRejected : null),
             ];
             loaded = null;
         }

@@ -21,6 +21,12 @@ public sealed class EgressPolicyProblem
     /// <param name="message">What is wrong.</param>
     /// <param name="suggestion">A suggested fix, or <see langword="null"/>.</param>
     internal EgressPolicyProblem(EgressPolicyProblemKind kind, string source, string path, string message, string? suggestion)
+        : this(kind, source, path, message, suggestion, bundleFailure: null)
+    {
+    }
+
+    /// <summary>Initializes a new problem of a given kind found while loading a signed bundle.</summary>
+    internal EgressPolicyProblem(EgressPolicyProblemKind kind, string source, string path, string message, string? suggestion, Bundles.BundleFailureReason? bundleFailure)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(path);
@@ -30,6 +36,7 @@ public sealed class EgressPolicyProblem
         Path = path;
         Message = message;
         Suggestion = suggestion;
+        BundleFailure = bundleFailure;
     }
 
     /// <summary>Gets what kind of problem this is.</summary>
@@ -43,6 +50,11 @@ public sealed class EgressPolicyProblem
 
     /// <summary>Gets what is wrong.</summary>
     public string Message { get; }
+
+    /// <summary>Gets why a signed policy bundle was refused (verification, selection, compile or rollback), or
+    /// <see langword="null"/> when the problem does not come from a signed-bundle source. A policy with this set was
+    /// never evaluated.</summary>
+    public Bundles.BundleFailureReason? BundleFailure { get; }
 
     /// <summary>Gets a suggested fix (for example <c>use "*.example.com"</c>), or <see langword="null"/>.</summary>
     public string? Suggestion { get; }

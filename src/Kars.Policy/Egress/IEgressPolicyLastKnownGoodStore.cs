@@ -3,8 +3,9 @@ namespace Kars.Policy.Egress;
 /// <summary>
 /// Keeps the last-known-good policy across restarts (DESIGN §3), so that a restart with a missing or unverifiable
 /// policy neither fails open nor denies everything, and so that a rollback below the last-known-good generation is
-/// refused even after a restart. An <see cref="EgressPolicyMonitor"/> calls it; the engine ships no implementation
-/// yet (the verified signed-bundle source will persist the verified bundle it loaded).
+/// refused even after a restart. An <see cref="EgressPolicyMonitor"/> calls it; the engine ships
+/// <see cref="Bundles.FileEgressPolicyLastKnownGoodStore"/>, which persists the verified bundle a
+/// <see cref="Bundles.OciBundleEgressPolicySource"/> loaded and verifies it again on load.
 /// </summary>
 /// <remarks>Implementations must be safe for concurrent use. An exception from either member is logged by the
 /// monitor and otherwise ignored: it never changes the policy in force.</remarks>

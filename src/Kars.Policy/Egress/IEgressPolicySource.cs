@@ -10,7 +10,7 @@ namespace Kars.Policy.Egress;
 /// <para>The engine provides <see cref="FileEgressPolicySource"/> (a native policy file, a kars <c>allowlist.json</c>
 /// or a kars folder), <see cref="DirectoryEgressPolicySource"/> (the same, watched, including the Kubernetes ConfigMap
 /// <c>..data</c> symlink swap) and <see cref="InMemoryEgressPolicySource"/> (documents a host or a test pushes).
-/// A verified signed-bundle source (DESIGN §3) plugs in the same way.</para>
+/// The verified signed-bundle source (DESIGN §3), <see cref="Bundles.OciBundleEgressPolicySource"/>, plugs in the same way.</para>
 /// <para>Implementations must be safe for concurrent use. <see cref="Load"/> reports bad content by throwing
 /// <see cref="EgressPolicyLoadException"/> with every problem; a monitor treats any other exception the same way
 /// (fail closed: the last good snapshot stays in force).</para>

@@ -155,7 +155,7 @@ internal sealed class PolicyLoader
     {
         if (_fileSystem.File.Exists(_fileSystem.Path.Combine(folder, "oci-layout")))
         {
-            problems.Add(new EgressPolicyProblem(folder, "$", "this is an OCI image layout (a signed bundle); the egress loader reads native policy files and kars folders only", "verify and load signed bundles through the bundle loader"));
+            problems.Add(new EgressPolicyProblem(folder, "$", "this is an OCI image layout (a signed bundle); the egress loader reads native policy files and kars folders only", "load a signed bundle through OciBundleEgressPolicySource, or evaluate it with kars-policy eval --policy DIR and the verify options"));
             return null;
         }
 

@@ -1,0 +1,390 @@
+using System.IO.Abstractions;
+using System.IO.Abstractions.TestingHelpers;
+using System.Security.Cryptography;
+using System.Text;
+using Kars.Policy.Bundles;
+using Kars.Policy.Egress;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Kars.Policy.Tests.Bundles;
+
+/// <summary>Verify → compile → swap through the monitor (DESIGN §3), with own vectors: key-signed legacy tags and
+/// keyless referrer bundles from the test Sigstore instance.</summary>
+public sealed class OciBundleSourceTests : IDisposable
+{
+    private static readonly SigstoreVerifier NoTlog = new(SigstoreTrustedRoot.Empty, new SigstoreVerifierOptions { RequireTransparencyLog = false });
+    private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private readonly MockFileSystem _fs = new();
+    private readonly PolicyLayout _layout;
+
+    public OciBundleSourceTests() => _layout = new PolicyLayout(_fs, "/policy");
+
+    private SignerPolicy KeySigner => SignerPolicy.ForPublicKey(_key.ExportSubjectPublicKeyInfoPem());
+
+    public void Dispose() => _key.Dispose();
+
+    private OciBundleEgressPolicySource Source(string? digest = null, SigstoreVerifier? verifier = null, SignerPolicy? signer = null) =>
+        new("/policy", verifier ?? NoTlog, signer ?? KeySigner, digest, null, _fs, new FakeTimeProvider(Egress.EgressTestHelpers.Start));
+
+    private string Publish(long generation, params string[] hosts)
+    {
+        var (manifest, _) = _layout.AddPolicy(PolicyLayout.Yaml(generation, hosts));
+        _layout.SignWithKey(manifest, _key);
+        return manifest;
+    }
+
+    private static BundleFailureReason? Reason(EgressPolicyState state) => state.Problems.Count > 0 ? state.Problems[0].BundleFailure : null;
+
+    private static BundleFailureReason? LoadFailure(IEgressPolicySource source)
+    {
+        var act = () => source.Load();
+        return act.Should().Throw<EgressPolicyLoadException>().Which.Problems[0].BundleFailure;
+    }
+
+    [Fact]
+    public void A_key_signed_kars_bundle_loads_with_the_document_digest_and_generation()
+    {
+        Publish(3, "api.example.org", "pypi.example.org");
+        using var source = Source();
+
+        var snapshot = source.Load();
+
+        byte[] document = Encoding.UTF8.GetBytes(PolicyLayout.Yaml(3, "api.example.org", "pypi.example.org"));
+        snapshot.Digest.Should().Be("sha256:" + Convert.ToHexStringLower(SHA256.HashData(document)));
+        snapshot.Generation.Should().Be(3);
+        snapshot.Evaluate("https://a.api.example.org/x", null).Reason.Should().Be(EgressReason.Allowlisted, "a kars host covers its subdomains");
+        snapshot.Evaluate("api.example.org", 8443, null).Reason.Should().Be(EgressReason.PortNotAllowed, "only the listed port");
+        snapshot.Evaluate("evil.example.net", 443, null).Reason.Should().Be(EgressReason.NotAllowlisted);
+    }
+
+    [Fact]
+    public void A_keyless_referrer_bundle_loads_and_another_identity_is_IdentityMismatch()
+    {
+        var sigstore = new TestSigstore();
+        var (manifest, _) = _layout.AddPolicy(PolicyLayout.Yaml(1, "api.example.org"));
+        _layout.SignKeyless(manifest, sigstore);
+        var verifier = new SigstoreVerifier(sigstore.TrustedRoot());
+
+        using (var source = Source(verifier: verifier, signer: SignerPolicy.ForIdentity(TestSigstore.Identity, TestSigstore.Issuer)))
+        {
+            source.Load().Generation.Should().Be(1);
+        }
+
+        using var wrong = Source(verifier: verifier, signer: SignerPolicy.ForIdentity("https://github.com/someone/else/.github/workflows/sign.yml@refs/heads/main", TestSigstore.Issuer));
+        LoadFailure(wrong).Should().Be(BundleFailureReason.IdentityMismatch);
+        using var wrongIssuer = Source(verifier: verifier, signer: SignerPolicy.ForIdentity(TestSigstore.Identity, "https://accounts.example.test"));
+        LoadFailure(wrongIssuer).Should().Be(BundleFailureReason.IdentityMismatch);
+        using var keyPolicy = Source(verifier: verifier);
+        LoadFailure(keyPolicy).Should().NotBeNull("a key policy never accepts a certificate-signed bundle");
+    }
+
+    [Fact]
+    public void A_native_json_bundle_loads_by_its_media_type()
+    {
+        var (manifest, _) = _layout.AddPolicy("""{"schemaVersion":1,"generation":7,"allow":[{"host":"*.example.org","ports":[443]}]}""", PolicyLayout.Native);
+        _layout.SignWithKey(manifest, _key);
+        using var source = Source();
+
+        var snapshot = source.Load();
+
+        snapshot.Generation.Should().Be(7);
+        snapshot.Evaluate("a.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+    }
+
+    [Fact]
+    public void Unverified_bytes_are_never_parsed_an_unsigned_invalid_document_is_Unsigned_not_a_parse_error()
+    {
+        _layout.AddPolicy("this is not a canonical document\n");
+        using var source = Source();
+
+        LoadFailure(source).Should().Be(BundleFailureReason.Unsigned);
+    }
+
+    [Fact]
+    public void A_signed_document_that_breaks_the_canonical_form_is_CanonicalFormViolation()
+    {
+        var (manifest, _) = _layout.AddPolicy(PolicyLayout.Yaml(1, "api.example.org").Replace("api.example.org", "*.example.org", StringComparison.Ordinal));
+        _layout.SignWithKey(manifest, _key);
+        using var source = Source();
+
+        LoadFailure(source).Should().Be(BundleFailureReason.CanonicalFormViolation);
+    }
+
+    [Fact]
+    public void Two_policy_manifests_need_a_pinned_digest_and_a_pin_picks_one()
+    {
+        var (first, _) = _layout.AddPolicy(PolicyLayout.Yaml(1, "a.example.org"), replace: false, refName: "a");
+        var (second, _) = _layout.AddPolicy(PolicyLayout.Yaml(2, "b.example.org"), replace: false, refName: "b");
+        _layout.SignWithKey(first, _key);
+        _layout.SignWithKey(second, _key);
+
+        using var unpinned = Source();
+        LoadFailure(unpinned).Should().Be(BundleFailureReason.InvalidReference);
+        using var pinned = Source(first);
+        pinned.Load().Generation.Should().Be(1);
+        using var absent = Source("sha256:" + new string('0', 64));
+        LoadFailure(absent).Should().Be(BundleFailureReason.NotFound);
+        FluentActions.Invoking(() => Source("sha256:ABC")).Should().Throw<ArgumentException>();
+    }
+
+    [Fact]
+    public void A_verified_swap_replaces_the_snapshot_and_a_tampered_layer_keeps_the_last_good_one_stale()
+    {
+        Publish(1, "a.example.org");
+        using var source = Source();
+        using var monitor = new EgressPolicyMonitor(source, null, new FakeTimeProvider(Egress.EgressTestHelpers.Start));
+        monitor.State.Generation.Should().Be(1);
+
+        var (manifest, layer) = _layout.AddPolicy(PolicyLayout.Yaml(2, "b.example.org"));
+        _layout.SignWithKey(manifest, _key);
+        monitor.Reload().Should().BeTrue();
+        monitor.State.Generation.Should().Be(2);
+        monitor.Evaluate("b.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+
+        // Same size, other content: the layer no longer hashes to its descriptor.
+        byte[] evil = Encoding.UTF8.GetBytes(PolicyLayout.Yaml(2, "e.example.org"));
+        _fs.File.WriteAllBytes(_layout.BlobPath(layer), evil);
+        monitor.Reload().Should().BeFalse();
+
+        monitor.State.IsStale.Should().BeTrue();
+        Reason(monitor.State).Should().Be(BundleFailureReason.DigestMismatch);
+        monitor.Evaluate("b.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted, "the last-known-good stays in force");
+        monitor.Evaluate("e.example.org", 443, null).Reason.Should().Be(EgressReason.NotAllowlisted, "the tampered bytes are never evaluated");
+    }
+
+    [Fact]
+    public void A_tampered_manifest_is_DigestMismatch()
+    {
+        string manifest = Publish(1, "a.example.org");
+        using var source = Source();
+        source.Load();
+
+        string text = _fs.File.ReadAllText(_layout.BlobPath(manifest));
+        _fs.File.WriteAllText(_layout.BlobPath(manifest), text.Replace("allowlist.yaml", "allowlist.yam!", StringComparison.Ordinal));
+
+        LoadFailure(source).Should().Be(BundleFailureReason.DigestMismatch);
+    }
+
+    [Fact]
+    public void A_forged_signature_or_another_key_is_SignatureInvalid_and_with_no_last_good_every_target_is_NoPolicy()
+    {
+        var (manifest, _) = _layout.AddPolicy(PolicyLayout.Yaml(1, "a.example.org"));
+        _layout.SignWithKey(manifest, _key, signOther: true);
+        using var source = Source();
+        using var monitor = new EgressPolicyMonitor(source, null, new FakeTimeProvider(Egress.EgressTestHelpers.Start));
+
+        monitor.State.IsLoaded.Should().BeFalse();
+        Reason(monitor.State).Should().Be(BundleFailureReason.SignatureInvalid);
+        monitor.Evaluate("a.example.org", 443, null).Reason.Should().Be(EgressReason.NoPolicy);
+        monitor.Evaluate("a.example.org", 443, null).IsAllowed.Should().BeFalse();
+
+        using var other = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        _layout.SignWithKey(manifest, other);
+        monitor.Reload().Should().BeFalse();
+        Reason(monitor.State).Should().Be(BundleFailureReason.SignatureInvalid);
+    }
+
+    [Fact]
+    public void A_lower_generation_is_RollbackRejected_live()
+    {
+        Publish(5, "a.example.org");
+        using var source = Source();
+        using var monitor = new EgressPolicyMonitor(source, null, new FakeTimeProvider(Egress.EgressTestHelpers.Start));
+        monitor.State.Generation.Should().Be(5);
+
+        Publish(4, "b.example.org");
+        monitor.Reload().Should().BeFalse();
+
+        monitor.State.Generation.Should().Be(5);
+        monitor.State.IsStale.Should().BeTrue();
+        monitor.State.Problems[0].Kind.Should().Be(EgressPolicyProblemKind.RollbackRejected);
+        Reason(monitor.State).Should().Be(BundleFailureReason.RollbackRejected);
+    }
+
+    [Fact]
+    public void After_a_restart_the_persisted_last_known_good_serves_when_the_source_fails_and_refuses_a_rollback()
+    {
+        Publish(5, "a.example.org");
+        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
+        using (var source = Source())
+        using (var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time)))
+        {
+            monitor.State.Generation.Should().Be(5);
+        }
+
+        _fs.File.Exists("/state/index.json").Should().BeTrue();
+
+        // Restart 1: the source offers an older, validly signed policy.
+        Publish(4, "b.example.org");
+        using (var source = Source())
+        using (var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time)))
+        {
+            monitor.State.Generation.Should().Be(5, "the persisted generation is the rollback floor across restarts");
+            Reason(monitor.State).Should().Be(BundleFailureReason.RollbackRejected);
+            monitor.Evaluate("a.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+            monitor.Evaluate("b.example.org", 443, null).Reason.Should().Be(EgressReason.NotAllowlisted);
+        }
+
+        // Restart 2: the layout is gone; the persisted copy serves (stale), neither failing open nor dropping all egress.
+        _fs.Directory.Delete("/policy", recursive: true);
+        using (var source = Source())
+        using (var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time)))
+        {
+            monitor.State.Generation.Should().Be(5);
+            monitor.State.IsStale.Should().BeTrue();
+            Reason(monitor.State).Should().Be(BundleFailureReason.NotFound);
+            monitor.Evaluate("a.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+            monitor.Evaluate("c.example.org", 443, null).Reason.Should().Be(EgressReason.NotAllowlisted);
+        }
+    }
+
+    [Fact]
+    public void A_newer_bundle_replaces_the_persisted_copy_and_old_blobs_are_removed()
+    {
+        Publish(1, "a.example.org");
+        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
+        using var source = Source();
+        var store = new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time);
+        using var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: store);
+        monitor.State.Generation.Should().Be(1);
+        int before = _fs.Directory.GetFiles("/state/blobs/sha256").Length;
+
+        Publish(2, "b.example.org");
+        monitor.Reload().Should().BeTrue();
+
+        using var restarted = Source();
+        new FileEgressPolicyLastKnownGoodStore("/state", restarted, _fs, time).Load()!.Generation.Should().Be(2);
+        _fs.Directory.GetFiles("/state/blobs/sha256").Length.Should().Be(before);
+        _fs.Directory.GetFiles("/state", "*.tmp", SearchOption.AllDirectories).Should().BeEmpty();
+    }
+
+    [Theory]
+    [InlineData("blob")]
+    [InlineData("generation")]
+    [InlineData("garbage")]
+    [InlineData("other-signer")]
+    public void A_corrupt_or_tampered_persisted_copy_is_refused_and_never_trusted(string damage)
+    {
+        Publish(5, "a.example.org");
+        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
+        using (var source = Source())
+        using (var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time)))
+        {
+            monitor.State.Generation.Should().Be(5);
+        }
+
+        using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        SignerPolicy? signer = null;
+        switch (damage)
+        {
+            case "blob":
+                string layer = _fs.Directory.GetFiles("/state/blobs/sha256").Single(f => _fs.File.ReadAllText(f).StartsWith("apiVersion", StringComparison.Ordinal));
+                _fs.File.WriteAllText(layer, PolicyLayout.Yaml(9, "evil.example.org"));
+                break;
+            case "generation":
+                _fs.File.WriteAllText("/state/index.json", _fs.File.ReadAllText("/state/index.json").Replace("\"dev.kars.policy.lkg.generation\":\"5\"", "\"dev.kars.policy.lkg.generation\":\"9\"", StringComparison.Ordinal));
+                break;
+            case "garbage":
+                _fs.File.WriteAllText("/state/index.json", "{\"manifests\":[");
+                break;
+            default:
+                signer = SignerPolicy.ForPublicKey(otherKey.ExportSubjectPublicKeyInfoPem());
+                break;
+        }
+
+        _fs.Directory.Delete("/policy", recursive: true);
+        using var restarted = Source(signer: signer);
+        var store = new FileEgressPolicyLastKnownGoodStore("/state", restarted, _fs, time);
+        store.Invoking(s => s.Load()).Should().Throw<InvalidDataException>().WithMessage("*refused*");
+
+        using var monitor2 = new EgressPolicyMonitor(restarted, null, time, lastKnownGood: store);
+        monitor2.State.IsLoaded.Should().BeFalse("a refused copy is never used; with the source failing too, nothing is in force");
+        monitor2.Evaluate("a.example.org", 443, null).Reason.Should().Be(EgressReason.NoPolicy);
+        monitor2.Evaluate("evil.example.org", 443, null).Reason.Should().Be(EgressReason.NoPolicy);
+    }
+
+    [Fact]
+    public void Saving_a_snapshot_from_another_source_is_refused()
+    {
+        Publish(1, "a.example.org");
+        using var source = Source();
+        var store = new FileEgressPolicyLastKnownGoodStore("/state", source, _fs);
+        var foreign = EgressPolicySnapshot.Create("""{"schemaVersion":1,"generation":1,"allow":[{"host":"a.example.org"}]}"""u8.ToArray());
+
+        store.Invoking(s => s.Save(foreign)).Should().Throw<InvalidOperationException>();
+        store.Load().Should().BeNull("nothing was persisted");
+    }
+}
+
+/// <summary>The Kubernetes <c>..data</c> swap of a volume holding the layout, on the real file system with real links.</summary>
+public sealed class OciBundleSourceSymlinkTests : IDisposable
+{
+    private readonly string _mount = Path.Combine(Path.GetTempPath(), "kars-bundle-" + Guid.NewGuid().ToString("N"));
+    private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private int _version;
+
+    public OciBundleSourceSymlinkTests() => Directory.CreateDirectory(_mount);
+
+    public void Dispose()
+    {
+        _key.Dispose();
+        Directory.Delete(_mount, recursive: true);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+#pragma warning disable SA1300, IDE1006 // the libc name
+    private static extern int rename(string oldPath, string newPath);
+#pragma warning restore SA1300, IDE1006
+
+    private void Publish(long generation, string host)
+    {
+        string previous = Directory.Exists(Path.Combine(_mount, "..data")) ? new DirectoryInfo(Path.Combine(_mount, "..data")).LinkTarget! : string.Empty;
+        string version = $"..2026_11_30_18_00_00.{++_version}";
+        var layout = new PolicyLayout(new FileSystem(), Path.Combine(_mount, version));
+        var (manifest, _) = layout.AddPolicy(PolicyLayout.Yaml(generation, host));
+        layout.SignWithKey(manifest, _key);
+        string temp = Path.Combine(_mount, "..data_tmp");
+        Directory.CreateSymbolicLink(temp, version);
+        rename(temp, Path.Combine(_mount, "..data")).Should().Be(0);
+        foreach (string key in new[] { "oci-layout", "index.json", "blobs" })
+        {
+            if (!Path.Exists(Path.Combine(_mount, key)))
+            {
+                File.CreateSymbolicLink(Path.Combine(_mount, key), Path.Combine("..data", key));
+            }
+        }
+
+        if (previous.Length > 0)
+        {
+            Directory.Delete(Path.Combine(_mount, previous), recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_data_link_swap_to_a_new_signed_layout_is_in_force_within_two_seconds()
+    {
+        Publish(1, "a.example.org");
+        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
+        using var source = new OciBundleEgressPolicySource(
+            _mount,
+            new SigstoreVerifier(SigstoreTrustedRoot.Empty, new SigstoreVerifierOptions { RequireTransparencyLog = false }),
+            SignerPolicy.ForPublicKey(_key.ExportSubjectPublicKeyInfoPem()),
+            timeProvider: time);
+        using var monitor = new EgressPolicyMonitor(source, null, time);
+        monitor.Evaluate("a.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+
+        Publish(2, "b.example.org");
+        var elapsed = TimeSpan.Zero;
+        while (monitor.State.Generation != 2 && elapsed < TimeSpan.FromSeconds(5))
+        {
+            time.Advance(TimeSpan.FromMilliseconds(50));
+            elapsed += TimeSpan.FromMilliseconds(50);
+        }
+
+        monitor.State.Generation.Should().Be(2);
+        elapsed.Should().BeLessThanOrEqualTo(TimeSpan.FromSeconds(2));
+        monitor.State.IsStale.Should().BeFalse();
+        monitor.Evaluate("b.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+        monitor.Evaluate("a.example.org", 443, null).Reason.Should().Be(EgressReason.NotAllowlisted);
+    }
+}
