@@ -12,6 +12,8 @@ namespace Kars.Policy.Egress;
 /// </summary>
 internal sealed class CompiledPolicy
 {
+    private static readonly System.Buffers.SearchValues<char> CanonicalNameChars = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
+
     private static long s_lastIdentity;
 
     private readonly NameIndex _index;
@@ -143,7 +145,88 @@ internal sealed class CompiledPolicy
         return EvaluateName(target, mode, now, out learn, out cacheable);
     }
 
-    private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
+    /// <summary>
+    /// Decides a host name handed in as text when it is already canonical (lower-case ASCII DNS name that cannot be
+    /// read as an IP address, no <c>xn--</c> label), and returns false without deciding otherwise (the caller parses it
+    /// fully). For names of up to 64 characters the canonical check is the same pass that finds the label boundaries
+    /// for the suffix walk, so the name is read once before it is hashed.
+    /// </summary>
+    /// <param name="host">The host text.</param>
+    /// <param name="port">The port, already checked to be 1–65535.</param>
+    /// <param name="mode">The mode in force.</param>
+    /// <param name="clock">The clock for approvals.</param>
+    /// <param name="decision">The decision, when the name was canonical.</param>
+    /// <param name="learn">Set when the decision is <see cref="EgressReason.Learned"/>.</param>
+    /// <param name="cacheable">Set when the decision may be cached (see <see cref="Evaluate"/>).</param>
+    /// <returns>Whether the name was canonical (and decided).</returns>
+    public bool TryEvaluateCanonicalName(string host, int port, EgressMode mode, TimeProvider clock, out EgressDecision decision, out bool learn, out bool cacheable)
+    {
+        ulong dots = 0;
+        if (host.Length is >= 1 and <= 64
+            ? !NameIndex.ScanShortName(host, out dots, out ulong hyphens) || !IsCanonicalShortName(host, dots, hyphens)
+            : !IsCanonicalLongName(host))
+        {
+            decision = default;
+            learn = false;
+            cacheable = false;
+            return false;
+        }
+
+        decision = EvaluateName(EgressTargetParser.FromCanonicalDnsName(host, port), dots, mode, clock, out learn, out cacheable);
+        return true;
+    }
+
+    /// <summary>The canonical-name rules for a name of 1–64 characters whose characters are all in <c>[a-z0-9_.-]</c>,
+    /// read from its dot and hyphen masks: no empty label, no <c>xn--</c> label (the full parser validates punycode),
+    /// labels of at most 63 characters, and a last label that does not start with a digit (so it is not an IP address).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsCanonicalShortName(string host, ulong dots, ulong hyphens)
+    {
+        int length = host.Length;
+        if ((dots & 1) != 0 || ((dots >> (length - 1)) & 1) != 0 || (dots & (dots >> 1)) != 0)
+        {
+            return false;
+        }
+
+        if ((hyphens & (hyphens >> 1)) != 0 && host.Contains("xn--", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        if (length > 63 && !Hosts.DnsNames.IsCanonical(host))
+        {
+            return false;
+        }
+
+        int lastLabel = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+        return !char.IsAsciiDigit(host[lastLabel]);
+    }
+
+    /// <summary>The canonical-name rules for a name longer than 64 characters (or empty): the same rules as
+    /// <see cref="IsCanonicalShortName"/>, with separate passes.</summary>
+    private static bool IsCanonicalLongName(string host)
+    {
+        if (host.Length is 0 or > 253
+            || host.AsSpan().IndexOfAnyExcept(CanonicalNameChars) >= 0
+            || host[0] == '.'
+            || host[^1] == '.'
+            || host.Contains("..", StringComparison.Ordinal)
+            || host.Contains("xn--", StringComparison.Ordinal)
+            || !Hosts.DnsNames.IsCanonical(host))
+        {
+            return false;
+        }
+
+        int lastDot = host.LastIndexOf('.');
+        return !char.IsAsciiDigit(host[lastDot + 1]);
+    }
+
+    private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable) =>
+        EvaluateName(target, target.Host.Length <= 64 ? NameIndex.DotMask(target.Host) : 0, mode, clock, out learn, out cacheable);
+
+    /// <param name="target">A valid DNS-name target.</param>
+    /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotMask"/>) when it has at most 64 characters.</param>
+    private EgressDecision EvaluateName(in EgressTarget target, ulong dots, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
         learn = false;
         string host = target.Host;
@@ -166,7 +249,6 @@ internal sealed class CompiledPolicy
         ref char first = ref MemoryMarshal.GetReference(name);
         int length = name.Length;
         bool shortName = length <= 64;
-        ulong dots = shortName ? NameIndex.DotMask(name) : 0;
         SuffixBuffer fingerprints = default;
         StartBuffer starts = default;
         int count = 0;

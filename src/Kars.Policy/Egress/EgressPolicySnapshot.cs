@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -25,8 +24,6 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
 {
     /// <summary>The largest document <see cref="Load"/> reads from a stream (16 MiB, the same cap as a policy file).</summary>
     private const int MaxStreamBytes = 16 * 1024 * 1024;
-
-    private static readonly SearchValues<char> CanonicalNameChars = SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
 
     private readonly CompiledPolicy _policy;
     private readonly ResolvedAddressRules _addressRules;
@@ -233,9 +230,9 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
                 return cached;
             }
 
-            if (port is >= 1 and <= 65535 && IsCanonicalName(host))
+            if (port is >= 1 and <= 65535)
             {
-                return EvaluateCanonical(EgressTargetParser.FromCanonicalDnsName(host, port), sandbox);
+                return EvaluateUncached(host, port, sandbox);
             }
         }
 
@@ -296,16 +293,36 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     internal static EgressDecision NoPolicy(in EgressTarget target, EgressTargetError error, EgressMode mode) =>
         new(EgressVerdict.Deny, EgressReason.NoPolicy, target, error, null, mode, null, 0, false);
 
+    /// <summary>A host and valid port the decision cache did not answer. Kept out of <see cref="Evaluate(string, int, string?)"/>
+    /// so a cache hit does not pay for this path's locals.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private EgressDecision EvaluateUncached(string host, int port, string? sandbox)
+    {
+        // A canonical name is checked and decided in one walk over its labels; anything else is parsed fully.
+        if (_policy.TryEvaluateCanonicalName(host, port, Mode, _clock, out var decision, out bool learn, out bool cacheable))
+        {
+            return Finish(decision, learn, cacheable, sandbox);
+        }
+
+        return EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);
+    }
+
     private EgressDecision EvaluateCanonical(in EgressTarget target, string? sandbox)
     {
         var decision = _policy.Evaluate(target, Mode, _clock, out bool learn, out bool cacheable);
+        return Finish(decision, learn, cacheable, sandbox);
+    }
+
+    /// <summary>Reports a Learned decision to the recorder, or caches a decision that depends only on the snapshot.</summary>
+    private EgressDecision Finish(in EgressDecision decision, bool learn, bool cacheable, string? sandbox)
+    {
         if (learn)
         {
-            _recorder?.Record(target, sandbox);
+            _recorder?.Record(decision.Target, sandbox);
         }
         else if (cacheable)
         {
-            DecisionCache.Set(_policy, target.Host, target.Port, decision);
+            DecisionCache.Set(_policy, decision.Target.Host, decision.Target.Port, decision);
         }
 
         return decision;
@@ -325,25 +342,4 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
             Digest,
             Generation,
             false);
-
-    /// <summary>A canonical DNS name that cannot be read as an IP address: its last label does not start with a digit.
-    /// Names with an <c>xn--</c> label take the full parser, which validates the punycode.
-    /// Vectorised checks for the common case; names longer than 63 characters also get the full label-length check.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool IsCanonicalName(string host)
-    {
-        if (host.Length is 0 or > 253
-            || host.AsSpan().IndexOfAnyExcept(CanonicalNameChars) >= 0
-            || host[0] == '.'
-            || host[^1] == '.'
-            || host.Contains("..", StringComparison.Ordinal)
-            || host.Contains("xn--", StringComparison.Ordinal)
-            || (host.Length > 63 && !DnsNames.IsCanonical(host)))
-        {
-            return false;
-        }
-
-        int lastDot = host.LastIndexOf('.');
-        return !char.IsAsciiDigit(host[lastDot + 1]);
-    }
 }
