@@ -123,6 +123,45 @@ public sealed partial class InferenceRouterTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task UpstreamRefusingTheRoutersKey_Is502_NotTheClients401()
+    {
+        await using var upstream = await FakeUpstream.StartAsync("sk-another-key");
+        var (router, address) = await StartRouterAsync(upstream.Port);
+        await using (router)
+        {
+            Func<Task> call = () => Demo.ChatClient(address, Demo.AliceKey).CompleteChatAsync([new UserChatMessage("Hello")]);
+
+            ClientResultException e = (await call.Should().ThrowAsync<ClientResultException>()).Which;
+            e.Status.Should().Be(502);
+            using JsonDocument body = JsonDocument.Parse(e.GetRawResponse()!.Content);
+            body.RootElement.GetProperty("error").GetProperty("code").GetString().Should().Be("upstream_unauthorized");
+            await router.StopAsync();
+        }
+    }
+
+    [Fact]
+    public async Task UnreachableUpstream_Is502()
+    {
+        int port;
+        await using (var gone = await FakeUpstream.StartAsync(Demo.UpstreamKey))
+        {
+            port = gone.Port;   // stopped below: nothing listens there any more
+        }
+
+        var (router, address) = await StartRouterAsync(port);
+        await using (router)
+        {
+            Func<Task> call = () => Demo.ChatClient(address, Demo.AliceKey).CompleteChatAsync([new UserChatMessage("Hello")]);
+
+            ClientResultException e = (await call.Should().ThrowAsync<ClientResultException>()).Which;
+            e.Status.Should().Be(502);
+            using JsonDocument body = JsonDocument.Parse(e.GetRawResponse()!.Content);
+            body.RootElement.GetProperty("error").GetProperty("code").GetString().Should().Be("bad_gateway");
+            await router.StopAsync();
+        }
+    }
+
     [Theory]
     [InlineData("sk-unknown")]
     [InlineData("SK-ROUTER-ALICE")]   // keys are case-sensitive
