@@ -21,7 +21,7 @@ public static class Demo
     /// <summary>Alice's key: a sandbox with the default daily budget.</summary>
     public const string AliceKey = "sk-router-alice";
 
-    /// <summary>Bob's key: a sandbox whose daily budget is 1 token, so every request is over it.</summary>
+    /// <summary>Bob's key: a sandbox whose daily budget is 100 tokens (the demo spends 95 of them first).</summary>
     public const string BobKey = "sk-router-bob";
 
     /// <summary>Carol's key: a sandbox whose upstream (<c>blocked.example</c>) the egress policy does not allow.</summary>
@@ -55,7 +55,7 @@ public static class Demo
         ["Router:Budget:DefaultCompletionTokens"] = "256",
         ["Router:Budget:Day"] = "100000",
         ["Router:Budget:Sandboxes:0:Sandbox"] = "bob",
-        ["Router:Budget:Sandboxes:0:Day"] = "1",
+        ["Router:Budget:Sandboxes:0:Day"] = "100",
     };
 
     /// <summary>Builds the router with <see cref="Settings"/> only (no appsettings.json), listening on 127.0.0.1 and a
@@ -132,6 +132,10 @@ public static class Demo
             failures.Add($"alice's budget should hold exactly the upstream's usage ({expected})");
         }
 
+        // Bob has already spent 95 of his 100 tokens today; a request that holds 16 completion tokens plus its prompt
+        // fits his daily limit but not what is left of it: 429 with Retry-After (seconds until the day rolls over).
+        await SpendAsync(meter, "bob", 95);
+        output.WriteLine($"bob has used {await DayUsedAsync(meter, "bob")} of his 100 tokens today");
         await ExpectErrorAsync(output, "bob  ", ChatClient(router, BobKey), 429, failures);
         await ExpectErrorAsync(output, "carol", ChatClient(router, CarolKey), 403, failures);
         await ExpectErrorAsync(output, "nokey", ChatClient(router, "sk-unknown"), 401, failures);
@@ -156,7 +160,7 @@ public static class Demo
     {
         try
         {
-            await client.CompleteChatAsync([new UserChatMessage("Hello")]);
+            await client.CompleteChatAsync([new UserChatMessage("Hello")], new ChatCompletionOptions { MaxOutputTokenCount = 16 });
             output.WriteLine($"chat   {who} -> answered");
             failures.Add($"{who.Trim()}: expected HTTP {status}, got an answer");
         }
@@ -170,6 +174,23 @@ public static class Demo
                 failures.Add($"{who.Trim()}: expected HTTP {status}, got {e.Status}");
             }
         }
+    }
+
+    /// <summary>Records <paramref name="tokens"/> as spent by <paramref name="sandbox"/> (as an earlier call would have).</summary>
+    /// <param name="meter">The router's meter.</param>
+    /// <param name="sandbox">The sandbox.</param>
+    /// <param name="tokens">The tokens.</param>
+    /// <returns>A task.</returns>
+    public static async Task SpendAsync(BudgetMeter meter, string sandbox, long tokens)
+    {
+        ArgumentNullException.ThrowIfNull(meter);
+        BudgetDecision decision = await meter.TryReserveAsync(sandbox, tokens);
+        if (!decision.IsAdmitted)
+        {
+            throw new InvalidOperationException($"{sandbox} cannot spend {tokens} tokens: {decision}");
+        }
+
+        await decision.Lease.SettleAsync(tokens);
     }
 
     /// <summary>Reads how many tokens a sandbox has used today (settled usage and open holds).</summary>

@@ -123,7 +123,7 @@ internal sealed class Forwarder(IHttpClientFactory clients, UpstreamTable upstre
     }
 
     /// <summary>Reads the body, or returns <see langword="null"/> when it is larger than <paramref name="max"/>.</summary>
-    private static async Task<byte[]?> ReadBoundedAsync(HttpRequest request, long max, CancellationToken cancellationToken)
+    private static async Task<byte[]?> ReadBoundedAsync(HttpRequest request, int max, CancellationToken cancellationToken)
     {
         if (request.ContentLength > max)
         {

@@ -1,5 +1,6 @@
 using System.Net.Http.Headers;
 using System.Text.Json;
+using Kars.Policy.AspNetCore;
 using Kars.Policy.Budgets;
 using Kars.Policy.Egress;
 using Microsoft.Extensions.Primitives;
@@ -80,7 +81,17 @@ public static class RouterApp
         //    decided before the budget so a refused call reserves nothing.
         app.Use(ResolveSandboxAndCheckUpstream);
 
-        // 3. Forward, streaming the answer through as it arrives.
+        // 3. The budget: the sandbox is the key (the host's answer, never a client header); the BudgetMeter comes
+        //    from the services. Reserves before forwarding, switches on include_usage for streams, settles from
+        //    the upstream's usage; 429 with Retry-After when the sandbox is over its budget.
+        app.UseKarsTokenBudget(new KarsTokenBudgetOptions
+        {
+            KeyResolver = context => context.Items[SandboxItem] as string,
+            MaxRequestBodyBytes = options.MaxRequestBodyBytes,
+            DefaultCompletionTokens = options.Budget.DefaultCompletionTokens,
+        });
+
+        // 4. Forward, streaming the answer through as it arrives.
         var forwarder = app.Services.GetRequiredService<Forwarder>();
         app.MapPost("/v1/chat/completions", context => forwarder.ForwardAsync(context, "chat/completions"));
         app.MapPost("/v1/responses", context => forwarder.ForwardAsync(context, "responses"));

@@ -35,7 +35,7 @@ public sealed class RouterOptions
     public BudgetOptions Budget { get; set; } = new();
 
     /// <summary>Gets or sets the largest request body the router forwards (bytes).</summary>
-    public long MaxRequestBodyBytes { get; set; } = 1024 * 1024;
+    public int MaxRequestBodyBytes { get; set; } = 1024 * 1024;
 }
 
 /// <summary>An OpenAI-compatible upstream.</summary>
