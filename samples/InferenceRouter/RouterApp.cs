@@ -75,6 +75,9 @@ public static class RouterApp
 
         var app = builder.Build();
 
+        // Load the egress policy now, so a missing or invalid policy file stops the app at start, not at the first call.
+        _ = app.Services.GetRequiredService<IEgressPolicy>();
+
         // begin-snippet: inference-router-pipeline
         // 1. Who is calling: the client's API key names a sandbox in the host's table; an unknown key is 401.
         // 2. Where the call would go: the sandbox's upstream must be allowed by the egress policy (403 otherwise),

@@ -119,6 +119,10 @@ public sealed partial class InferenceRouterTests : IAsyncLifetime
             using JsonDocument body = JsonDocument.Parse(e.GetRawResponse()!.Content);
             body.RootElement.GetProperty("error").GetProperty("code").GetString().Should().Be("nonPublicAddress");
             upstream.Calls.Should().BeEmpty();
+
+            // Known gap (README "Limits"): this refusal comes after the reservation, and the budget middleware charges
+            // a response without usage its whole hold.
+            (await Demo.DayUsedAsync(router.Services.GetRequiredService<BudgetMeter>(), "alice")).Should().BePositive();
             await router.StopAsync();
         }
     }
@@ -190,6 +194,30 @@ public sealed partial class InferenceRouterTests : IAsyncLifetime
     public void EgressPolicy_IsTheEngine()
     {
         _router.Services.GetRequiredService<IEgressPolicy>().Should().BeOfType<EgressPolicy>();
+    }
+
+    [Fact]
+    public async Task ShippedConfiguration_Builds_AndItsPolicyAllowsItsUpstream()
+    {
+        // appsettings.json and policy.json as shipped (no demo settings): the default upstream must be allowed.
+        await using WebApplication app = RouterApp.Build([]);
+
+        Upstream upstream = app.Services.GetRequiredService<UpstreamTable>().For("alice");
+        upstream.BaseUri.Should().Be(new Uri("https://api.openai.com/v1/"));
+        app.Services.GetRequiredService<IEgressPolicy>().Evaluate(upstream.BaseUri, "alice").IsAllowed.Should().BeTrue();
+        app.Services.GetRequiredService<ClientTable>().TryResolve("sk-router-alice-change-me", out string sandbox).Should().BeTrue();
+        sandbox.Should().Be("alice");
+    }
+
+    [Fact]
+    public void MissingPolicyFile_FailsAtBuild()
+    {
+        Action build = () => Demo.BuildRouter(1, b => b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Router:PolicyPath"] = "no-such-policy.json",
+        }));
+
+        build.Should().Throw<EgressPolicyLoadException>();
     }
 
     [Fact]
