@@ -46,7 +46,7 @@ public static class KarsTokenBudgetApplicationBuilderExtensions
         options ??= new KarsTokenBudgetOptions();
         BudgetMeter meter = options.Meter ?? services.GetService<BudgetMeter>()
             ?? throw new InvalidOperationException("UseKarsTokenBudget() needs a BudgetMeter: set KarsTokenBudgetOptions.Meter or register one in the service container (AddKarsPolicy does).");
-        var settings = new TokenBudgetSettings(Validated(options));
+        var settings = new TokenBudgetSettings(Validated(options), meter);
         ILoggerFactory? loggerFactory = services.GetService<ILoggerFactory>();
         return app.Use(next => new TokenBudgetMiddleware(next, meter, settings, loggerFactory).InvokeAsync);
     }
@@ -86,6 +86,11 @@ public static class KarsTokenBudgetApplicationBuilderExtensions
             problems.Add(string.Create(CultureInfo.InvariantCulture, $"DefaultCompletionTokens must be 0 to {BudgetStore.MaxTokens} (was {options.DefaultCompletionTokens})."));
         }
 
+        if (options.LeaseDuration is { } lease && (lease <= TimeSpan.Zero || lease > BudgetRequest.MaxLeaseDuration))
+        {
+            problems.Add(string.Create(CultureInfo.InvariantCulture, $"LeaseDuration must be positive and at most {BudgetRequest.MaxLeaseDuration.TotalDays} days (was {lease})."));
+        }
+
         if (problems.Count > 0)
         {
             throw new ArgumentException("Invalid KarsTokenBudgetOptions: " + string.Join(" ", problems), nameof(options));
@@ -100,6 +105,7 @@ public static class KarsTokenBudgetApplicationBuilderExtensions
             MaxEventBytes = options.MaxEventBytes,
             DefaultCompletionTokens = options.DefaultCompletionTokens,
             PromptTokenEstimator = options.PromptTokenEstimator,
+            LeaseDuration = options.LeaseDuration,
         };
         copy.Routes.Clear();
         foreach (string route in options.Routes)

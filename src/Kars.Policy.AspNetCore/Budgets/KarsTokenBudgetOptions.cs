@@ -77,6 +77,13 @@ public sealed class KarsTokenBudgetOptions
     /// <value>The default value is <see cref="DefaultDefaultCompletionTokens"/> (4,096).</value>
     public long DefaultCompletionTokens { get; set; } = DefaultDefaultCompletionTokens;
 
+    /// <summary>Gets or sets how long a request's hold lives before the store charges it in full if the gate has not
+    /// settled it (positive, at most 365 days). Set it above the longest response the upstream may stream: a lease
+    /// that expires first is charged its whole hold, whatever the usage.</summary>
+    /// <value>The default value is <see langword="null"/>: the meter policy's <see cref="BudgetPolicy.LeaseDuration"/>
+    /// (10 minutes unless configured).</value>
+    public TimeSpan? LeaseDuration { get; set; }
+
     /// <summary>Gets or sets how the prompt tokens of a request body are estimated (the result must be 0 or more).
     /// Only admission and the charge for a response without usage depend on it: a settled response is charged its
     /// reported usage.</summary>

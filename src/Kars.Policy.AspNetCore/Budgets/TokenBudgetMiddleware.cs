@@ -100,7 +100,7 @@ internal sealed class TokenBudgetMiddleware
             BudgetDecision decision;
             try
             {
-                decision = await _meter.TryReserveAsync(key, tokens, at: null, context.RequestAborted).ConfigureAwait(false);
+                decision = await _meter.TryReserveAsync(key, tokens, _settings.LeaseDuration, at: null, context.RequestAborted).ConfigureAwait(false);
             }
             catch (ArgumentException)
             {
@@ -310,8 +310,9 @@ internal sealed class TokenBudgetSettings
 {
     private readonly (string Path, InferenceApi Api)[] _routes;
 
-    public TokenBudgetSettings(KarsTokenBudgetOptions options)
+    public TokenBudgetSettings(KarsTokenBudgetOptions options, BudgetMeter meter)
     {
+        LeaseDuration = options.LeaseDuration ?? meter.Policy.LeaseDuration;
         _routes = options.Routes.Select(r => (r, InferenceApis.FromPath(r))).ToArray();
         KeyResolver = options.KeyResolver!;
         MaxRequestBodyBytes = options.MaxRequestBodyBytes;
@@ -322,6 +323,8 @@ internal sealed class TokenBudgetSettings
     }
 
     public Func<HttpContext, string?> KeyResolver { get; }
+
+    public TimeSpan LeaseDuration { get; }
 
     public int MaxRequestBodyBytes { get; }
 

@@ -18,8 +18,9 @@ internal sealed class GateHost : IAsyncDisposable
 
     private readonly IHost _host;
 
-    private GateHost(IHost host, BudgetMeter meter, BudgetStore store)
+    private GateHost(IHost host, BudgetMeter meter, BudgetStore store, FakeTimeProvider time)
     {
+        Time = time;
         _host = host;
         Meter = meter;
         Store = store;
@@ -30,6 +31,9 @@ internal sealed class GateHost : IAsyncDisposable
     public static FakeTimeProvider Clock() => new(new DateTimeOffset(2026, 3, 10, 10, 20, 30, TimeSpan.Zero));
 
     public BudgetMeter Meter { get; }
+
+    /// <summary>The clock of the in-memory store (when the test did not bring its own store).</summary>
+    public FakeTimeProvider Time { get; }
 
     public BudgetStore Store { get; }
 
@@ -44,8 +48,9 @@ internal sealed class GateHost : IAsyncDisposable
         BudgetStore? store = null,
         Action<KarsTokenBudgetOptions>? configure = null)
     {
-        store ??= new InMemoryBudgetStore(Clock());
-        var meter = new BudgetMeter(store, policy ?? new BudgetPolicy(new BudgetLimits(day: 100_000)), timeProvider: Clock());
+        FakeTimeProvider time = Clock();
+        store ??= new InMemoryBudgetStore(time);
+        var meter = new BudgetMeter(store, policy ?? new BudgetPolicy(new BudgetLimits(day: 100_000)), timeProvider: time);
         GateHost? self = null;
         var host = new HostBuilder()
             .ConfigureWebHost(web => web
@@ -64,7 +69,7 @@ internal sealed class GateHost : IAsyncDisposable
                 }))
             .Build();
         await host.StartAsync();
-        self = new GateHost(host, meter, store);
+        self = new GateHost(host, meter, store, time);
         return self;
     }
 

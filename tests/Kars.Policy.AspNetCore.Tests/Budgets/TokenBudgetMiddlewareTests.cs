@@ -508,16 +508,38 @@ public sealed class TokenBudgetMiddlewareTests
         admitted.Should().BeGreaterThan(0);
     }
 
+    [Theory]
+    [InlineData(null, 5L)]
+    [InlineData(1, -1L)]
+    public async Task LeaseDuration_ExpiredLeaseChargedItsHold(int? leaseMinutes, long expected)
+    {
+        GateHost? self = null;
+        await using var gate = await GateHost.StartAsync(
+            async ctx =>
+            {
+                // The response takes two minutes: longer than a one-minute lease, shorter than the policy's ten.
+                self!.Time.Advance(TimeSpan.FromMinutes(2));
+                await Upstream.Json("""{"usage":{"total_tokens":5}}""")(ctx);
+            },
+            configure: o => o.LeaseDuration = leaseMinutes is { } m ? TimeSpan.FromMinutes(m) : null);
+        self = gate;
+
+        using var response = await gate.Client.PostAsync("/v1/chat/completions", GateHost.Json(ChatBody));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        (await gate.DayAsync()).Should().Be((expected < 0 ? Hold(ChatBody, 100) : expected, 0L));
+    }
+
     [Fact]
     public void Options_EveryProblemReportedAtOnce()
     {
-        var options = new KarsTokenBudgetOptions { MaxRequestBodyBytes = 0, MaxEventBytes = -1, DefaultCompletionTokens = -5 };
+        var options = new KarsTokenBudgetOptions { MaxRequestBodyBytes = 0, MaxEventBytes = -1, DefaultCompletionTokens = -5, LeaseDuration = TimeSpan.Zero };
         options.Routes.Add("v1/bad");
 
         Action build = () => KarsTokenBudgetApplicationBuilderExtensions.Validated(options);
 
         build.Should().Throw<ArgumentException>()
-            .Which.Message.Should().ContainAll("KeyResolver", "MaxRequestBodyBytes", "MaxEventBytes", "DefaultCompletionTokens", "v1/bad");
+            .Which.Message.Should().ContainAll("KeyResolver", "MaxRequestBodyBytes", "MaxEventBytes", "DefaultCompletionTokens", "LeaseDuration", "v1/bad");
     }
 
     [Fact]
