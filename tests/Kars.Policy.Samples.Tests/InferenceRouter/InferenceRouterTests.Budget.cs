@@ -17,7 +17,8 @@ public sealed partial class InferenceRouterTests
     {
         ChatClient chat = Demo.ChatClient(_address, Demo.AliceKey);
 
-        ChatCompletion completion = await chat.CompleteChatAsync([new SystemChatMessage("Be brief."), new UserChatMessage("Say hello please")]);
+        ClientResult<ChatCompletion> result = await chat.CompleteChatAsync([new SystemChatMessage("Be brief."), new UserChatMessage("Say hello please")]);
+        ChatCompletion completion = result.Value;
 
         completion.Content[0].Text.Should().Be("echo: Say hello please");
         FakeUpstreamCall call = _upstream.Calls.Should().ContainSingle().Subject;
@@ -26,6 +27,11 @@ public sealed partial class InferenceRouterTests
         completion.Usage.InputTokenCount.Should().Be(call.Usage!.PromptTokens);
         completion.Usage.OutputTokenCount.Should().Be(call.Usage.CompletionTokens);
         (await Demo.DayUsedAsync(Meter, "alice")).Should().Be(call.Usage.TotalTokens, "the hold is replaced by the usage the upstream reported");
+        // The budget's headers reach the SDK client through the router (the sandbox's budget, not the upstream's).
+        result.GetRawResponse().Headers.TryGetValue("x-ratelimit-limit-tokens", out string? limit).Should().BeTrue();
+        limit.Should().Be("100000");
+        result.GetRawResponse().Headers.TryGetValue("x-ratelimit-remaining-tokens", out string? remaining).Should().BeTrue();
+        long.Parse(remaining!, System.Globalization.CultureInfo.InvariantCulture).Should().BeInRange(0, 100_000);
     }
 
     [Fact]
