@@ -128,3 +128,35 @@ internal sealed class UnavailableStore : BudgetStore
     protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
         => throw new BudgetStoreUnavailableException("down");
 }
+
+/// <summary>Admits through an in-memory store, then cannot record settlements (the store went away mid-response).</summary>
+internal sealed class SettleFailsStore : BudgetStore
+{
+    private readonly InMemoryBudgetStore _inner = new(GateHost.Clock());
+
+    protected override async ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken)
+    {
+        BudgetDecision d = await _inner.TryReserveAsync(request, cancellationToken);
+        BudgetLease lease = d.Lease.IsValid ? CreateLease(d.Lease.Id, d.Lease.Tokens, d.Lease.ExpiresAt) : default;
+        return new BudgetDecision(d.Reason, d.Tokens, lease, d.RetryAfter, d.At, d.Limits, d.Remaining, d.BlockingWindow, d.IsUnmetered);
+    }
+
+    protected override ValueTask<BudgetSettlement> SettleCoreAsync(long leaseId, long actualTokens, Instant? at, CancellationToken cancellationToken)
+        => throw new BudgetStoreUnavailableException("down");
+
+    protected override ValueTask<BudgetSettlement> AbandonCoreAsync(long leaseId, Instant? at, CancellationToken cancellationToken)
+        => throw new BudgetStoreUnavailableException("down");
+
+    protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
+        => _inner.GetStatusAsync(level, parent, at, cancellationToken);
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}

@@ -92,6 +92,31 @@ public sealed class SseUsageTests
     }
 
     [Fact]
+    public void SteadyState_ReaderAndUsageParse_AllocateNothing()
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(Chat + Chat);
+        long charged = 0;
+        using var reader = new SseEventReader(1 << 20, data =>
+        {
+            if (UsageJson.TryRead(data, out UsageFacts facts))
+            {
+                charged += facts.Usage.Charge;
+            }
+        });
+
+        long allocated = Kars.Policy.Tests.SteadyStateAllocation.Measure(() =>
+        {
+            for (int i = 0; i < bytes.Length; i += 7)
+            {
+                reader.Feed(bytes.AsSpan(i, Math.Min(7, bytes.Length - i)));
+            }
+        });
+
+        allocated.Should().Be(0);
+        charged.Should().BeGreaterThan(0);
+    }
+
+    [Fact]
     public void CrAtChunkEndThenLf_IsOneLineEnd()
     {
         byte[] bytes = Encoding.UTF8.GetBytes("data: a\r\ndata: b\r\n\r\n");

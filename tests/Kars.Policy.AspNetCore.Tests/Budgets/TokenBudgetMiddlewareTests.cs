@@ -409,6 +409,19 @@ public sealed class TokenBudgetMiddlewareTests
         gate.LastUpstreamBody.Should().BeNull();
     }
 
+    [Theory]
+    [InlineData("""{"usage":{"total_tokens":5}}""")]
+    [InlineData("""{"no":"usage"}""")]
+    public async Task SettlementStoreFailure_ResponseStillDeliveredNoException(string upstreamBody)
+    {
+        await using var gate = await GateHost.StartAsync(Upstream.Json(upstreamBody), store: new SettleFailsStore());
+
+        using var response = await gate.Client.PostAsync("/v1/chat/completions", GateHost.Json(ChatBody));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        (await response.Content.ReadAsStringAsync()).Should().Be(upstreamBody);
+    }
+
     [Fact]
     public async Task ObserveMode_AdmitsOverBudgetWithHeaders()
     {
