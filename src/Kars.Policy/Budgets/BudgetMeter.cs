@@ -57,8 +57,31 @@ public sealed class BudgetMeter
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="tokens"/> is negative or above <see cref="BudgetStore.MaxTokens"/>.</exception>
     /// <exception cref="ArgumentException"><paramref name="key"/> is not a valid key.</exception>
     /// <exception cref="BudgetStoreUnavailableException">The store cannot decide.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0027:API with optional parameter(s) should have the most parameters amongst its public overloads", Justification = "The lease-duration overload takes every parameter explicitly; this one stays the short form most callers use.")]
     public ValueTask<BudgetDecision> TryReserveAsync(string key, long tokens, Instant? at = null, CancellationToken cancellationToken = default)
+        => TryReserveAsync(key, tokens, Policy.LeaseDuration, at, cancellationToken);
+
+    /// <summary>Reserves <paramref name="tokens"/> for <paramref name="key"/> with a hold that lives
+    /// <paramref name="leaseDuration"/> instead of the policy's <see cref="BudgetPolicy.LeaseDuration"/> (a host whose
+    /// requests may outlive the policy's lease, such as long streamed responses), or rejects.</summary>
+    /// <param name="key">The budget key (an identity the host trusts).</param>
+    /// <param name="tokens">The reservation (see <see cref="BudgetReservation.Compute"/>).</param>
+    /// <param name="leaseDuration">How long the hold lives before it is charged in full (positive, at most
+    /// <see cref="BudgetRequest.MaxLeaseDuration"/>).</param>
+    /// <param name="at">An explicit instant (replay, tests), or <see langword="null"/> for the store's clock.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The decision, as <see cref="TryReserveAsync(string, long, Instant?, CancellationToken)"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="tokens"/> is negative or above <see cref="BudgetStore.MaxTokens"/>,
+    /// or <paramref name="leaseDuration"/> is out of range.</exception>
+    /// <exception cref="ArgumentException"><paramref name="key"/> is not a valid key.</exception>
+    /// <exception cref="BudgetStoreUnavailableException">The store cannot decide.</exception>
+    public ValueTask<BudgetDecision> TryReserveAsync(string key, long tokens, TimeSpan leaseDuration, Instant? at, CancellationToken cancellationToken)
     {
+        if (leaseDuration <= TimeSpan.Zero || leaseDuration > BudgetRequest.MaxLeaseDuration)
+        {
+            throw new ArgumentOutOfRangeException(nameof(leaseDuration), leaseDuration, "The lease duration is positive and at most BudgetRequest.MaxLeaseDuration (365 days).");
+        }
+
         ArgumentOutOfRangeException.ThrowIfNegative(tokens);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(tokens, BudgetStore.MaxTokens);
         Resolved levels = Resolve(key);
@@ -69,7 +92,7 @@ public sealed class BudgetMeter
             return RejectAboveCapAsync(levels, tokens, at, cancellationToken);
         }
 
-        var request = new BudgetRequest(levels.Level, tokens, policy.LeaseDuration, levels.Parent, policy.Mode, at);
+        var request = new BudgetRequest(levels.Level, tokens, leaseDuration, levels.Parent, policy.Mode, at);
         return aboveCap ? ObserveAboveCapAsync(request, cancellationToken) : _store.TryReserveAsync(request, cancellationToken);
     }
 

@@ -1,0 +1,214 @@
+using System.Buffers;
+using Microsoft.AspNetCore.Http;
+
+namespace Kars.Policy.AspNetCore;
+
+/// <summary>
+/// The response body as the gate sees it: every byte goes to the client first, then to the usage reader. Server-sent
+/// events (<c>text/event-stream</c>) are parsed as they pass; any other body is copied into a bounded pooled buffer
+/// and read once complete. A compressed body (<c>Content-Encoding</c> other than <c>identity</c>) is not read.
+/// </summary>
+internal sealed class UsageCaptureStream : Stream
+{
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2213:Disposable fields should be disposed", Justification = "The server's response stream: the server owns and disposes it.")]
+    private readonly Stream _inner;
+    private readonly HttpResponse _response;
+    private readonly InferenceApi _api;
+    private readonly int _maxEventBytes;
+    private readonly int _maxBodyBytes;
+    private Mode _mode;
+    private SseEventReader? _sse;
+    private StreamedUsage? _streamed;
+    private byte[]? _body;
+    private int _bodyLength;
+    private bool _bodyOverflowed;
+
+    public UsageCaptureStream(Stream inner, HttpResponse response, InferenceApi api, int maxEventBytes, int maxBodyBytes)
+    {
+        _inner = inner;
+        _response = response;
+        _api = api;
+        _maxEventBytes = maxEventBytes;
+        _maxBodyBytes = maxBodyBytes;
+    }
+
+    private enum Mode
+    {
+        Undecided = 0,
+        Events,
+        Json,
+        Unreadable,
+    }
+
+    /// <summary>Gets why no usage can be read so far (for logs), or <see langword="null"/>.</summary>
+    public string? Problem => _mode switch
+    {
+        Mode.Unreadable => "encoded",
+        Mode.Events when _sse!.Overflowed => "event_too_long",
+        Mode.Json when _bodyOverflowed => "body_too_long",
+        _ => null,
+    };
+
+    public override bool CanRead => false;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position
+    {
+        get => throw new NotSupportedException();
+        set => throw new NotSupportedException();
+    }
+
+    /// <summary>Reads the usage of the complete response, under strict evidence.</summary>
+    /// <returns>The tokens to charge, or <see langword="null"/> when the response carries no trustworthy usage.</returns>
+    public long? ReadUsage()
+    {
+        switch (_mode)
+        {
+            case Mode.Events:
+                return _sse!.Overflowed ? null : _streamed!.CleanUsage;
+            case Mode.Json:
+                if (_bodyOverflowed || !UsageJson.TryRead(_body.AsSpan(0, _bodyLength), out UsageFacts facts) || facts.HasError || !facts.Usage.Any)
+                {
+                    return null;
+                }
+
+                return facts.Usage.Charge;
+            default:
+                return null;
+        }
+    }
+
+    public override void Flush() => _inner.Flush();
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
+
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        _inner.Write(buffer);
+        Observe(buffer);
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        => WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        await _inner.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
+        Observe(buffer.Span);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _sse?.Dispose();
+            _sse = null;
+            if (_body is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_body);
+                _body = null;
+            }
+        }
+
+        // The inner stream is the server's: not ours to dispose.
+        base.Dispose(disposing);
+    }
+
+    private void Observe(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.IsEmpty)
+        {
+            return;
+        }
+
+        if (_mode == Mode.Undecided)
+        {
+            Decide();
+        }
+
+        switch (_mode)
+        {
+            case Mode.Events:
+                _sse!.Feed(bytes);
+                break;
+            case Mode.Json:
+                AppendBody(bytes);
+                break;
+            default:
+                break;
+        }
+    }
+
+    private void Decide()
+    {
+        string? encoding = _response.Headers.ContentEncoding;
+        if (!string.IsNullOrEmpty(encoding) && !string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
+        {
+            _mode = Mode.Unreadable;
+            return;
+        }
+
+        string? contentType = _response.ContentType;
+        if (contentType is not null && contentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase))
+        {
+            var streamed = new StreamedUsage(_api);
+            _streamed = streamed;
+            _sse = new SseEventReader(_maxEventBytes, streamed.OnEvent);
+            _mode = Mode.Events;
+        }
+        else
+        {
+            _mode = Mode.Json;
+        }
+    }
+
+    private void AppendBody(ReadOnlySpan<byte> bytes)
+    {
+        if (_bodyOverflowed)
+        {
+            return;
+        }
+
+        int needed = _bodyLength + bytes.Length;
+        if (needed > _maxBodyBytes || needed < 0)
+        {
+            _bodyOverflowed = true;
+            if (_body is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_body);
+                _body = null;
+                _bodyLength = 0;
+            }
+
+            return;
+        }
+
+        if (_body is null || _body.Length < needed)
+        {
+            byte[] grown = ArrayPool<byte>.Shared.Rent(Math.Min(_maxBodyBytes, Math.Max(needed, Math.Max(4096, (_body?.Length ?? 0) * 2))));
+            if (_body is not null)
+            {
+                _body.AsSpan(0, _bodyLength).CopyTo(grown);
+                ArrayPool<byte>.Shared.Return(_body);
+            }
+
+            _body = grown;
+        }
+
+        bytes.CopyTo(_body.AsSpan(_bodyLength));
+        _bodyLength = needed;
+    }
+}
