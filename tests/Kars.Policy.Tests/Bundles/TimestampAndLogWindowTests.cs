@@ -274,6 +274,39 @@ public sealed class TimestampAndLogWindowTests
         result.Message.Should().Contain("validity window");
     }
 
+    // ---- Pooled imported keys -------------------------------------------------------------------------------------
+
+    [Fact]
+    public void One_verifier_gives_the_same_answers_from_many_threads_with_its_pooled_keys()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        string pem = key.ExportSubjectPublicKeyInfoPem();
+        var keyBuilder = new BundleBuilder(_sigstore) { SigningKey = key, PublicKeyPem = pem };
+        byte[] keyBundle = Encoding.UTF8.GetBytes(keyBuilder.Build());
+        var keylessBuilder = new BundleBuilder(_sigstore);
+        byte[] keylessBundle = Encoding.UTF8.GetBytes(keylessBuilder.Build());
+        var verifier = new SigstoreVerifier(_sigstore.TrustedRoot());
+        var keyPolicy = SignerPolicy.ForPublicKey(pem);
+        var other = SigstoreArtifact.FromBytes("another artifact"u8.ToArray());
+        var answers = new System.Collections.Concurrent.ConcurrentBag<(int Case, BundleFailureReason? Reason)>();
+
+        Parallel.For(0, 96, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+        {
+            var result = (i % 4) switch
+            {
+                0 => verifier.VerifyBundle(keyBundle, SigstoreArtifact.FromBytes(keyBuilder.Artifact), keyPolicy),
+                1 => verifier.VerifyBundle(keyBundle, other, keyPolicy),
+                2 => verifier.VerifyBundle(keylessBundle, SigstoreArtifact.FromBytes(keylessBuilder.Artifact), Identity),
+                _ => verifier.VerifyBundle(keylessBundle, other, Identity),
+            };
+            answers.Add((i % 4, result.FailureReason));
+        });
+
+        answers.Should().HaveCount(96);
+        answers.Where(a => a.Case is 0 or 2).Should().OnlyContain(a => a.Reason == null);
+        answers.Where(a => a.Case is 1 or 3).Should().OnlyContain(a => a.Reason == BundleFailureReason.SignatureInvalid);
+    }
+
     // ---- 3. Checkpoint origin -------------------------------------------------------------------------------------
 
     [Theory]

@@ -168,7 +168,8 @@ internal static class Transparency
 
     /// <summary>
     /// A C2SP signed note: origin, tree size, root hash, optional extension lines, a blank line, then signature lines
-    /// <c>— name base64(keyHint ‖ signature)</c>. One line must be the log's, by key hint, and verify.
+    /// <c>— name base64(keyHint ‖ signature)</c>. The origin must be the log's (<see cref="OriginMatches"/>), size and
+    /// root must be the proof's, and one line must be the log's, by key hint, and verify.
     /// </summary>
     internal static void VerifyCheckpoint(string envelope, InclusionProof proof, LogInstance log)
     {
