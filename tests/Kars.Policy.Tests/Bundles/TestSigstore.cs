@@ -45,22 +45,25 @@ internal sealed class TestSigstore
 
     public byte[] CtLogId { get; }
 
-    public string TrustedRootJson(string? tlogValidFor = null)
+    /// <summary>The trusted root JSON; <paramref name="extraTlogs"/> and <paramref name="timestampAuthorities"/> are raw JSON array items.</summary>
+    public string TrustedRootJson(string? tlogValidFor = null, string? extraTlogs = null, string? timestampAuthorities = null)
     {
         string validFor = tlogValidFor ?? "{\"start\":\"2029-01-01T00:00:00Z\"}";
+        string moreLogs = extraTlogs is null ? string.Empty : "," + extraTlogs;
+        string tsas = timestampAuthorities ?? string.Empty;
         return $$$"""
         {"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-         "tlogs":[{"baseUrl":"https://rekor.test","hashAlgorithm":"SHA2_256","publicKey":{"rawBytes":"{{{B64(RekorKey.ExportSubjectPublicKeyInfo())}}}","keyDetails":"PKIX_ECDSA_P256_SHA_256","validFor":{{{validFor}}}},"logId":{"keyId":"{{{B64(RekorLogId)}}}"}}],
+         "tlogs":[{"baseUrl":"https://rekor.test","hashAlgorithm":"SHA2_256","publicKey":{"rawBytes":"{{{B64(RekorKey.ExportSubjectPublicKeyInfo())}}}","keyDetails":"PKIX_ECDSA_P256_SHA_256","validFor":{{{validFor}}}},"logId":{"keyId":"{{{B64(RekorLogId)}}}"}}{{{moreLogs}}}],
          "certificateAuthorities":[{"subject":{"organization":"kars-test","commonName":"test-fulcio"},"uri":"https://fulcio.test","certChain":{"certificates":[{"rawBytes":"{{{B64(Ca.RawData)}}}"}]},"validFor":{"start":"2029-01-01T00:00:00Z"}}],
          "ctlogs":[{"baseUrl":"https://ct.test","hashAlgorithm":"SHA2_256","publicKey":{"rawBytes":"{{{B64(CtKey.ExportSubjectPublicKeyInfo())}}}","keyDetails":"PKIX_ECDSA_P256_SHA_256","validFor":{"start":"2029-01-01T00:00:00Z"}},"logId":{"keyId":"{{{B64(CtLogId)}}}"}}],
-         "timestampAuthorities":[]}
+         "timestampAuthorities":[{{{tsas}}}]}
         """;
     }
 
-    public SigstoreTrustedRoot TrustedRoot()
+    public SigstoreTrustedRoot TrustedRoot(string? tlogValidFor = null, string? extraTlogs = null, string? timestampAuthorities = null)
     {
         // No assertion library here: the benchmarks compile this file too.
-        return SigstoreTrustedRoot.TryParse(Encoding.UTF8.GetBytes(TrustedRootJson()), out var root, out string? error)
+        return SigstoreTrustedRoot.TryParse(Encoding.UTF8.GetBytes(TrustedRootJson(tlogValidFor, extraTlogs, timestampAuthorities)), out var root, out string? error)
             ? root
             : throw new InvalidOperationException(error);
     }
@@ -214,6 +217,9 @@ internal sealed class BundleBuilder(TestSigstore sigstore)
 
     public bool IncludeProof { get; set; } = true;
 
+    /// <summary>Gets or sets a value indicating whether the bundle has a transparency-log entry at all.</summary>
+    public bool IncludeEntry { get; set; } = true;
+
     /// <summary>Gets or sets the artifact the log entry describes (another one forges the entry).</summary>
     public byte[]? LoggedArtifact { get; set; }
 
@@ -221,6 +227,15 @@ internal sealed class BundleBuilder(TestSigstore sigstore)
     public bool ProofForAnotherTree { get; set; }
 
     public string MediaType { get; set; } = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+    /// <summary>Gets or sets the RFC 3161 timestamp source: given the signature, a TimeStampResp (none when null).</summary>
+    public Func<byte[], byte[]>? Timestamp { get; set; }
+
+    /// <summary>Gets or sets a Rekor v2 log: the entry becomes hashedrekord 0.0.2 in that log, with an Ed25519 checkpoint and no SET.</summary>
+    public TestRekorV2Log? RekorV2 { get; set; }
+
+    /// <summary>Gets or sets the checkpoint's origin line (default: the log's own origin); the log still signs it.</summary>
+    public string? CheckpointOrigin { get; set; }
 
     public string Build()
     {
@@ -231,7 +246,9 @@ internal sealed class BundleBuilder(TestSigstore sigstore)
 
         byte[] signature = SigningKey!.SignData(Artifact, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
         string verifierPem = PublicKeyPem ?? Leaf!.ExportCertificatePem();
-        string body = $$$"""{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"sha256","value":"{{{Convert.ToHexStringLower(SHA256.HashData(LoggedArtifact ?? Artifact))}}}"}},"signature":{"content":"{{{TestSigstore.B64(signature)}}}","publicKey":{"content":"{{{TestSigstore.B64(Encoding.UTF8.GetBytes(verifierPem))}}}"}""" + "}}}";
+        string body = RekorV2 is null
+            ? $$$"""{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"sha256","value":"{{{Convert.ToHexStringLower(SHA256.HashData(LoggedArtifact ?? Artifact))}}}"}},"signature":{"content":"{{{TestSigstore.B64(signature)}}}","publicKey":{"content":"{{{TestSigstore.B64(Encoding.UTF8.GetBytes(verifierPem))}}}"}""" + "}}}"
+            : $$$"""{"apiVersion":"0.0.2","kind":"hashedrekord","spec":{"hashedRekordV002":{"data":{"algorithm":"SHA2_256","digest":"{{{TestSigstore.B64(SHA256.HashData(LoggedArtifact ?? Artifact))}}}"},"signature":{"content":"{{{TestSigstore.B64(signature)}}}","verifier":{{{V2Verifier()}}}}""" + "}}}";
         byte[] bodyBytes = Encoding.UTF8.GetBytes(body);
         long integrated = IntegratedTime ?? (Leaf is null ? TestSigstore.LeafStart : new DateTimeOffset(Leaf.NotBefore.ToUniversalTime())).AddMinutes(1).ToUnixTimeSeconds();
         string setPayload = $$$"""{"body":"{{{TestSigstore.B64(bodyBytes)}}}","integratedTime":{{{integrated}}},"logID":"{{{Convert.ToHexStringLower(sigstore.RekorLogId)}}}","logIndex":{{{LogIndex}}}}""";
@@ -250,22 +267,38 @@ internal sealed class BundleBuilder(TestSigstore sigstore)
             root = TestSigstore.Mth(other);
         }
 
-        string text = $"rekor.test - 42\n{size}\n{TestSigstore.B64(root)}\n";
-        byte[] noteSignature = sigstore.RekorKey.SignData(Encoding.UTF8.GetBytes(text), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
-        string checkpoint = text + "\n\u2014 rekor.test " + TestSigstore.B64([.. sigstore.RekorLogId.AsSpan(0, 4), .. noteSignature]) + "\n";
+        string origin = CheckpointOrigin ?? RekorV2?.Origin ?? "rekor.test - 42";
+        string text = $"{origin}\n{size}\n{TestSigstore.B64(root)}\n";
+        byte[] noteSignature = RekorV2 is { } v2
+            ? v2.Sign(Encoding.UTF8.GetBytes(text))
+            : sigstore.RekorKey.SignData(Encoding.UTF8.GetBytes(text), HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
+        byte[] logId = RekorV2?.LogId ?? sigstore.RekorLogId;
+        string checkpoint = text + "\n\u2014 " + (RekorV2?.Origin ?? "rekor.test") + " " + TestSigstore.B64([.. logId.AsSpan(0, 4), .. noteSignature]) + "\n";
 
         string material = Leaf is not null
             ? $$$"""{"certificate":{"rawBytes":"{{{TestSigstore.B64(Leaf.RawData)}}}"}"""
             : """{"publicKey":{"hint":"test"}""";
-        string promise = IncludeSet ? $$$""","inclusionPromise":{"signedEntryTimestamp":"{{{TestSigstore.B64(set)}}}"}""" : string.Empty;
+        string promise = IncludeSet && RekorV2 is null ? $$$""","inclusionPromise":{"signedEntryTimestamp":"{{{TestSigstore.B64(set)}}}"}""" : string.Empty;
         string proof = IncludeProof
             ? $$$""","inclusionProof":{"logIndex":"{{{index}}}","rootHash":"{{{TestSigstore.B64(root)}}}","treeSize":"{{{size}}}","hashes":[{{{string.Join(",", proofHashes.Select(h => "\"" + TestSigstore.B64(h) + "\""))}}}],"checkpoint":{"envelope":{{{System.Text.Json.JsonSerializer.Serialize(checkpoint)}}}}}"""
+            : string.Empty;
+        string timestamps = Timestamp is { } stamp
+            ? $$$""","timestampVerificationData":{"rfc3161Timestamps":[{"signedTimestamp":"{{{TestSigstore.B64(stamp(signature))}}}"}]}"""
+            : string.Empty;
+        string kindVersion = RekorV2 is null ? "0.0.1" : "0.0.2";
+        string integratedTime = RekorV2 is null ? ",\"integratedTime\":\"" + (integrated + IntegratedTimeTamper).ToString(System.Globalization.CultureInfo.InvariantCulture) + "\"" : string.Empty;
+        string entry = IncludeEntry
+            ? $$$"""{"logIndex":"{{{LogIndex}}}","logId":{"keyId":"{{{TestSigstore.B64(logId)}}}"},"kindVersion":{"kind":"hashedrekord","version":"{{{kindVersion}}}"}{{{integratedTime}}}{{{promise}}}{{{proof}}},"canonicalizedBody":"{{{TestSigstore.B64(bodyBytes)}}}"}"""
             : string.Empty;
         return $$$"""
             {"mediaType":"{{{MediaType}}}",
              "verificationMaterial":{{{material}}},
-               "tlogEntries":[{"logIndex":"{{{LogIndex}}}","logId":{"keyId":"{{{TestSigstore.B64(sigstore.RekorLogId)}}}"},"kindVersion":{"kind":"hashedrekord","version":"0.0.1"},"integratedTime":"{{{integrated + IntegratedTimeTamper}}}"{{{promise}}}{{{proof}}},"canonicalizedBody":"{{{TestSigstore.B64(bodyBytes)}}}"}]},
+               "tlogEntries":[{{{entry}}}]{{{timestamps}}}},
              "messageSignature":{"messageDigest":{"algorithm":"SHA2_256","digest":"{{{TestSigstore.B64(SHA256.HashData(Artifact))}}}"},"signature":"{{{TestSigstore.B64(signature)}}}"}}
             """;
     }
+
+    private string V2Verifier() => Leaf is not null
+        ? $$$"""{"x509Certificate":{"rawBytes":"{{{TestSigstore.B64(Leaf.RawData)}}}"},"keyDetails":"PKIX_ECDSA_P256_SHA_256"}"""
+        : $$$"""{"publicKey":{"rawBytes":"{{{TestSigstore.B64(SigningKey!.ExportSubjectPublicKeyInfo())}}}"},"keyDetails":"PKIX_ECDSA_P256_SHA_256"}""";
 }

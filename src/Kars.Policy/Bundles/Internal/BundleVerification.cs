@@ -105,6 +105,7 @@ internal sealed class SignedMaterial
 
         // 3. Transparency-log evidence: every entry present must verify and match this signature.
         var verifiedTimes = new List<DateTimeOffset>();
+        var logsWithoutTime = new List<LogInstance>();
         bool rekorV2 = false;
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var entry in TlogEntries)
@@ -119,7 +120,11 @@ internal sealed class SignedMaterial
             CheckBody(entry, key, signedDigestForLog, logHash);
             if (time is { } t)
             {
-                verifiedTimes.Add(t);
+                verifiedTimes.Add(t); // inside the log key's window: checked with the signed entry timestamp
+            }
+            else
+            {
+                logsWithoutTime.Add(log);
             }
         }
 
@@ -130,14 +135,35 @@ internal sealed class SignedMaterial
         }
 
         // 4. RFC 3161 timestamps over the signature: each present must verify; Rekor v2 needs one.
+        var timestampTimes = new List<DateTimeOffset>(Timestamps.Count);
         foreach (byte[] timestamp in Timestamps)
         {
-            verifiedTimes.Add(Bundles.Timestamps.Verify(timestamp, Signature, root));
+            timestampTimes.Add(Bundles.Timestamps.Verify(timestamp, Signature, root));
         }
 
+        verifiedTimes.AddRange(timestampTimes);
         if (rekorV2 && Timestamps.Count == 0)
         {
             throw new BundleException(BundleFailureReason.TransparencyLogInvalid, "a Rekor v2 entry needs an RFC 3161 timestamp, and there is none");
+        }
+
+        // 4b. Log evidence without a signed entry timestamp (Rekor v2, or a Rekor v1 proof alone) is placed in time by
+        //     the verified timestamps: each must fall inside that log key's validity window. With no time at all the
+        //     evidence cannot be placed, so it is refused (fail closed).
+        foreach (var log in logsWithoutTime)
+        {
+            if (timestampTimes.Count == 0)
+            {
+                throw new BundleException(BundleFailureReason.TransparencyLogInvalid, $"the entry of log {log.BaseUrl} has no verified signing time (no signed entry timestamp, no RFC 3161 timestamp), so it cannot be checked against the log key's validity window");
+            }
+
+            foreach (var t in timestampTimes)
+            {
+                if (!log.ValidFor.Contains(t))
+                {
+                    throw new BundleException(BundleFailureReason.TransparencyLogInvalid, $"the timestamp time {t:O} is outside the validity window of log {log.BaseUrl}'s key");
+                }
+            }
         }
 
         DateTimeOffset? signedAt = verifiedTimes.Count > 0 ? verifiedTimes.Min() : null;

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -25,6 +26,14 @@ internal sealed class SigningKey
     private const string EcOid = "1.2.840.10045.2.1";
     private const string RsaOid = "1.2.840.113549.1.1.1";
     private const string Ed25519Oid = "1.3.101.112";
+
+    /// <summary>Imported platform keys kept at most (per key) for reuse: trusted-root log keys and a policy's key are
+    /// long-lived, and importing the SPKI again for every check cost about as much as the check itself.</summary>
+    private const int MaxPooled = 4;
+
+    // An imported ECDsa/RSA is used by one caller at a time (rent, verify, return), so no instance is shared between
+    // threads; the bag itself is thread-safe.
+    private readonly ConcurrentBag<AsymmetricAlgorithm> _pool = [];
 
     private SigningKey(byte[] spki, KeyKind kind, byte[]? rawEd25519)
     {
@@ -179,18 +188,30 @@ internal sealed class SigningKey
                     signer.BlockUpdate(data);
                     return signer.VerifySignature(signature.ToArray());
                 case KeyKind.Rsa:
-                    using (var rsa = RSA.Create())
                     {
-                        rsa.ImportSubjectPublicKeyInfo(Spki, out _);
-                        return rsa.VerifyData(data, signature, hash, RSASignaturePadding.Pkcs1)
-                            || rsa.VerifyData(data, signature, hash, RSASignaturePadding.Pss);
+                        var rsa = (RSA)Rent();
+                        try
+                        {
+                            return rsa.VerifyData(data, signature, hash, RSASignaturePadding.Pkcs1)
+                                || rsa.VerifyData(data, signature, hash, RSASignaturePadding.Pss);
+                        }
+                        finally
+                        {
+                            Return(rsa);
+                        }
                     }
 
                 default:
-                    using (var ec = ECDsa.Create())
                     {
-                        ec.ImportSubjectPublicKeyInfo(Spki, out _);
-                        return ec.VerifyData(data, signature, hash, DSASignatureFormat.Rfc3279DerSequence);
+                        var ec = (ECDsa)Rent();
+                        try
+                        {
+                            return ec.VerifyData(data, signature, hash, DSASignatureFormat.Rfc3279DerSequence);
+                        }
+                        finally
+                        {
+                            Return(ec);
+                        }
                     }
             }
         }
@@ -210,18 +231,30 @@ internal sealed class SigningKey
                 case KeyKind.Ed25519:
                     return false;
                 case KeyKind.Rsa:
-                    using (var rsa = RSA.Create())
                     {
-                        rsa.ImportSubjectPublicKeyInfo(Spki, out _);
-                        return rsa.VerifyHash(digest, signature, hash, RSASignaturePadding.Pkcs1)
-                            || rsa.VerifyHash(digest, signature, hash, RSASignaturePadding.Pss);
+                        var rsa = (RSA)Rent();
+                        try
+                        {
+                            return rsa.VerifyHash(digest, signature, hash, RSASignaturePadding.Pkcs1)
+                                || rsa.VerifyHash(digest, signature, hash, RSASignaturePadding.Pss);
+                        }
+                        finally
+                        {
+                            Return(rsa);
+                        }
                     }
 
                 default:
-                    using (var ec = ECDsa.Create())
                     {
-                        ec.ImportSubjectPublicKeyInfo(Spki, out _);
-                        return ec.VerifyHash(digest, signature, DSASignatureFormat.Rfc3279DerSequence);
+                        var ec = (ECDsa)Rent();
+                        try
+                        {
+                            return ec.VerifyHash(digest, signature, DSASignatureFormat.Rfc3279DerSequence);
+                        }
+                        finally
+                        {
+                            Return(ec);
+                        }
                     }
             }
         }
@@ -232,4 +265,37 @@ internal sealed class SigningKey
     }
 
     public bool SameKey(byte[] spki) => Spki.AsSpan().SequenceEqual(spki);
+
+    /// <summary>An imported ECDsa or RSA key for this SPKI, from the pool or newly imported (not for Ed25519).</summary>
+    private AsymmetricAlgorithm Rent()
+    {
+        if (_pool.TryTake(out var pooled))
+        {
+            return pooled;
+        }
+
+        AsymmetricAlgorithm created = Kind == KeyKind.Rsa ? RSA.Create() : ECDsa.Create();
+        try
+        {
+            created.ImportSubjectPublicKeyInfo(Spki, out _);
+            return created;
+        }
+        catch
+        {
+            created.Dispose();
+            throw;
+        }
+    }
+
+    private void Return(AsymmetricAlgorithm key)
+    {
+        if (_pool.Count < MaxPooled)
+        {
+            _pool.Add(key);
+        }
+        else
+        {
+            key.Dispose();
+        }
+    }
 }

@@ -8,17 +8,56 @@ namespace Kars.Policy.Bundles;
 /// <summary>RFC 3161 signed timestamps over a signature, checked against the trusted root's timestamp authorities.</summary>
 internal static class Timestamps
 {
+    private const string TstInfoOid = "1.2.840.113549.1.9.16.1.4";
+
     /// <summary>Verifies a DER TimeStampResp (or a bare token) over <paramref name="signature"/>; returns the verified genTime.</summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "The signer may be one of the trusted root's candidate certificates (same instance); disposing it would break the root.")]
     public static DateTimeOffset Verify(byte[] response, ReadOnlySpan<byte> signature, SigstoreTrustedRoot root)
     {
         byte[] token = TokenBytes(response);
-        if (!Rfc3161TimestampToken.TryDecode(token, out var decoded, out int consumed) || consumed != token.Length)
+
+        // Structure first (CMS SignedData over a TSTInfo), so that malformed input and a token that fails its own
+        // checks get different reasons.
+        var cms = new SignedCms();
+        try
         {
-            throw BundleException.Malformed("the RFC 3161 timestamp token does not decode");
+            cms.Decode(token);
+        }
+        catch (CryptographicException)
+        {
+            throw BundleException.Malformed("the RFC 3161 timestamp token is not a CMS SignedData");
         }
 
-        var info = decoded.TokenInfo;
+        if (cms.ContentInfo.ContentType.Value != TstInfoOid
+            || !Rfc3161TimestampTokenInfo.TryDecode(cms.ContentInfo.Content, out var info, out int infoLength)
+            || infoLength != cms.ContentInfo.Content.Length)
+        {
+            throw BundleException.Malformed("the RFC 3161 timestamp token does not carry a TSTInfo");
+        }
+
+        // The message imprint first, so that a token over another signature is reported as such (not as a bad token).
+        HashAlgorithmName imprintHash = info.HashAlgorithmId.Value switch
+        {
+            "2.16.840.1.101.3.4.2.1" => HashAlgorithmName.SHA256,
+            "2.16.840.1.101.3.4.2.2" => HashAlgorithmName.SHA384,
+            "2.16.840.1.101.3.4.2.3" => HashAlgorithmName.SHA512,
+            _ => throw new BundleException(BundleFailureReason.UntrustedRoot, $"the RFC 3161 timestamp's imprint algorithm {info.HashAlgorithmId.Value} is not SHA-2"),
+        };
+        byte[] expectedImprint = imprintHash == HashAlgorithmName.SHA256 ? SHA256.HashData(signature)
+            : imprintHash == HashAlgorithmName.SHA384 ? SHA384.HashData(signature)
+            : SHA512.HashData(signature);
+        if (!info.GetMessageHash().Span.SequenceEqual(expectedImprint))
+        {
+            throw new BundleException(BundleFailureReason.DigestMismatch, "the RFC 3161 timestamp's message imprint is not the digest of this signature (the timestamp is for other data)");
+        }
+
+        // The BCL's decoder also checks the CMS signature when the TSA certificate is embedded, the ESS
+        // signing-certificate binding, and that the embedded certificate is valid at genTime.
+        if (!Rfc3161TimestampToken.TryDecode(token, out var decoded, out int consumed) || consumed != token.Length)
+        {
+            throw new BundleException(BundleFailureReason.UntrustedRoot, "the RFC 3161 timestamp's CMS signature or signing-certificate binding does not verify, or its embedded TSA certificate is not valid at genTime");
+        }
+
         var candidates = new X509Certificate2Collection();
         foreach (var authority in root.TimestampAuthorities)
         {
@@ -30,7 +69,7 @@ internal static class Timestamps
         {
             if (!decoded.VerifySignatureForData(signature, out signer, candidates) || signer is null)
             {
-                throw new BundleException(BundleFailureReason.UntrustedRoot, "the RFC 3161 timestamp does not cover this signature or its signature does not verify");
+                throw new BundleException(BundleFailureReason.UntrustedRoot, "the RFC 3161 timestamp's CMS signature does not verify, or its signer certificate is neither embedded nor a timestamp authority of the trusted root");
             }
         }
         catch (CryptographicException)

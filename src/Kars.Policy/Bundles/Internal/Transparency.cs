@@ -137,8 +137,39 @@ internal static class Transparency
     }
 
     /// <summary>
+    /// Whether a checkpoint origin names the log: the host (with port, if any) of the log's <c>baseUrl</c>. A Rekor v2
+    /// (Ed25519) log's origin is exactly that host; a Rekor v1 log writes <c>&lt;host&gt; - &lt;tree id&gt;</c> (the tree
+    /// id of the shard, decimal; it is not in the trusted root, so any tree id of that host is accepted), and a bare
+    /// host is accepted for it too (the Rekor v2 form, used by logs whose keys are not Ed25519).
+    /// </summary>
+    internal static bool OriginMatches(string origin, LogInstance log)
+    {
+        if (log.Origin.Length == 0)
+        {
+            return false;
+        }
+
+        if (string.Equals(origin, log.Origin, StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        if (log.Key.Kind == KeyKind.Ed25519 || !origin.StartsWith(log.Origin + " - ", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var treeId = origin.AsSpan(log.Origin.Length + 3);
+        return treeId.Length is > 0 and <= 19
+            && (treeId[0] != '0' || treeId.Length == 1)
+            && !treeId.ContainsAnyExceptInRange('0', '9')
+            && long.TryParse(treeId, NumberStyles.None, CultureInfo.InvariantCulture, out _);
+    }
+
+    /// <summary>
     /// A C2SP signed note: origin, tree size, root hash, optional extension lines, a blank line, then signature lines
-    /// <c>— name base64(keyHint ‖ signature)</c>. One line must be the log's, by key hint, and verify.
+    /// <c>— name base64(keyHint ‖ signature)</c>. The origin must be the log's (<see cref="OriginMatches"/>), size and
+    /// root must be the proof's, and one line must be the log's, by key hint, and verify.
     /// </summary>
     internal static void VerifyCheckpoint(string envelope, InclusionProof proof, LogInstance log)
     {
@@ -170,6 +201,11 @@ internal static class Transparency
         if (size != proof.TreeSize || !root.AsSpan().SequenceEqual(proof.RootHash))
         {
             throw new BundleException(BundleFailureReason.TransparencyLogInvalid, "the checkpoint is for another tree than the inclusion proof");
+        }
+
+        if (!OriginMatches(lines[0], log))
+        {
+            throw new BundleException(BundleFailureReason.TransparencyLogInvalid, $"the checkpoint's origin \"{lines[0]}\" is not the origin of log {log.BaseUrl}");
         }
 
         if (signatures.Length == 0 || !signatures.EndsWith('\n'))
