@@ -65,7 +65,7 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
     public override async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        BudgetLease lease = await ReserveAsync(messages, options, cancellationToken).ConfigureAwait(false);
+        (BudgetLease lease, options) = await ReserveAsync(messages, options, cancellationToken).ConfigureAwait(false);
         ChatResponse response;
         try
         {
@@ -107,7 +107,7 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
 
     private async IAsyncEnumerable<ChatResponseUpdate> StreamAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        BudgetLease lease = await ReserveAsync(messages, options, cancellationToken).ConfigureAwait(false);
+        (BudgetLease lease, options) = await ReserveAsync(messages, options, cancellationToken).ConfigureAwait(false);
         UsageDetails? usage = null;
         string? responseModel = null;
         bool completed = false;
@@ -144,7 +144,10 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
         }
     }
 
-    private async ValueTask<BudgetLease> ReserveAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, CancellationToken cancellationToken)
+    /// <summary>Reserves, and returns the options to call the inner client with: when the caller set no
+    /// <see cref="ChatOptions.MaxOutputTokens"/>, a copy bounded to the completion tokens the hold assumed, so the hold
+    /// stays an upper bound for a call that ends without usage.</summary>
+    private async ValueTask<(BudgetLease Lease, ChatOptions? Options)> ReserveAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, CancellationToken cancellationToken)
     {
         string? key = _options.KeyResolver!(options);
         if (string.IsNullOrEmpty(key))
@@ -160,8 +163,9 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
             throw new InvalidOperationException("The prompt token estimator returned a negative estimate; the call was refused and the inner client was not called.");
         }
 
+        long promptTokens = Math.Min(prompt, BudgetStore.MaxTokens);
         long tokens = BudgetReservation.Compute(
-            Math.Min(prompt, BudgetStore.MaxTokens),
+            promptTokens,
             options?.MaxOutputTokens,
             maxCompletionTokens: null,
             _meter.Policy.PerRequestTokens,
@@ -173,7 +177,15 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
             throw new TokenBudgetExceededException(decision);
         }
 
-        return decision.Lease;
+        long completionBound = tokens - promptTokens;
+        if (options?.MaxOutputTokens is null && completionBound >= 1)
+        {
+            ChatOptions bounded = options?.Clone() ?? new ChatOptions();
+            bounded.MaxOutputTokens = (int)Math.Min(completionBound, int.MaxValue);
+            options = bounded;
+        }
+
+        return (decision.Lease, options);
     }
 
     private async ValueTask SettleAsync(BudgetLease lease, UsageDetails? reported, ChatOptions? options, string? responseModel)
@@ -195,8 +207,9 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
         {
             await lease.SettleAsync(usage.Charged, CancellationToken.None).ConfigureAwait(false);
         }
-        catch (BudgetException e)
+        catch (Exception e) when (e is BudgetException or ObjectDisposedException)
         {
+            // A store failing or disposed (host shutdown) must not replace the caller's result or exception.
             AILog.SettleFailed(_logger, e.GetType().Name);
         }
     }
@@ -213,8 +226,9 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
         {
             await lease.AbandonAsync(CancellationToken.None).ConfigureAwait(false);
         }
-        catch (BudgetException e)
+        catch (Exception e) when (e is BudgetException or ObjectDisposedException)
         {
+            // A store failing or disposed (host shutdown) must not replace the caller's result or exception.
             AILog.SettleFailed(_logger, e.GetType().Name);
         }
     }

@@ -302,6 +302,61 @@ public sealed class TokenBudgetChatClientTests : IDisposable
     }
 
     [Fact]
+    public async Task NoMaxOutputTokens_TheInnerCallIsBoundedToTheHold_AndTheCallersOptionsAreNotChanged()
+    {
+        BudgetMeter meter = Meter(day: 100_000);
+        int? seen = -1;
+        _inner.Respond = (_, options, _) =>
+        {
+            seen = options?.MaxOutputTokens;
+            return Task.FromResult(FakeChatClient.Response(3, 4));
+        };
+        using TokenBudgetChatClient client = Client(meter, o => o.DefaultCompletionTokens = 1_000);
+        var callers = new ChatOptions { Temperature = 0.5f };
+
+        await client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], callers);
+
+        seen.Should().Be(1_000, "an unbounded inner call could use more than the hold charged when no usage arrives");
+        callers.MaxOutputTokens.Should().BeNull();
+    }
+
+    [Fact]
+    public async Task NoOptionsAtAll_TheInnerStreamIsBoundedToTheHold()
+    {
+        BudgetMeter meter = Meter(day: 100_000);
+        int? seen = -1;
+        _inner.Stream = (_, options, _) =>
+        {
+            seen = options?.MaxOutputTokens;
+            return AsyncEnumerable.Empty<ChatResponseUpdate>();
+        };
+        using TokenBudgetChatClient client = Client(meter, o => o.DefaultCompletionTokens = 700);
+
+        await foreach (ChatResponseUpdate _ in client.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "hi")]))
+        {
+        }
+
+        seen.Should().Be(700);
+    }
+
+    [Fact]
+    public async Task CallersMaxOutputTokens_IsPassedUnchanged()
+    {
+        BudgetMeter meter = Meter(day: 100_000);
+        int? seen = -1;
+        _inner.Respond = (_, options, _) =>
+        {
+            seen = options?.MaxOutputTokens;
+            return Task.FromResult(FakeChatClient.Response(3, 4));
+        };
+        using TokenBudgetChatClient client = Client(meter);
+
+        await client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], Options());
+
+        seen.Should().Be(MaxOutput);
+    }
+
+    [Fact]
     public async Task ObserveMode_OverBudget_CallsThrough_AndCountsTheUsage()
     {
         BudgetMeter meter = Meter(day: 100, mode: BudgetMode.Observe, perRequestTokens: 10);
