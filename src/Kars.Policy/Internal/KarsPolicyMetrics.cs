@@ -13,8 +13,10 @@ namespace Kars.Policy.Internal;
 /// <remarks>
 /// <para>Tags are closed sets of constant strings (verdict, reason, mode, token action, store operation, store type
 /// name, exception type name): never a host name, budget key, token, URL or anything a caller chose. Recording checks
-/// <see cref="Instrument.Enabled"/> first, so with no listener attached a decision costs one field read and
-/// allocates nothing; with a listener, the tags live in a stack-allocated <see cref="TagList"/>.</para>
+/// <see cref="Instrument.Enabled"/> first, so with no listener attached a decision costs one field read. Decisions are
+/// counted in per-processor slots and reported as an observable counter when a listener collects, so a decision never
+/// calls into a listener and allocates nothing either way; budget instruments are plain counters and histograms
+/// (their calls are I/O-bound), with tags in a stack-allocated <see cref="TagList"/>.</para>
 /// <para>Thread safety: instruments are safe for concurrent use.</para>
 /// </remarks>
 internal sealed class KarsPolicyMetrics
@@ -53,7 +55,15 @@ internal sealed class KarsPolicyMetrics
     /// <summary>Process-wide: never disposed, like the meters the BCL creates for itself without a factory.</summary>
     private static readonly Lazy<KarsPolicyMetrics> Shared = new(static () => new KarsPolicyMetrics(new Meter(MeterName, Version)), LazyThreadSafetyMode.ExecutionAndPublication);
 
-    private readonly Counter<long> _egressDecisions;
+    /// <summary>Decision slots per stripe: verdict (2) × reason (16) × mode (2), padded to keep stripes on separate cache lines.</summary>
+    private const int DecisionSlots = 64;
+    private const int StripeWidth = DecisionSlots + 8;
+
+    private static readonly KeyValuePair<string, object?>[][] DecisionTags = BuildDecisionTags();
+
+    private readonly ObservableCounter<long> _egressDecisions;
+    private readonly long[] _decisionCounts;
+    private readonly int _stripeMask;
     private readonly Counter<long> _egressReloads;
     private readonly Counter<long> _budgetTokens;
     private readonly Histogram<double> _storeDuration;
@@ -61,8 +71,12 @@ internal sealed class KarsPolicyMetrics
     private KarsPolicyMetrics(Meter meter)
     {
         Meter = meter;
-        _egressDecisions = meter.CreateCounter<long>(
+        int stripes = (int)Math.Min(64, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, Environment.ProcessorCount)));
+        _stripeMask = stripes - 1;
+        _decisionCounts = new long[stripes * StripeWidth];
+        _egressDecisions = meter.CreateObservableCounter(
             "kars.policy.egress.decisions",
+            ObserveDecisions,
             unit: "{decision}",
             description: "Egress decisions made through EgressPolicyMonitor or EgressPolicy, by verdict, reason and mode.");
         _egressReloads = meter.CreateCounter<long>(
@@ -176,15 +190,51 @@ internal sealed class KarsPolicyMetrics
     /// <summary>Token action: the unused part of a hold, returned at settlement.</summary>
     public const string Released = "released";
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    /// <summary>Counts one decision in this processor's stripe (an uncontended interlocked add); the totals are
+    /// reported when a listener collects (<see cref="ObserveDecisions"/>). A <see cref="Counter{T}"/> would call every
+    /// listener on the decision path, several times the cost of the warm decision itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void RecordDecision(EgressVerdict verdict, EgressReason reason, EgressMode mode)
     {
-        var tags = new TagList
+        int slot = ((int)reason & 15) << 2 | ((int)mode & 1) << 1 | ((int)verdict & 1);
+        int stripe = Thread.GetCurrentProcessorId() & _stripeMask;
+        Interlocked.Increment(ref _decisionCounts[(stripe * StripeWidth) + slot]);
+    }
+
+    private IEnumerable<Measurement<long>> ObserveDecisions()
+    {
+        var measurements = new List<Measurement<long>>();
+        for (int slot = 0; slot < DecisionSlots; slot++)
         {
-            { VerdictTag, verdict == EgressVerdict.Allow ? "allow" : "deny" },
-            { ReasonTag, (uint)reason < (uint)ReasonNames.Length ? ReasonNames[(int)reason] : "unknown" },
-            { ModeTag, mode == EgressMode.Learn ? "learn" : "strict" },
-        };
-        _egressDecisions.Add(1, in tags);
+            long total = 0;
+            for (int stripe = 0; stripe <= _stripeMask; stripe++)
+            {
+                total += Volatile.Read(ref _decisionCounts[(stripe * StripeWidth) + slot]);
+            }
+
+            if (total > 0 && DecisionTags[slot] is { } tags)
+            {
+                measurements.Add(new Measurement<long>(total, tags));
+            }
+        }
+
+        return measurements;
+    }
+
+    private static KeyValuePair<string, object?>[][] BuildDecisionTags()
+    {
+        var tags = new KeyValuePair<string, object?>[DecisionSlots][];
+        for (int slot = 0; slot < DecisionSlots; slot++)
+        {
+            int reason = slot >> 2;
+            tags[slot] =
+            [
+                new(VerdictTag, (slot & 1) == 1 ? "allow" : "deny"),
+                new(ReasonTag, reason < ReasonNames.Length ? ReasonNames[reason] : "unknown"),
+                new(ModeTag, (slot & 2) != 0 ? "learn" : "strict"),
+            ];
+        }
+
+        return tags;
     }
 }

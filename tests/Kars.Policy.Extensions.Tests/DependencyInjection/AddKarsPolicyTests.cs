@@ -314,7 +314,17 @@ public sealed class AddKarsPolicyTests
     {
         var (sp, _, _) = Build(Config(("Kars:Egress:Path", PolicyPath), ("Kars:Egress:Watch", "false")));
         using var _1 = sp;
-        using var decisions = new MetricCollector<long>(sp.GetRequiredService<IMeterFactory>(), "Kars.Policy", "kars.policy.egress.decisions");
+        long decided = 0;
+        using var decisions = new MeterListener();
+        decisions.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Scope == sp.GetRequiredService<IMeterFactory>() && instrument.Name == "kars.policy.egress.decisions")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        decisions.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref decided, value));
+        decisions.Start();
         using var tokens = new MetricCollector<long>(sp.GetRequiredService<IMeterFactory>(), "Kars.Policy", "kars.policy.budget.tokens");
 
         sp.GetRequiredService<IEgressPolicy>().Evaluate("api.example.com", null);
@@ -322,7 +332,8 @@ public sealed class AddKarsPolicyTests
         {
         }
 
-        decisions.GetMeasurementSnapshot().Should().ContainSingle();
+        decisions.RecordObservableInstruments();
+        Interlocked.Read(ref decided).Should().Be(1);
         tokens.GetMeasurementSnapshot().Should().HaveCount(2); // reserved 10, charged 10 (abandoned on dispose)
     }
 

@@ -18,7 +18,7 @@ public sealed class KarsPolicyMetricsTests
     public void MonitorEvaluate_EveryOverload_CountsDecisionByVerdictReasonAndModeWithoutHost()
     {
         using var factory = new TestMeterFactory();
-        using var decisions = new MetricCollector<long>(factory, KarsPolicyMetrics.MeterName, "kars.policy.egress.decisions");
+        using var decisions = new DecisionListener(factory);
         var source = new InMemoryEgressPolicySource(Bytes(Doc("""{ "host": "api.example.com" }""")));
         using var monitor = new EgressPolicyMonitor(source, timeProvider: Time, meterFactory: factory);
 
@@ -28,12 +28,12 @@ public sealed class KarsPolicyMetricsTests
         monitor.Evaluate(EgressTargetParser.FromCanonicalDnsName("other.example.org", 443), "s").IsAllowed.Should().BeFalse();
         monitor.EvaluateResolvedAddress(IPAddress.Parse("10.0.0.1"), 443, "s").IsAllowed.Should().BeFalse();
 
-        var all = decisions.GetMeasurementSnapshot();
-        all.Should().HaveCount(5);
-        all.Should().OnlyContain(m => m.Value == 1 && m.Tags.Count == 3);
-        all.Count(m => m.ContainsTags(new KeyValuePair<string, object?>("kars.policy.egress.verdict", "allow"), new KeyValuePair<string, object?>("kars.policy.egress.reason", "allowlisted"))).Should().Be(2);
-        all.Count(m => m.ContainsTags(new KeyValuePair<string, object?>("kars.policy.egress.reason", "notAllowlisted"))).Should().Be(2);
-        all.Count(m => m.ContainsTags(new KeyValuePair<string, object?>("kars.policy.egress.reason", "nonPublicAddress"))).Should().Be(1);
+        var all = Observe(decisions);
+        all.Sum(m => m.Value).Should().Be(5);
+        all.Should().OnlyContain(m => m.Tags.Count == 3);
+        all.Where(m => m.ContainsTags(new KeyValuePair<string, object?>("kars.policy.egress.verdict", "allow"), new KeyValuePair<string, object?>("kars.policy.egress.reason", "allowlisted"))).Sum(m => m.Value).Should().Be(2);
+        all.Where(m => m.ContainsTags(new KeyValuePair<string, object?>("kars.policy.egress.verdict", "deny"), new KeyValuePair<string, object?>("kars.policy.egress.reason", "notAllowlisted"))).Sum(m => m.Value).Should().Be(2);
+        all.Where(m => m.ContainsTags(new KeyValuePair<string, object?>("kars.policy.egress.reason", "nonPublicAddress"))).Sum(m => m.Value).Should().Be(1);
         all.Should().OnlyContain(m => (string?)m.Tags["kars.policy.mode"] == "strict");
         all.SelectMany(m => m.Tags.Values).Select(v => v?.ToString() ?? string.Empty)
             .Should().NotContain(v => v.Contains("example", StringComparison.Ordinal) || v.Contains("10.0.0.1", StringComparison.Ordinal) || v.Contains("secret", StringComparison.Ordinal));
@@ -43,14 +43,14 @@ public sealed class KarsPolicyMetricsTests
     public void MonitorEvaluate_NoPolicyAndLearnMode_TaggedWithReasonAndMode()
     {
         using var factory = new TestMeterFactory();
-        using var decisions = new MetricCollector<long>(factory, KarsPolicyMetrics.MeterName, "kars.policy.egress.decisions");
+        using var decisions = new DecisionListener(factory);
         using var broken = new EgressPolicyMonitor(new InMemoryEgressPolicySource(Bytes("{ not json")), timeProvider: Time, meterFactory: factory);
         using var learn = new EgressPolicyMonitor(new InMemoryEgressPolicySource(Bytes(Doc("""{ "host": "api.example.com" }""")), options: new KarsEgressOptions { Mode = EgressMode.Learn }), timeProvider: Time, meterFactory: factory);
 
         broken.Evaluate("api.example.com", 443, null).Reason.Should().Be(EgressReason.NoPolicy);
         learn.Evaluate("new.example.com", 443, "s").Reason.Should().Be(EgressReason.Learned);
 
-        var all = decisions.GetMeasurementSnapshot();
+        var all = Observe(decisions);
         all.Should().ContainSingle(m => (string?)m.Tags["kars.policy.egress.reason"] == "noPolicy" && (string?)m.Tags["kars.policy.egress.verdict"] == "deny");
         all.Should().ContainSingle(m => (string?)m.Tags["kars.policy.egress.reason"] == "learned" && (string?)m.Tags["kars.policy.mode"] == "learn" && (string?)m.Tags["kars.policy.egress.verdict"] == "allow");
     }
@@ -76,12 +76,12 @@ public sealed class KarsPolicyMetricsTests
     public void EgressPolicyFacade_Evaluate_RecordedOnItsFactoryMeter()
     {
         using var factory = new TestMeterFactory();
-        using var decisions = new MetricCollector<long>(factory, KarsPolicyMetrics.MeterName, "kars.policy.egress.decisions");
+        using var decisions = new DecisionListener(factory);
         var policy = EgressPolicy.Load(PolicyPath, fileSystem: FileSystemWith(Doc("""{ "host": "api.example.com" }""")), timeProvider: Time, meterFactory: factory);
 
         policy.Evaluate("api.example.com").IsAllowed.Should().BeTrue();
 
-        decisions.GetMeasurementSnapshot().Should().ContainSingle();
+        Observe(decisions).Should().ContainSingle().Which.Value.Should().Be(1);
     }
 
     [Fact]
@@ -172,6 +172,7 @@ public sealed class KarsPolicyMetricsTests
             }
         };
         listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref seen, value));
+        listener.MeasurementsCompleted = (_, _) => { };
         listener.Start();
         using var monitor = new EgressPolicyMonitor(new InMemoryEgressPolicySource(Bytes(Doc("""{ "host": "api.example.com" }"""))), timeProvider: Time, meterFactory: factory);
         var allowed = EgressTargetParser.FromCanonicalDnsName("api.example.com", 443);
@@ -187,8 +188,12 @@ public sealed class KarsPolicyMetricsTests
         });
 
         bytes.Should().Be(0);
+        listener.RecordObservableInstruments();
         Interlocked.Read(ref seen).Should().BeGreaterThan(2000);
     }
+
+    /// <summary>Collects the observable decision counter once and returns that collection's measurements (cumulative totals).</summary>
+    private static IReadOnlyList<Observed> Observe(DecisionListener listener) => listener.Collect();
 
     private static byte[] Bytes(string text) => System.Text.Encoding.UTF8.GetBytes(text);
 
@@ -202,6 +207,60 @@ public sealed class KarsPolicyMetricsTests
 
         protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, NodaTime.Instant? at, CancellationToken cancellationToken) => throw new BudgetStoreUnavailableException("down");
     }
+}
+
+/// <summary>One observation of the observable decision counter.</summary>
+internal sealed record Observed(long Value, IReadOnlyDictionary<string, object?> Tags)
+{
+    public bool ContainsTags(params KeyValuePair<string, object?>[] tags) => tags.All(t => Tags.TryGetValue(t.Key, out var v) && Equals(v, t.Value));
+}
+
+/// <summary>A <see cref="MeterListener"/> on <c>kars.policy.egress.decisions</c> of one factory's meter.</summary>
+internal sealed class DecisionListener : IDisposable
+{
+    private readonly MeterListener _listener = new();
+    private readonly List<Observed> _observed = [];
+
+    public DecisionListener(IMeterFactory factory)
+    {
+        _listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Scope == factory && instrument.Name == "kars.policy.egress.decisions")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            var copy = new Dictionary<string, object?>(StringComparer.Ordinal);
+            foreach (var tag in tags)
+            {
+                copy[tag.Key] = tag.Value;
+            }
+
+            lock (_observed)
+            {
+                _observed.Add(new Observed(value, copy));
+            }
+        });
+        _listener.Start();
+    }
+
+    public IReadOnlyList<Observed> Collect()
+    {
+        lock (_observed)
+        {
+            _observed.Clear();
+        }
+
+        _listener.RecordObservableInstruments();
+        lock (_observed)
+        {
+            return [.. _observed];
+        }
+    }
+
+    public void Dispose() => _listener.Dispose();
 }
 
 /// <summary>A minimal <see cref="IMeterFactory"/>: meters scoped to it, disposed with it.</summary>
