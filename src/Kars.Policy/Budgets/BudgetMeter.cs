@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Kars.Policy.Internal;
 using NodaTime;
 using NodaTime.Extensions;
 
@@ -11,9 +13,12 @@ namespace Kars.Policy.Budgets;
 /// <remarks>
 /// The key must be an identity the host trusts (the authenticated sandbox), never a value the agent controls
 /// unless the host chooses so: an agent that can choose its key can choose a fresh budget. Safe for concurrent
-/// use. The policy is fixed for the meter's life: to reload, build a new meter over the same store (cheap; the
+/// use. Tokens reserved, charged and released, and the duration of every store call the meter and its leases make, are
+/// recorded on the <c>Kars.Policy</c> meter (docs/telemetry.md): decisions carry leases issued through the meter, whose
+/// settlement passes through it to the store (the lease ids are the store's). The policy is fixed for the meter's life: to reload, build a new meter over the same store (cheap; the
 /// counters live in the store) and switch to it.
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "The metered store around the host's store owns nothing (disposing it would not dispose the host's store, which its owner disposes).")]
 public sealed class BudgetMeter
 {
     private readonly BudgetStore _store;
@@ -28,15 +33,16 @@ public sealed class BudgetMeter
     /// <param name="options">The options (validated and copied); the defaults when <see langword="null"/>.</param>
     /// <param name="timeProvider">The clock of decisions the store is not asked for (a per-request-cap rejection
     /// while the store is unreachable); <see cref="TimeProvider.System"/> when <see langword="null"/>.</param>
+    /// <param name="meterFactory">Creates the <c>Kars.Policy</c> meter; <see langword="null"/> for a process-wide one.</param>
     /// <exception cref="ArgumentNullException"><paramref name="store"/> or <paramref name="policy"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option is invalid.</exception>
-    public BudgetMeter(BudgetStore store, BudgetPolicy policy, BudgetMeterOptions? options = null, TimeProvider? timeProvider = null)
+    public BudgetMeter(BudgetStore store, BudgetPolicy policy, BudgetMeterOptions? options = null, TimeProvider? timeProvider = null, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(policy);
         _maxCachedKeys = BudgetMeterOptions.Validated(options).MaxCachedKeys;
-        _store = store;
         _time = timeProvider ?? TimeProvider.System;
+        _store = new MeteredBudgetStore(store, KarsPolicyMetrics.Get(meterFactory), policy.Mode, _time);
         Policy = policy;
     }
 

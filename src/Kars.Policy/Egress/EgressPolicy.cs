@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.IO.Abstractions;
 using System.Net;
 using Microsoft.Extensions.Logging;
@@ -29,16 +30,17 @@ public sealed class EgressPolicy : IEgressPolicy
     /// <param name="fileSystem">The file system to read from (and to save learned hosts to); <see langword="null"/> for the real one.</param>
     /// <param name="timeProvider">The clock for approvals and learned hosts; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
     /// <param name="loggerFactory">Where load results go; <see langword="null"/> for none. Target hosts are never logged.</param>
+    /// <param name="meterFactory">Creates the <c>Kars.Policy</c> meter decisions are counted on (docs/telemetry.md); <see langword="null"/> for a process-wide one.</param>
     /// <exception cref="ArgumentNullException"><paramref name="policyPath"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option is invalid (for example a malformed <see cref="KarsEgressOptions.PrivateAllow"/> prefix).</exception>
-    public EgressPolicy(string policyPath, KarsEgressOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null)
+    public EgressPolicy(string policyPath, KarsEgressOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(policyPath);
         PolicyPath = policyPath;
         _modeWithoutPolicy = options?.Mode ?? EgressMode.Strict;
         var source = new FileEgressPolicySource(policyPath, options, fileSystem);
         var recorder = new LearnedHostRecorder(options, fileSystem, timeProvider);
-        _monitor = new EgressPolicyMonitor(source, options, timeProvider, loggerFactory, recorder);
+        _monitor = new EgressPolicyMonitor(source, options, timeProvider, loggerFactory, recorder, lastKnownGood: null, meterFactory);
         _monitor.Reload();
     }
 
@@ -48,12 +50,13 @@ public sealed class EgressPolicy : IEgressPolicy
     /// <param name="fileSystem">The file system to read from; <see langword="null"/> for the real one.</param>
     /// <param name="timeProvider">The clock; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
     /// <param name="loggerFactory">Where load results go; <see langword="null"/> for none.</param>
+    /// <param name="meterFactory">Creates the <c>Kars.Policy</c> meter; <see langword="null"/> for a process-wide one.</param>
     /// <returns>The loaded policy.</returns>
     /// <exception cref="EgressPolicyLoadException">The policy could not be loaded; <see cref="EgressPolicyLoadException.Problems"/> lists every problem.</exception>
     /// <exception cref="ArgumentException">An option is invalid.</exception>
-    public static EgressPolicy Load(string policyPath, KarsEgressOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null)
+    public static EgressPolicy Load(string policyPath, KarsEgressOptions? options = null, IFileSystem? fileSystem = null, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null, IMeterFactory? meterFactory = null)
     {
-        var policy = new EgressPolicy(policyPath, options, fileSystem, timeProvider, loggerFactory);
+        var policy = new EgressPolicy(policyPath, options, fileSystem, timeProvider, loggerFactory, meterFactory);
         if (!policy.IsLoaded)
         {
             throw new EgressPolicyLoadException(policy.LastLoadProblems);

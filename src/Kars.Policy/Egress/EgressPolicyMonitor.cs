@@ -1,4 +1,6 @@
+using System.Diagnostics.Metrics;
 using System.Net;
+using Kars.Policy.Internal;
 using Kars.Policy.Hosts;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -25,6 +27,9 @@ namespace Kars.Policy.Egress;
 /// consistent with exactly one snapshot (its digest, generation and verdict all come from it). Evaluating a canonical
 /// DNS name and <see cref="EvaluateResolvedAddress"/> allocate nothing. Learn-mode decisions are reported to
 /// <see cref="LearnedHosts"/>, which outlives reloads. The monitor does not dispose its source.</para>
+/// <para>Telemetry: every evaluation is counted on <c>kars.policy.egress.decisions</c> (verdict, reason, mode; never the
+/// target) and every load on <c>kars.policy.egress.reloads</c>, on the <c>Kars.Policy</c> meter (docs/telemetry.md).
+/// With no listener attached this is one flag read per decision.</para>
 /// </remarks>
 public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
 {
@@ -34,6 +39,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
     private readonly ILogger _logger;
     private readonly TimeSpan _reloadDelay;
     private readonly EgressMode _modeWithoutPolicy;
+    private readonly KarsPolicyMetrics _metrics;
     private readonly Lock _reloadGate = new();
     private readonly Lock _timerGate = new();
     private EgressPolicyState? _state;
@@ -52,6 +58,8 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
     /// <param name="loggerFactory">Where load results go; <see langword="null"/> for none. Target hosts are never logged.</param>
     /// <param name="learnedHosts">The recorder Learn-mode decisions are reported to; <see langword="null"/> for a new one built from <paramref name="options"/> and <paramref name="timeProvider"/>.</param>
     /// <param name="lastKnownGood">The last-known-good store (DESIGN §3); <see langword="null"/> for none.</param>
+    /// <param name="meterFactory">Creates the <c>Kars.Policy</c> meter that decisions and reloads are counted on
+    /// (docs/telemetry.md); <see langword="null"/> for a process-wide meter of that name.</param>
     /// <exception cref="ArgumentNullException"><paramref name="source"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option is invalid.</exception>
     public EgressPolicyMonitor(
@@ -60,7 +68,8 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         TimeProvider? timeProvider = null,
         ILoggerFactory? loggerFactory = null,
         LearnedHostRecorder? learnedHosts = null,
-        IEgressPolicyLastKnownGoodStore? lastKnownGood = null)
+        IEgressPolicyLastKnownGoodStore? lastKnownGood = null,
+        IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         options ??= new KarsEgressOptions();
@@ -76,6 +85,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         _logger = (ILogger?)loggerFactory?.CreateLogger<EgressPolicyMonitor>() ?? NullLogger.Instance;
         _reloadDelay = options.ReloadDelay;
         _modeWithoutPolicy = options.Mode ?? EgressMode.Strict;
+        _metrics = KarsPolicyMetrics.Get(meterFactory);
         LearnedHosts = learnedHosts ?? new LearnedHostRecorder(options, fileSystem: null, _timeProvider);
     }
 
@@ -120,14 +130,52 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
     /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(in EgressTarget, string?)"/>
     public EgressDecision Evaluate(in EgressTarget target, string? sandbox)
     {
+        var decision = EvaluateCore(target, sandbox);
+        _metrics.EgressDecided(decision);
+        return decision;
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(Uri, string?)"/>
+    public EgressDecision Evaluate(Uri uri, string? sandbox)
+    {
+        var decision = EvaluateCore(uri, sandbox);
+        _metrics.EgressDecided(decision);
+        return decision;
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(string, string?)"/>
+    public EgressDecision Evaluate(string hostOrUrl, string? sandbox)
+    {
+        var decision = EvaluateCore(hostOrUrl, sandbox);
+        _metrics.EgressDecided(decision);
+        return decision;
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(string, int, string?)"/>
+    public EgressDecision Evaluate(string host, int port, string? sandbox)
+    {
+        var decision = EvaluateCore(host, port, sandbox);
+        _metrics.EgressDecided(decision);
+        return decision;
+    }
+
+    /// <inheritdoc cref="EgressPolicySnapshot.EvaluateResolvedAddress(IPAddress, int, string?)"/>
+    public EgressDecision EvaluateResolvedAddress(IPAddress address, int port, string? sandbox)
+    {
+        var decision = EvaluateResolvedAddressCore(address, port, sandbox);
+        _metrics.EgressDecided(decision);
+        return decision;
+    }
+
+    private EgressDecision EvaluateCore(in EgressTarget target, string? sandbox)
+    {
         var snapshot = State.Snapshot;
         return snapshot is not null
             ? snapshot.Evaluate(target, sandbox)
             : EgressPolicySnapshot.NoPolicy(target.IsValid ? target : default, target.IsValid ? EgressTargetError.None : EgressTargetError.Empty, _modeWithoutPolicy);
     }
 
-    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(Uri, string?)"/>
-    public EgressDecision Evaluate(Uri uri, string? sandbox)
+    private EgressDecision EvaluateCore(Uri uri, string? sandbox)
     {
         var snapshot = State.Snapshot;
         if (snapshot is not null)
@@ -140,8 +188,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         return EgressPolicySnapshot.NoPolicy(target, error, _modeWithoutPolicy);
     }
 
-    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(string, string?)"/>
-    public EgressDecision Evaluate(string hostOrUrl, string? sandbox)
+    private EgressDecision EvaluateCore(string hostOrUrl, string? sandbox)
     {
         var snapshot = State.Snapshot;
         if (snapshot is not null)
@@ -153,8 +200,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         return EgressPolicySnapshot.NoPolicy(target, error, _modeWithoutPolicy);
     }
 
-    /// <inheritdoc cref="EgressPolicySnapshot.Evaluate(string, int, string?)"/>
-    public EgressDecision Evaluate(string host, int port, string? sandbox)
+    private EgressDecision EvaluateCore(string host, int port, string? sandbox)
     {
         var snapshot = State.Snapshot;
         if (snapshot is not null)
@@ -166,8 +212,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         return EgressPolicySnapshot.NoPolicy(target, error, _modeWithoutPolicy);
     }
 
-    /// <inheritdoc cref="EgressPolicySnapshot.EvaluateResolvedAddress(IPAddress, int, string?)"/>
-    public EgressDecision EvaluateResolvedAddress(IPAddress address, int port, string? sandbox)
+    private EgressDecision EvaluateResolvedAddressCore(IPAddress address, int port, string? sandbox)
     {
         var snapshot = State.Snapshot;
         if (snapshot is not null)
@@ -275,6 +320,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         }
 
         Volatile.Write(ref _state, next);
+        _metrics.EgressReloaded(loaded is not null);
         if (loaded is not null)
         {
             SaveLastKnownGood(next.Snapshot!);
