@@ -143,6 +143,7 @@ for (int c = 0; c <= MaxCodePoint; c++)
 // Ranges: consecutive code points with the same status and (for single-code-point mappings) the same delta merge.
 var idnaStarts = new List<int>();
 var idnaValues = new List<int>();
+var idnaValuePerCodePoint = new int[MaxCodePoint + 1];
 var mappingChars = new StringBuilder();
 var mappingOffsets = new Dictionary<string, int>(StringComparer.Ordinal);
 int previousKey = int.MinValue;
@@ -175,6 +176,7 @@ for (int c = 0; c <= MaxCodePoint; c++)
 
         value = Mapped | (mapping.Length << 3) | (offset << 8);
         key = value;
+        idnaValuePerCodePoint[c] = value;
         if (string.Equals(mapping, previousMapping, StringComparison.Ordinal) && previousKey == key)
         {
             continue;
@@ -186,6 +188,7 @@ for (int c = 0; c <= MaxCodePoint; c++)
         key = status;
     }
 
+    idnaValuePerCodePoint[c] = value;
     if (key != previousKey || status == Mapped)
     {
         idnaStarts.Add(c);
@@ -315,6 +318,106 @@ static string Join<T>(IEnumerable<T> values, Func<T, string> format, int perLine
 
 static string H(int v) => v < 0 ? "-0x" + (-v).ToString("X", CultureInfo.InvariantCulture) : "0x" + v.ToString("X", CultureInfo.InvariantCulture);
 
+
+// Three-stage look-up tables: stage 1 is indexed by the high bits of the code point and names a stage-2 block; a
+// stage-2 block is indexed by the middle bits and names a stage-3 block; a stage-3 block holds the values for the low
+// bits. Identical blocks are stored once (most of planes 3-16 is one block), so a look-up is three dependent loads
+// from small tables instead of a binary search over thousands of range starts. The split is chosen per table to
+// make the tables smallest.
+Staged Stage(string name, int[] perCodePoint, int valueBytes)
+{
+    Staged? best = null;
+    for (int s3 = 3; s3 <= 7; s3++)
+    {
+        for (int s2 = 3; s2 <= 7; s2++)
+        {
+            var staged = StageWith(name, perCodePoint, valueBytes, s2, s3);
+            if (best is null || staged.Bytes < best.Bytes)
+            {
+                best = staged;
+            }
+        }
+    }
+
+    return best!;
+}
+
+Staged StageWith(string name, int[] perCodePoint, int valueBytes, int s2, int s3)
+{
+    int size3 = 1 << s3;
+    var blocks3 = new Dictionary<int[], int>(ArrayComparer.Instance);
+    var stage3 = new List<int>();
+    var middle = new List<int>();
+    for (int c = 0; c <= MaxCodePoint; c += size3)
+    {
+        int[] block = perCodePoint[c..(c + size3)];
+        if (!blocks3.TryGetValue(block, out int index))
+        {
+            index = blocks3.Count;
+            blocks3.Add(block, index);
+            stage3.AddRange(block);
+        }
+
+        middle.Add(index);
+    }
+
+    int size2 = 1 << s2;
+    var blocks2 = new Dictionary<int[], int>(ArrayComparer.Instance);
+    var stage2 = new List<int>();
+    var stage1 = new List<int>();
+    for (int i = 0; i < middle.Count; i += size2)
+    {
+        int[] block = middle.GetRange(i, Math.Min(size2, middle.Count - i)).ToArray();
+        if (block.Length < size2)
+        {
+            Array.Resize(ref block, size2);
+        }
+
+        if (!blocks2.TryGetValue(block, out int index))
+        {
+            index = blocks2.Count;
+            blocks2.Add(block, index);
+            stage2.AddRange(block);
+        }
+
+        stage1.Add(index);
+    }
+
+    int bytes = (stage1.Count * IndexBytes(blocks2.Count)) + (stage2.Count * IndexBytes(blocks3.Count)) + (stage3.Count * valueBytes);
+    return new Staged(name, s2, s3, stage1, stage2, stage3, blocks2.Count, blocks3.Count, valueBytes, bytes);
+}
+
+static int IndexBytes(int count) => count <= 256 ? 1 : 2;
+
+static string IndexType(int count) => count <= 256 ? "byte" : "ushort";
+
+string EmitStaged(Staged t, string valueType, Func<int, string> format, string summary) => $$"""
+    /// <summary>{{summary}} Stage 1 of a three-stage look-up ({{t.Bytes:N0}} bytes in all): the stage-2 block of each
+    /// 2^{{t.Shift2 + t.Shift3}} code points.</summary>
+    private static ReadOnlySpan<{{IndexType(t.Blocks2)}}> {{t.Name}}Stage1 => [{{Join(t.Stage1, v => v.ToString(CultureInfo.InvariantCulture), 24)}}
+        ];
+
+    /// <summary>Stage 2 ({{t.Blocks2}} blocks of {{1 << t.Shift2}}): the stage-3 block of each 2^{{t.Shift3}} code points.</summary>
+    private static ReadOnlySpan<{{IndexType(t.Blocks3)}}> {{t.Name}}Stage2 => [{{Join(t.Stage2, v => v.ToString(CultureInfo.InvariantCulture), 24)}}
+        ];
+
+    /// <summary>Stage 3 ({{t.Blocks3}} blocks of {{1 << t.Shift3}}): the value of each code point.</summary>
+    private static ReadOnlySpan<{{valueType}}> {{t.Name}}Stage3 => [{{Join(t.Stage3, format, valueType == "int" ? 12 : 24)}}
+        ];
+
+    /// <summary>The {{t.Name}} value of <paramref name="codePoint"/> (clamped to 0..10FFFF).</summary>
+    /// <param name="codePoint">The code point.</param>
+    /// <returns>The value.</returns>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static {{valueType}} {{t.Name}}At(int codePoint)
+    {
+        uint c = Math.Min((uint)codePoint, 0x10FFFFu);
+        int block2 = {{t.Name}}Stage1[(int)(c >> {{t.Shift2 + t.Shift3}})];
+        int block3 = {{t.Name}}Stage2[(block2 << {{t.Shift2}}) | (int)((c >> {{t.Shift3}}) & {{(1 << t.Shift2) - 1}})];
+        return {{t.Name}}Stage3[(block3 << {{t.Shift3}}) | (int)(c & {{(1 << t.Shift3) - 1}})];
+    }
+""";
+
 string header = $"""
 // <auto-generated>
 // Generated by eng/UnicodeTables from the Unicode {version} data files (Unicode License v3,
@@ -330,21 +433,14 @@ void Write(string fileName, string body)
     Console.WriteLine($"wrote {fileName} ({text.Length:N0} characters)");
 }
 
+var idnaStaged = Stage("Idna", idnaValuePerCodePoint, 4);
 Write("UnicodeTables.Idna.g.cs", $$"""
 internal static partial class UnicodeTables
 {
     /// <summary>The Unicode version of every table in this class.</summary>
     public const string UnicodeVersion = "{{version}}";
 
-    /// <summary>First code point of each IDNA mapping range ({{idnaStarts.Count}} ranges, covering 0..10FFFF).</summary>
-    private static ReadOnlySpan<int> IdnaStarts => [{{Join(idnaStarts, H)}}
-        ];
-
-    /// <summary>Per range: status (bits 0-2: 0 valid, 1 ignored, 2 deviation, 3 disallowed, 4 mapped, 5 mapped by
-    /// delta); for mapped, UTF-16 length (bits 3-7) and offset into <see cref="IdnaMappingChars"/> (bits 8+); for
-    /// mapped by delta, the signed code point delta (bits 3+).</summary>
-    private static ReadOnlySpan<int> IdnaValues => [{{Join(idnaValues, H)}}
-        ];
+{{EmitStaged(idnaStaged, "int", H, "IDNA status and mapping of every code point: status (bits 0-2: 0 valid, 1 ignored, 2 deviation, 3 disallowed, 4 mapped, 5 mapped by delta); for mapped, UTF-16 length (bits 3-7) and offset into <see cref=\"IdnaMappingChars\"/> (bits 8+); for mapped by delta, the signed code point delta (bits 3+).")}}
 
     /// <summary>The UTF-16 text of every multi-code-point mapping ({{mappingChars.Length}} code units).</summary>
     private static ReadOnlySpan<char> IdnaMappingChars => [{{Join(mappingChars.ToString(), ch => $"'\\u{(int)ch:X4}'", 10)}}
@@ -353,26 +449,35 @@ internal static partial class UnicodeTables
 
 """);
 
-var (cccStarts, cccValues) = Ranges(ccc);
-var (bidiStarts, bidiValues) = Ranges(bidi);
-var (joinStarts, joinValues) = Ranges(joining);
+var (cccStarts, _) = Ranges(ccc);
+var (bidiStarts, _) = Ranges(bidi);
+var (joinStarts, _) = Ranges(joining);
 List<int> markBoundaries = Boundaries(isMark);
+var cccStaged = Stage("Ccc", ccc.Select(b => (int)b).ToArray(), 1);
+var bidiStaged = Stage("Bidi", bidi.Select(b => (int)b).ToArray(), 1);
+var joiningStaged = Stage("Joining", joining.Select(b => (int)b).ToArray(), 1);
+var decompositionSlot = new int[MaxCodePoint + 1];
+for (int i = 0; i < decompositionKeys.Count; i++)
+{
+    decompositionSlot[decompositionKeys[i]] = i + 1;
+}
+
+var decompositionStaged = Stage("Decomposition", decompositionSlot, 2);
+var compositionSecond = new int[MaxCodePoint + 1];
+foreach (long key in compositions.Keys)
+{
+    compositionSecond[(int)(key & 0x1FFFFF)] = 1;
+}
+
+var compositionSecondStaged = Stage("CompositionSecond", compositionSecond, 1);
 Write("UnicodeTables.Normalization.g.cs", $$"""
 internal static partial class UnicodeTables
 {
-    /// <summary>First code point of each Canonical_Combining_Class range ({{cccStarts.Count}} ranges).</summary>
-    private static ReadOnlySpan<int> CccStarts => [{{Join(cccStarts, H)}}
-        ];
+{{EmitStaged(cccStaged, "byte", v => v.ToString(CultureInfo.InvariantCulture), "Canonical_Combining_Class of every code point.")}}
 
-    /// <summary>Canonical_Combining_Class of each range.</summary>
-    private static ReadOnlySpan<byte> CccValues => [{{Join(cccValues, v => v.ToString(CultureInfo.InvariantCulture), 24)}}
-        ];
+{{EmitStaged(decompositionStaged, "ushort", v => v.ToString(CultureInfo.InvariantCulture), "For every code point, 1 + its entry in <see cref=\"DecompositionIndex\"/>, or 0 when it has no canonical decomposition (Hangul syllables are algorithmic).")}}
 
-    /// <summary>Code points with a canonical decomposition (Hangul syllables excluded), sorted.</summary>
-    private static ReadOnlySpan<int> DecompositionKeys => [{{Join(decompositionKeys, H)}}
-        ];
-
-    /// <summary>Per key: offset into <see cref="DecompositionData"/> (bits 4+) and length (bits 0-3) of the full
+    /// <summary>Per code point with a decomposition ({{decompositionKeys.Count}}): offset into <see cref="DecompositionData"/> (bits 4+) and length (bits 0-3) of the full
     /// (recursive) canonical decomposition.</summary>
     private static ReadOnlySpan<int> DecompositionIndex => [{{Join(decompositionIndex, H)}}
         ];
@@ -388,6 +493,8 @@ internal static partial class UnicodeTables
     /// <summary>The composite of each pair in <see cref="CompositionKeys"/>.</summary>
     private static ReadOnlySpan<int> CompositionValues => [{{Join(compositions.Values, H)}}
         ];
+
+{{EmitStaged(compositionSecondStaged, "byte", v => v.ToString(CultureInfo.InvariantCulture), "1 for every code point that is the second of a primary composite pair, else 0: most code points never compose with what precedes them, and skip the binary search.")}}
 }
 
 """);
@@ -395,21 +502,9 @@ internal static partial class UnicodeTables
 Write("UnicodeTables.Properties.g.cs", $$"""
 internal static partial class UnicodeTables
 {
-    /// <summary>First code point of each Bidi_Class range ({{bidiStarts.Count}} ranges).</summary>
-    private static ReadOnlySpan<int> BidiStarts => [{{Join(bidiStarts, H)}}
-        ];
+{{EmitStaged(bidiStaged, "byte", v => v.ToString(CultureInfo.InvariantCulture), "Bidi_Class of every code point, as <see cref=\"BidiClass\"/>.")}}
 
-    /// <summary>Bidi_Class of each range, as <see cref="BidiClass"/>.</summary>
-    private static ReadOnlySpan<byte> BidiValues => [{{Join(bidiValues, v => v.ToString(CultureInfo.InvariantCulture), 24)}}
-        ];
-
-    /// <summary>First code point of each Joining_Type range ({{joinStarts.Count}} ranges).</summary>
-    private static ReadOnlySpan<int> JoiningStarts => [{{Join(joinStarts, H)}}
-        ];
-
-    /// <summary>Joining_Type of each range, as <see cref="JoiningType"/>.</summary>
-    private static ReadOnlySpan<byte> JoiningValues => [{{Join(joinValues, v => v.ToString(CultureInfo.InvariantCulture), 24)}}
-        ];
+{{EmitStaged(joiningStaged, "byte", v => v.ToString(CultureInfo.InvariantCulture), "Joining_Type of every code point, as <see cref=\"JoiningType\"/>.")}}
 
     /// <summary>General_Category=Mark (Mn, Mc, Me): even index starts a run of marks, odd index ends it.</summary>
     private static ReadOnlySpan<int> MarkBoundaries => [{{Join(markBoundaries, H)}}
@@ -428,5 +523,31 @@ internal enum JoiningType : byte
 
 """);
 
+foreach (var t in new[] { idnaStaged, cccStaged, decompositionStaged, compositionSecondStaged, bidiStaged, joiningStaged })
+{
+    Console.WriteLine($"{t.Name}: stage shifts {t.Shift2}+{t.Shift3}, {t.Blocks2} stage-2 and {t.Blocks3} stage-3 blocks, {t.Bytes:N0} bytes");
+}
+
+Console.WriteLine($"sorted-range tables replaced: IDNA {idnaStarts.Count * 8:N0} bytes, ccc {cccStarts.Count * 5:N0}, decomposition keys {decompositionKeys.Count * 4:N0}, bidi {bidiStarts.Count * 5:N0}, joining {joinStarts.Count * 5:N0}");
 Console.WriteLine($"IDNA ranges {idnaStarts.Count}, mapping chars {mappingChars.Length}, ccc ranges {cccStarts.Count}, decompositions {decompositionKeys.Count} ({decompositionData.Count} code points), compositions {compositions.Count}, bidi ranges {bidiStarts.Count}, joining ranges {joinStarts.Count}, mark boundaries {markBoundaries.Count}");
 return 0;
+
+internal sealed record Staged(string Name, int Shift2, int Shift3, List<int> Stage1, List<int> Stage2, List<int> Stage3, int Blocks2, int Blocks3, int ValueBytes, int Bytes);
+
+internal sealed class ArrayComparer : IEqualityComparer<int[]>
+{
+    public static readonly ArrayComparer Instance = new();
+
+    public bool Equals(int[]? x, int[]? y) => x.AsSpan().SequenceEqual(y);
+
+    public int GetHashCode(int[] obj)
+    {
+        var hash = default(HashCode);
+        foreach (int v in obj)
+        {
+            hash.Add(v);
+        }
+
+        return hash.ToHashCode();
+    }
+}

@@ -18,10 +18,10 @@ internal static class EvalLearnedCommand
             string path = parse.GetValue(from)!;
             try
             {
-                var hosts = LearnedHostStore.Load(new FileSystem(), path);
+                var hosts = LearnedHostFile.Load(path, new FileSystem());
                 string? only = parse.GetValue(sandbox);
                 var skipped = new List<EgressPolicyProblem>();
-                string document = LearnedHostStore.ExportPolicy(only is null ? hosts : hosts.Where(h => h.Sandbox == only), 1, skipped, path);
+                string document = LearnedHostFile.ExportPolicy(only is null ? hosts : hosts.Where(h => h.Sandbox == only), 1, skipped, path);
                 console.Out.Write(document);
                 if (skipped.Count > 0)
                 {

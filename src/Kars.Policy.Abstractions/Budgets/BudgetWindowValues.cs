@@ -26,10 +26,6 @@ public readonly struct BudgetWindowValues : IEquatable<BudgetWindowValues>
         _present = present;
     }
 
-    /// <summary>Creates a map from five values and a presence mask (bit <c>1 &lt;&lt; window</c>).</summary>
-    internal static BudgetWindowValues Create(ReadOnlySpan<long> values, byte present)
-        => new(values[0], values[1], values[2], values[3], values[4], present);
-
     /// <summary>Gets the presence mask (bit <c>1 &lt;&lt; window</c>).</summary>
     internal byte Mask => _present;
 

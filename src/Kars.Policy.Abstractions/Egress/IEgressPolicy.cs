@@ -16,7 +16,9 @@ namespace Kars.Policy.Egress;
 public interface IEgressPolicy
 {
     /// <summary>Decides a destination that was already parsed.</summary>
-    /// <param name="target">The normalised destination.</param>
+    /// <param name="target">The normalised destination. Implementations treat it as input, not as proof of canonical
+    /// form: the engine decides it exactly as its <see cref="EgressTarget.Host"/> and <see cref="EgressTarget.Port"/>
+    /// given as text (see <see cref="EgressTarget"/>).</param>
     /// <param name="sandbox">The sandbox identity the host attributes the request to, if any.</param>
     /// <returns>The decision.</returns>
     EgressDecision Evaluate(in EgressTarget target, string? sandbox);

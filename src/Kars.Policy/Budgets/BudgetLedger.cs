@@ -649,7 +649,23 @@ internal sealed class BudgetLedger
             remaining[w] = room;
         }
 
-        return new BudgetDecision(reason, tokens, lease, retryAfter, now, BudgetWindowValues.Create(limits, present), BudgetWindowValues.Create(remaining, present), blocking);
+        return new BudgetDecision(reason, tokens, lease, retryAfter, now, ToWindowValues(limits, present), ToWindowValues(remaining, present), blocking);
+    }
+
+    /// <summary>The windows of <paramref name="present"/> (bit <c>1 &lt;&lt; window</c>) with their values, through the
+    /// public <see cref="BudgetWindowValues.With"/> (a copy of a small struct; nothing is allocated).</summary>
+    private static BudgetWindowValues ToWindowValues(ReadOnlySpan<long> values, byte present)
+    {
+        var result = default(BudgetWindowValues);
+        for (int w = 0; w < values.Length; w++)
+        {
+            if ((present & (1 << w)) != 0)
+            {
+                result = result.With((BudgetWindow)w, values[w]);
+            }
+        }
+
+        return result;
     }
 
     private BudgetPeriodSet Periods(Instant now)

@@ -170,9 +170,14 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
     private EgressDecision EvaluateCore(in EgressTarget target, string? sandbox)
     {
         var snapshot = State.Snapshot;
-        return snapshot is not null
-            ? snapshot.Evaluate(target, sandbox)
-            : EgressPolicySnapshot.NoPolicy(target.IsValid ? target : default, target.IsValid ? EgressTargetError.None : EgressTargetError.Empty, _modeWithoutPolicy);
+        if (snapshot is not null)
+        {
+            return snapshot.Evaluate(target, sandbox);
+        }
+
+        // As the string overloads: the target is input, re-derived before it is reported.
+        _ = UntrustedTargets.TryCanonicalize(target, out var canonical, out var error);
+        return EgressPolicySnapshot.NoPolicy(canonical, error, _modeWithoutPolicy);
     }
 
     private EgressDecision EvaluateCore(Uri uri, string? sandbox)
@@ -221,7 +226,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         }
 
         return address is not null && port is >= 1 and <= 65535
-            ? EgressPolicySnapshot.NoPolicy(new EgressTarget(address, port), EgressTargetError.None, _modeWithoutPolicy)
+            ? EgressPolicySnapshot.NoPolicy(EgressTarget.FromAddress(address, port), EgressTargetError.None, _modeWithoutPolicy)
             : EgressPolicySnapshot.NoPolicy(default, address is null ? EgressTargetError.Empty : EgressTargetError.InvalidPort, _modeWithoutPolicy);
     }
 

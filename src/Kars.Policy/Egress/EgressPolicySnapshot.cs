@@ -186,7 +186,23 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     /// <param name="target">The target; the default value is denied as <see cref="EgressReason.InvalidTarget"/>.</param>
     /// <param name="sandbox">The sandbox making the request (recorded with learned hosts), or <see langword="null"/>.</param>
     /// <returns>The decision.</returns>
+    /// <remarks>The target is treated as input, not trusted as canonical: it is decided exactly as its
+    /// <see cref="EgressTarget.Host"/> and <see cref="EgressTarget.Port"/> would be by
+    /// <see cref="Evaluate(string, int, string?)"/> (a name whose <c>xn--</c> label is not valid punycode is
+    /// <see cref="EgressReason.InvalidTarget"/>). A target already decided on this thread is answered from the decision
+    /// cache without allocating.</remarks>
     public EgressDecision Evaluate(in EgressTarget target, string? sandbox)
+    {
+        if (target.Kind == EgressTargetKind.DnsName && target.IsValid && DecisionCache.TryGet(_policy, target.Host, target.Port, out var cached))
+        {
+            return cached;
+        }
+
+        return UntrustedTargets.TryCanonicalize(target, out var canonical, out var error) ? EvaluateParsed(canonical, sandbox) : Invalid(error);
+    }
+
+    /// <summary>Decides a target this engine's parser produced (canonical by construction).</summary>
+    private EgressDecision EvaluateParsed(in EgressTarget target, string? sandbox)
     {
         if (!target.IsValid)
         {
@@ -206,14 +222,14 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     /// <param name="sandbox">The sandbox making the request, or <see langword="null"/>.</param>
     /// <returns>The decision; an unusable URI (or <see langword="null"/>) is denied as <see cref="EgressReason.InvalidTarget"/>.</returns>
     public EgressDecision Evaluate(Uri uri, string? sandbox) =>
-        EgressTargetParser.TryParseUri(uri, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);
+        EgressTargetParser.TryParseUri(uri, out var target, out var error) ? EvaluateParsed(target, sandbox) : Invalid(error);
 
     /// <summary>Decides a URL (<c>https://host/…</c>), a <c>host:port</c> authority, or a bare host (port 443).</summary>
     /// <param name="hostOrUrl">The destination text.</param>
     /// <param name="sandbox">The sandbox making the request, or <see langword="null"/>.</param>
     /// <returns>The decision; unparsable input is denied as <see cref="EgressReason.InvalidTarget"/>.</returns>
     public EgressDecision Evaluate(string hostOrUrl, string? sandbox) =>
-        EgressTargetParser.TryParse(hostOrUrl, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);
+        EgressTargetParser.TryParse(hostOrUrl, out var target, out var error) ? EvaluateParsed(target, sandbox) : Invalid(error);
 
     /// <summary>Decides a host and port. A host already in canonical form (lower-case ASCII DNS name) takes an
     /// allocation-free path; anything else (IP literals, upper case, IDN) is parsed fully first.</summary>
@@ -236,7 +252,7 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
             }
         }
 
-        return EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);
+        return EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? EvaluateParsed(target, sandbox) : Invalid(error);
     }
 
     /// <summary>
@@ -266,7 +282,7 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
             return Invalid(EgressTargetError.InvalidPort);
         }
 
-        var target = new EgressTarget(address, port);
+        var target = EgressTarget.FromAddress(address, port);
         if (!ResolvedAddressRules.TryRead(address, out UInt128 value))
         {
             return Invalid(EgressTargetError.Malformed);
@@ -309,6 +325,11 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
 
     private EgressDecision EvaluateCanonical(in EgressTarget target, string? sandbox)
     {
+        if (!target.IsValid)
+        {
+            return Invalid(EgressTargetError.Malformed);
+        }
+
         var decision = _policy.Evaluate(target, Mode, _clock, out bool learn, out bool cacheable);
         return Finish(decision, learn, cacheable, sandbox);
     }

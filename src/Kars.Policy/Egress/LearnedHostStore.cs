@@ -189,7 +189,7 @@ internal sealed class LearnedHostStore
     /// ports. Only hosts that are valid allow rules are exported (Learn mode also learns names such as single labels,
     /// which no rule may name); each skipped host is reported in <paramref name="skipped"/> when given.</summary>
     /// <returns>The JSON text of a document that loads.</returns>
-    public static string ExportPolicy(IEnumerable<LearnedHost> hosts, long generation = 1, List<EgressPolicyProblem>? skipped = null, string source = "learned hosts")
+    public static string ExportPolicy(IEnumerable<LearnedHost> hosts, long generation = 1, ICollection<EgressPolicyProblem>? skipped = null, string source = "learned hosts")
     {
         var byHost = hosts
             .GroupBy(h => h.Host, StringComparer.Ordinal)

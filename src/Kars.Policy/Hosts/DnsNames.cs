@@ -21,18 +21,16 @@ namespace Kars.Policy.Hosts;
 internal static class DnsNames
 {
     /// <summary>The longest canonical name, in characters (RFC 1035 presentation form without the root dot).</summary>
-    public const int MaxNameLength = 253;
+    public const int MaxNameLength = CanonicalDnsName.MaxNameLength;
 
     /// <summary>The longest label, in characters (octets).</summary>
-    public const int MaxLabelLength = 63;
+    public const int MaxLabelLength = CanonicalDnsName.MaxLabelLength;
 
     /// <summary>Inputs longer than this are rejected before any mapping, to bound the work done for hostile input.</summary>
     internal const int MaxInputLength = 1024;
 
     /// <summary>How many validated punycode names <see cref="IsCanonical"/> remembers.</summary>
     internal const int PunycodeCacheCapacity = 4096;
-
-    private const string AcePrefix = "xn--";
 
     /// <summary>The characters of a canonical name.</summary>
     private static readonly SearchValues<char> CanonicalChars =
@@ -41,10 +39,6 @@ internal static class DnsNames
     /// <summary>The ASCII characters allowed in a host before lower-casing.</summary>
     private static readonly SearchValues<char> AsciiHostChars =
         SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
-
-    private static readonly SearchValues<char> HexDigits = SearchValues.Create("0123456789abcdefABCDEF");
-
-    private static readonly SearchValues<char> Digits = SearchValues.Create("0123456789");
 
     private static readonly ConcurrentDictionary<string, byte> ValidatedPunycode = new(StringComparer.Ordinal);
 
@@ -91,21 +85,7 @@ internal static class DnsNames
     /// browsers and resolvers and must never be treated as a DNS name.</summary>
     /// <param name="name">The host, without a trailing dot.</param>
     /// <returns><see langword="true"/> when the last label is numeric.</returns>
-    public static bool EndsInNumber(ReadOnlySpan<char> name)
-    {
-        ReadOnlySpan<char> last = name[(name.LastIndexOf('.') + 1)..];
-        if (last.IsEmpty)
-        {
-            return false;
-        }
-
-        if (last.Length >= 2 && last[0] == '0' && (last[1] | 0x20) == 'x')
-        {
-            return !last[2..].ContainsAnyExcept(HexDigits);
-        }
-
-        return !last.ContainsAnyExcept(Digits);
-    }
+    public static bool EndsInNumber(ReadOnlySpan<char> name) => CanonicalDnsName.EndsInNumber(name);
 
     /// <summary>Classifies the characters of a raw host: returns <see cref="EgressTargetError.AmbiguousCharacter"/> for
     /// whitespace, control and format characters, <c>%</c>, <c>\</c> and <c>@</c>;
@@ -387,39 +367,8 @@ internal static class DnsNames
     }
 
     /// <summary>Checks everything about a canonical name except the validity of its punycode labels.</summary>
-    private static bool HasCanonicalShape(ReadOnlySpan<char> name, out bool hasAceLabel)
-    {
-        hasAceLabel = false;
-        if (name.IsEmpty || name.Length > MaxNameLength || name.ContainsAnyExcept(CanonicalChars))
-        {
-            return false;
-        }
-
-        ReadOnlySpan<char> rest = name;
-        while (true)
-        {
-            int dot = rest.IndexOf('.');
-            ReadOnlySpan<char> label = dot < 0 ? rest : rest[..dot];
-            if (label.IsEmpty || label.Length > MaxLabelLength)
-            {
-                return false;
-            }
-
-            if (label.StartsWith(AcePrefix, StringComparison.Ordinal))
-            {
-                hasAceLabel = true;
-            }
-
-            if (dot < 0)
-            {
-                break;
-            }
-
-            rest = rest[(dot + 1)..];
-        }
-
-        return !EndsInNumber(name);
-    }
+    private static bool HasCanonicalShape(ReadOnlySpan<char> name, out bool hasAceLabel) =>
+        CanonicalDnsName.HasCanonicalShape(name, out hasAceLabel);
 }
 
 /// <summary>Which rule decided a DNS name (see <c>docs/hosts.md</c>, "DNS names"). Everything except

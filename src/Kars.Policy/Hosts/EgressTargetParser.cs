@@ -300,12 +300,15 @@ public static class EgressTargetParser
         return TryParseHostCore(host.AsSpan(), host, port, out target, out error);
     }
 
-    /// <summary>Creates a target from an already canonical DNS name without re-validating it. Internal fast path.</summary>
+    /// <summary>Creates a target from an already canonical DNS name. Internal fast path.</summary>
     /// <param name="canonicalName">A name for which <see cref="DnsNames.IsCanonical"/> is <see langword="true"/>.</param>
     /// <param name="port">The port, 1–65535.</param>
-    /// <returns>The target.</returns>
-    internal static EgressTarget FromCanonicalDnsName(string canonicalName, int port) =>
-        new(canonicalName, port, EgressTargetKind.DnsName, address: null);
+    /// <returns>The target; the default value (denied by every evaluator) if the name is not canonical after all.</returns>
+    internal static EgressTarget FromCanonicalDnsName(string canonicalName, int port)
+    {
+        _ = EgressTarget.TryCreateDnsName(canonicalName, port, out var target);
+        return target;
+    }
 
     /// <summary>Parses <c>host[:port]</c> (no userinfo).</summary>
     private static bool TryParseAuthorityCore(ReadOnlySpan<char> authority, string? original, int defaultPort, out EgressTarget target, out EgressTargetError error)
@@ -397,9 +400,7 @@ public static class EgressTargetParser
 
         if (DnsNames.IsCanonical(host))
         {
-            target = new EgressTarget(original ?? host.ToString(), port, EgressTargetKind.DnsName, address: null);
-            error = EgressTargetError.None;
-            return true;
+            return TryCreateDnsName(original ?? host.ToString(), port, out target, out error);
         }
 
         return TryParseNonCanonicalHost(host, original, port, out target, out error);
@@ -422,7 +423,7 @@ public static class EgressTargetParser
                 return false;
             }
 
-            target = new EgressTarget(v6.ToString(), port, EgressTargetKind.IpAddress, v6);
+            target = EgressTarget.FromAddress(v6, port);
             return true;
         }
 
@@ -459,7 +460,7 @@ public static class EgressTargetParser
                     return false;
                 }
 
-                target = new EgressTarget(v4.ToString(), port, EgressTargetKind.IpAddress, v4);
+                target = EgressTarget.FromAddress(v4, port);
                 error = EgressTargetError.None;
                 return true;
             }
@@ -474,8 +475,22 @@ public static class EgressTargetParser
             return false;
         }
 
-        target = new EgressTarget(canonical!, port, EgressTargetKind.DnsName, address: null);
-        return true;
+        return TryCreateDnsName(canonical!, port, out target, out error);
+    }
+
+    /// <summary>Wraps a name the parser has made canonical. <see cref="EgressTarget.TryCreateDnsName"/> checks the
+    /// shape again (one definition of "canonical", shared with the engine); should it ever refuse, the input is
+    /// rejected rather than decided on a target that is not canonical.</summary>
+    private static bool TryCreateDnsName(string canonical, int port, out EgressTarget target, out EgressTargetError error)
+    {
+        if (EgressTarget.TryCreateDnsName(canonical, port, out target))
+        {
+            error = EgressTargetError.None;
+            return true;
+        }
+
+        error = EgressTargetError.InvalidHostName;
+        return false;
     }
 
     /// <summary>Parses <c>[v6]</c> (or the bare text inside the brackets when it comes from <see cref="Uri.IdnHost"/>).</summary>

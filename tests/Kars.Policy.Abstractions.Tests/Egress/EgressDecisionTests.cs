@@ -24,18 +24,18 @@ public class EgressDecisionTests
     public void Target_ToString_BracketsIPv6()
     {
         var address = System.Net.IPAddress.Parse("2001:db8::1");
-        var target = new EgressTarget(address.ToString(), 8443, EgressTargetKind.IpAddress, address);
+        var target = EgressTarget.FromAddress(address, 8443);
 
         target.ToString().Should().Be("[2001:db8::1]:8443");
-        new EgressTarget("api.github.com", 443, EgressTargetKind.DnsName, null).ToString().Should().Be("api.github.com:443");
+        DnsName("api.github.com", 443).ToString().Should().Be("api.github.com:443");
     }
 
     [Fact]
     public void Target_Equality_UsesHostPortAndKind()
     {
-        var a = new EgressTarget("a.example", 443, EgressTargetKind.DnsName, null);
-        var b = new EgressTarget("a.example", 443, EgressTargetKind.DnsName, null);
-        var c = new EgressTarget("a.example", 8443, EgressTargetKind.DnsName, null);
+        var a = DnsName("a.example", 443);
+        var b = DnsName("a.example", 443);
+        var c = DnsName("a.example", 8443);
 
         (a == b).Should().BeTrue();
         (a != c).Should().BeTrue();
@@ -47,8 +47,8 @@ public class EgressDecisionTests
     {
         var address = System.Net.IPAddress.Parse("2001:db8::1");
 
-        var lazy = new EgressTarget(address, 443);
-        var eager = new EgressTarget(address.ToString(), 443, EgressTargetKind.IpAddress, address);
+        var lazy = EgressTarget.FromAddress(address, 443);
+        var eager = EgressTarget.FromAddress(System.Net.IPAddress.Parse(address.ToString()), 443);
 
         lazy.IsValid.Should().BeTrue();
         lazy.Kind.Should().Be(EgressTargetKind.IpAddress);
@@ -56,5 +56,11 @@ public class EgressDecisionTests
         lazy.Should().Be(eager);
         lazy.GetHashCode().Should().Be(eager.GetHashCode());
         lazy.ToString().Should().Be("[2001:db8::1]:443");
+    }
+
+    private static EgressTarget DnsName(string host, int port)
+    {
+        EgressTarget.TryCreateDnsName(host, port, out var target).Should().BeTrue();
+        return target;
     }
 }

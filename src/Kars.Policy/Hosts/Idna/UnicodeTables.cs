@@ -2,8 +2,10 @@ namespace Kars.Policy.Hosts.Idna;
 
 /// <summary>Look-ups in the generated Unicode tables (<c>UnicodeTables.*.g.cs</c>, made by <c>eng/UnicodeTables</c>
 /// from the Unicode data files of <see cref="UnicodeVersion"/>). Every table is static data (a
-/// <see cref="ReadOnlySpan{T}"/> over the assembly image): nothing is allocated or built at start-up, and a look-up is
-/// one binary search over sorted range starts.</summary>
+/// <see cref="ReadOnlySpan{T}"/> over the assembly image): nothing is allocated or built at start-up. A per-code-point
+/// property is a three-stage table look-up (three dependent loads from small tables, identical blocks stored once);
+/// only the composition pairs (<see cref="Compose"/>, after a table says the second code point composes at all) and the
+/// mark set (<see cref="IsMark"/>, once per label) are binary searches.</summary>
 internal static partial class UnicodeTables
 {
     /// <summary>The status of a code point in the UTS-46 IDNA mapping table.</summary>
@@ -45,7 +47,7 @@ internal static partial class UnicodeTables
     {
         single = -1;
         mapping = default;
-        int value = IdnaValues[FindRange(IdnaStarts, codePoint)];
+        int value = IdnaAt(codePoint);
         int status = value & 7;
         switch (status)
         {
@@ -64,17 +66,17 @@ internal static partial class UnicodeTables
     /// <param name="codePoint">The code point.</param>
     /// <returns>The class, 0 for starters.</returns>
     public static int GetCombiningClass(int codePoint) =>
-        codePoint < 0x300 ? 0 : CccValues[FindRange(CccStarts, codePoint)];
+        codePoint < 0x300 ? 0 : CccAt(codePoint);
 
     /// <summary>The Bidi_Class of <paramref name="codePoint"/>.</summary>
     /// <param name="codePoint">The code point.</param>
     /// <returns>The class.</returns>
-    public static BidiClass GetBidiClass(int codePoint) => (BidiClass)BidiValues[FindRange(BidiStarts, codePoint)];
+    public static BidiClass GetBidiClass(int codePoint) => (BidiClass)BidiAt(codePoint);
 
     /// <summary>The Joining_Type of <paramref name="codePoint"/>.</summary>
     /// <param name="codePoint">The code point.</param>
     /// <returns>The joining type (<see cref="JoiningType.U"/> when none is listed).</returns>
-    public static JoiningType GetJoiningType(int codePoint) => (JoiningType)JoiningValues[FindRange(JoiningStarts, codePoint)];
+    public static JoiningType GetJoiningType(int codePoint) => (JoiningType)JoiningAt(codePoint);
 
     /// <summary>Whether <paramref name="codePoint"/> has General_Category Mark (Mn, Mc or Me).</summary>
     /// <param name="codePoint">The code point.</param>
@@ -104,14 +106,14 @@ internal static partial class UnicodeTables
             return;
         }
 
-        int i = codePoint < 0xC0 ? -1 : DecompositionKeys.BinarySearch(codePoint);
-        if (i < 0)
+        int slot = codePoint < 0xC0 ? 0 : DecompositionAt(codePoint);
+        if (slot == 0)
         {
             buffer.Add(codePoint);
             return;
         }
 
-        int index = DecompositionIndex[i];
+        int index = DecompositionIndex[slot - 1];
         foreach (int c in DecompositionData.Slice(index >> 4, index & 15))
         {
             buffer.Add(c);
@@ -138,13 +140,12 @@ internal static partial class UnicodeTables
             return t > 0 && t < TCount ? first + t : -1;
         }
 
+        if (CompositionSecondAt(second) == 0)
+        {
+            return -1;
+        }
+
         int i = CompositionKeys.BinarySearch(((long)first << 21) | (uint)second);
         return i >= 0 ? CompositionValues[i] : -1;
-    }
-
-    private static int FindRange(ReadOnlySpan<int> starts, int codePoint)
-    {
-        int i = starts.BinarySearch(codePoint);
-        return i >= 0 ? i : ~i - 1;
     }
 }
