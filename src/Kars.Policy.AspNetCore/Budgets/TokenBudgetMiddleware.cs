@@ -313,7 +313,7 @@ internal sealed class TokenBudgetSettings
     public TokenBudgetSettings(KarsTokenBudgetOptions options, BudgetMeter meter)
     {
         LeaseDuration = options.LeaseDuration ?? meter.Policy.LeaseDuration;
-        _routes = options.Routes.Select(r => (r, InferenceApis.FromPath(r))).ToArray();
+        _routes = options.Routes.Select(r => NormalizePath(r)).Select(r => (r, InferenceApis.FromPath(r))).ToArray();
         KeyResolver = options.KeyResolver!;
         MaxRequestBodyBytes = options.MaxRequestBodyBytes;
         MaxResponseBodyBytes = options.MaxResponseBodyBytes;
@@ -336,11 +336,43 @@ internal sealed class TokenBudgetSettings
 
     public Func<ReadOnlyMemory<byte>, long> PromptTokenEstimator { get; }
 
+    /// <summary>
+    /// The path with repeated slashes collapsed and trailing slashes removed (<c>/</c> stays <c>/</c>). Endpoint
+    /// routing serves <c>/v1/chat/completions/</c> from a <c>MapPost("/v1/chat/completions")</c> endpoint, so the
+    /// gate compares this form: it meters every spelling routing may send to the endpoint, and more (fail closed).
+    /// </summary>
+    internal static string NormalizePath(string path)
+    {
+        if (!path.Contains("//", StringComparison.Ordinal) && (path.Length <= 1 || path[^1] != '/'))
+        {
+            return path;
+        }
+
+        var builder = new System.Text.StringBuilder(path.Length);
+        foreach (char c in path)
+        {
+            if (c == '/' && builder.Length > 0 && builder[^1] == '/')
+            {
+                continue;
+            }
+
+            builder.Append(c);
+        }
+
+        while (builder.Length > 1 && builder[^1] == '/')
+        {
+            builder.Length--;
+        }
+
+        return builder.ToString();
+    }
+
     public bool TryMatch(PathString path, out InferenceApi api)
     {
         string? value = path.Value;
         if (value is not null)
         {
+            value = NormalizePath(value);
             foreach ((string route, InferenceApi routeApi) in _routes)
             {
                 if (string.Equals(value, route, StringComparison.OrdinalIgnoreCase))
