@@ -65,6 +65,25 @@ internal static class InferenceRequestBody
                     stream |= reader.TokenType == JsonTokenType.True;
                     reader.Skip();
                 }
+                else if (reader.ValueTextEquals("stream_options"u8))
+                {
+                    // WriteWithIncludeUsage compares these member names after the reservation: compare them here
+                    // first, so a name it cannot compare (an escaped lone surrogate) is refused before anything is held.
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.StartObject)
+                    {
+                        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                        {
+                            _ = reader.ValueTextEquals("include_usage"u8);
+                            reader.Read();
+                            reader.Skip();
+                        }
+                    }
+                    else
+                    {
+                        reader.Skip();
+                    }
+                }
                 else
                 {
                     reader.Read();
@@ -78,8 +97,10 @@ internal static class InferenceRequestBody
                 return "The request body must be one JSON object.";
             }
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // Utf8JsonReader.ValueTextEquals throws InvalidOperationException for an escaped name that does not
+            // unescape to valid UTF-16 (a lone surrogate such as "\uD800"): invalid JSON text for this gate.
             return "The request body is not valid JSON.";
         }
 

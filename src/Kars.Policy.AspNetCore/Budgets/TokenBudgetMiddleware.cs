@@ -200,11 +200,32 @@ internal sealed class TokenBudgetMiddleware
             string why = !completed ? "exception"
                 : context.RequestAborted.IsCancellationRequested ? "client_aborted"
                 : capture.Problem ?? "no_usage";
-            long? usage = completed && !context.RequestAborted.IsCancellationRequested ? capture.ReadUsage() : null;
-            await capture.DisposeAsync().ConfigureAwait(false);
-            if (lease.IsValid)
+            long? usage = null;
+            try
             {
-                await SettleAsync(lease, usage, why).ConfigureAwait(false);
+                if (completed && !context.RequestAborted.IsCancellationRequested)
+                {
+                    usage = capture.ReadUsage();
+                }
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or System.Text.Json.JsonException)
+            {
+                why = "usage_unreadable";
+            }
+            finally
+            {
+                // Whatever reading the usage did, the capture is released and the lease settled (or its hold charged).
+                try
+                {
+                    await capture.DisposeAsync().ConfigureAwait(false);
+                }
+                finally
+                {
+                    if (lease.IsValid)
+                    {
+                        await SettleAsync(lease, usage, why).ConfigureAwait(false);
+                    }
+                }
             }
         }
     }
