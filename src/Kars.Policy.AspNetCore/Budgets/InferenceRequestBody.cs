@@ -6,9 +6,24 @@ namespace Kars.Policy.AspNetCore;
 /// <summary>What the gate reads from an inference request body.</summary>
 /// <param name="MaxTokens">The largest <c>max_tokens</c> (every occurrence counts: parsers that keep the last
 /// duplicate and parsers that keep the first must both be covered).</param>
-/// <param name="MaxCompletionTokens">The largest of <c>max_completion_tokens</c> and <c>max_output_tokens</c>.</param>
+/// <param name="MaxCompletionTokens">The largest <c>max_completion_tokens</c>.</param>
 /// <param name="Stream">Whether any <c>stream</c> member is <see langword="true"/>.</param>
-internal readonly record struct InferenceRequestFacts(long? MaxTokens, long? MaxCompletionTokens, bool Stream);
+/// <param name="MaxOutputTokens">The largest <c>max_output_tokens</c>.</param>
+internal readonly record struct InferenceRequestFacts(long? MaxTokens, long? MaxCompletionTokens, bool Stream, long? MaxOutputTokens = null)
+{
+    /// <summary>
+    /// The completion bounds the API honours (a member the API ignores must not lower the reservation): Chat
+    /// Completions <c>max_tokens</c> and <c>max_completion_tokens</c>; Completions and Anthropic Messages
+    /// <c>max_tokens</c>; Responses <c>max_output_tokens</c>; Embeddings none.
+    /// </summary>
+    public (long? First, long? Second) BoundsFor(InferenceApi api) => api switch
+    {
+        InferenceApi.ChatCompletions => (MaxTokens, MaxCompletionTokens),
+        InferenceApi.Completions or InferenceApi.AnthropicMessages => (MaxTokens, null),
+        InferenceApi.Responses => (null, MaxOutputTokens),
+        _ => (null, null),
+    };
+}
 
 /// <summary>
 /// Reads and rewrites OpenAI-compatible request bodies. Strict JSON (RFC 8259: no comments, no trailing commas),
@@ -27,6 +42,7 @@ internal static class InferenceRequestBody
         facts = default;
         long? maxTokens = null;
         long? maxCompletion = null;
+        long? maxOutput = null;
         bool stream = false;
         try
         {
@@ -54,7 +70,7 @@ internal static class InferenceRequestBody
                 }
                 else if (reader.ValueTextEquals("max_output_tokens"u8))
                 {
-                    if (!TryReadBound(ref reader, ref maxCompletion))
+                    if (!TryReadBound(ref reader, ref maxOutput))
                     {
                         return "max_output_tokens must be a non-negative integer.";
                     }
@@ -104,7 +120,7 @@ internal static class InferenceRequestBody
             return "The request body is not valid JSON.";
         }
 
-        facts = new InferenceRequestFacts(maxTokens, maxCompletion, stream);
+        facts = new InferenceRequestFacts(maxTokens, maxCompletion, stream, maxOutput);
         return null;
     }
 

@@ -93,9 +93,10 @@ internal sealed class TokenBudgetMiddleware
                 throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"KarsTokenBudgetOptions.PromptTokenEstimator returned {prompt}; an estimate is 0 or more."));
             }
 
+            (long? first, long? second) = facts.BoundsFor(api);
             long tokens = api == InferenceApi.Embeddings
                 ? BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), 0, null, null, 0)
-                : BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), facts.MaxTokens, facts.MaxCompletionTokens, _meter.Policy.PerRequestTokens, _settings.DefaultCompletionTokens);
+                : BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), first, second, _meter.Policy.PerRequestTokens, _settings.DefaultCompletionTokens);
 
             BudgetDecision decision;
             try
