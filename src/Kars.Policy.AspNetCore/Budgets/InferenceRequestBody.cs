@@ -9,8 +9,22 @@ namespace Kars.Policy.AspNetCore;
 /// <param name="MaxCompletionTokens">The largest <c>max_completion_tokens</c>.</param>
 /// <param name="Stream">Whether any <c>stream</c> member is <see langword="true"/>.</param>
 /// <param name="MaxOutputTokens">The largest <c>max_output_tokens</c>.</param>
-internal readonly record struct InferenceRequestFacts(long? MaxTokens, long? MaxCompletionTokens, bool Stream, long? MaxOutputTokens = null)
+/// <param name="Choices">The largest <c>n</c> or <c>best_of</c> (completions generated per request).</param>
+/// <param name="Background">Whether any <c>background</c> member is <see langword="true"/>.</param>
+internal readonly record struct InferenceRequestFacts(long? MaxTokens, long? MaxCompletionTokens, bool Stream, long? MaxOutputTokens = null, long? Choices = null, bool Background = false)
 {
+    /// <summary>What this gate cannot bound for the API, or <see langword="null"/>: more than one completion per
+    /// request (Chat Completions <c>n</c>, Completions <c>n</c>/<c>best_of</c>) and a Responses
+    /// <c>background</c> run (its output is fetched later, where the gate never sees its usage).</summary>
+    public string? UnboundedFor(InferenceApi api) => api switch
+    {
+        InferenceApi.ChatCompletions or InferenceApi.Completions when Choices > 1 =>
+            "Metered routes accept one completion per request: n (and best_of) must be 1 or absent.",
+        InferenceApi.Responses when Background =>
+            "Metered routes do not accept background responses (background: true).",
+        _ => null,
+    };
+
     /// <summary>
     /// The completion bounds the API honours (a member the API ignores must not lower the reservation): Chat
     /// Completions <c>max_tokens</c> and <c>max_completion_tokens</c>; Completions and Anthropic Messages
@@ -43,6 +57,8 @@ internal static class InferenceRequestBody
         long? maxTokens = null;
         long? maxCompletion = null;
         long? maxOutput = null;
+        long? choices = null;
+        bool background = false;
         bool stream = false;
         try
         {
@@ -79,6 +95,19 @@ internal static class InferenceRequestBody
                 {
                     reader.Read();
                     stream |= reader.TokenType == JsonTokenType.True;
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("n"u8) || reader.ValueTextEquals("best_of"u8))
+                {
+                    if (!TryReadBound(ref reader, ref choices))
+                    {
+                        return "n and best_of must be non-negative integers.";
+                    }
+                }
+                else if (reader.ValueTextEquals("background"u8))
+                {
+                    reader.Read();
+                    background |= reader.TokenType == JsonTokenType.True;
                     reader.Skip();
                 }
                 else if (reader.ValueTextEquals("stream_options"u8))
@@ -120,7 +149,7 @@ internal static class InferenceRequestBody
             return "The request body is not valid JSON.";
         }
 
-        facts = new InferenceRequestFacts(maxTokens, maxCompletion, stream, maxOutput);
+        facts = new InferenceRequestFacts(maxTokens, maxCompletion, stream, maxOutput, choices, background);
         return null;
     }
 

@@ -87,6 +87,13 @@ internal sealed class TokenBudgetMiddleware
                 return;
             }
 
+            if (facts.UnboundedFor(api) is { } unbounded)
+            {
+                TokenBudgetLog.BodyRefused(_logger, "unbounded");
+                await TokenBudgetResponses.WriteErrorAsync(context, StatusCodes.Status400BadRequest, unbounded, "invalid_request_error", "unbounded_request").ConfigureAwait(false);
+                return;
+            }
+
             long prompt = _settings.PromptTokenEstimator(json);
             if (prompt < 0)
             {

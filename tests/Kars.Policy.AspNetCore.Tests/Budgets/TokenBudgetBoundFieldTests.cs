@@ -40,3 +40,44 @@ public sealed class TokenBudgetBoundFieldTests
         held.Should().Be(((Encoding.UTF8.GetByteCount(body) + 3) / 4) + bound);
     }
 }
+
+/// <summary>Requests whose spend one hold cannot bound are refused before anything is reserved.</summary>
+public sealed class TokenBudgetUnboundedRequestTests
+{
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"model":"m","max_tokens":10,"n":2}""")]
+    [InlineData("/v1/chat/completions", """{"model":"m","max_tokens":10,"n":1,"n":3}""")]
+    [InlineData("/v1/completions", """{"model":"m","max_tokens":10,"best_of":4}""")]
+    [InlineData("/v1/completions", """{"model":"m","max_tokens":10,"n":5}""")]
+    [InlineData("/v1/responses", """{"model":"m","max_output_tokens":10,"background":true}""")]
+    [InlineData("/v1/chat/completions", """{"model":"m","n":"2"}""")]
+    public async Task MoreThanOneCompletionOrBackground_400NothingReserved(string path, string body)
+    {
+        int forwarded = 0;
+        await using var gate = await GateHost.StartAsync(ctx =>
+        {
+            Interlocked.Increment(ref forwarded);
+            return Upstream.Json("""{"usage":{"total_tokens":1}}""")(ctx);
+        });
+
+        using var response = await gate.Client.PostAsync(path, GateHost.Json(body));
+
+        response.StatusCode.Should().Be(System.Net.HttpStatusCode.BadRequest);
+        forwarded.Should().Be(0);
+        (await gate.DayAsync()).Should().Be((0L, 0L));
+    }
+
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"model":"m","max_tokens":10,"n":1}""")]
+    [InlineData("/v1/completions", """{"model":"m","max_tokens":10,"n":1,"best_of":1}""")]
+    [InlineData("/v1/responses", """{"model":"m","max_output_tokens":10,"background":false}""")]
+    public async Task OneCompletionInTheForeground_Forwarded(string path, string body)
+    {
+        await using var gate = await GateHost.StartAsync(Upstream.Json("""{"usage":{"total_tokens":1}}"""));
+
+        using var response = await gate.Client.PostAsync(path, GateHost.Json(body));
+
+        response.StatusCode.Should().Be(System.Net.HttpStatusCode.OK);
+        (await gate.DayAsync()).Should().Be((1L, 0L));
+    }
+}
