@@ -13,13 +13,27 @@ internal sealed class Forwarder(IHttpClientFactory clients, UpstreamTable upstre
     // describe the router's account, cookies, hop-by-hop headers, Content-Length) stays behind.
     private static readonly string[] PassedHeaders = ["x-request-id", "openai-processing-ms"];
 
+    /// <summary>How much longer than the client's body the token budget gate's rewrite may make it
+    /// (<c>,"stream_options":{"include_usage":true}</c> is 40 bytes).</summary>
+    internal const int GateRewriteMargin = 64;
+
     public async Task ForwardAsync(HttpContext context, string relativePath)
     {
-        string sandbox = (string)context.Items[RouterApp.SandboxItem]!;
+        if (context.Items[RouterApp.SandboxItem] is not string sandbox)
+        {
+            // Only the authentication step sets the sandbox: without it, nothing is forwarded (fail closed).
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await OpenAIError.WriteAsync(context, StatusCodes.Status401Unauthorized, "Unknown or missing API key.", "invalid_request_error", "invalid_api_key");
+            return;
+        }
+
         Upstream upstream = upstreams.For(sandbox);
         CancellationToken aborted = context.RequestAborted;
 
-        byte[]? body = await ReadBoundedAsync(context.Request, options.MaxRequestBodyBytes, aborted);
+        // The token budget gate already enforced MaxRequestBodyBytes on the client's body; the body it forwards may
+        // be longer by its include_usage rewrite (at most 40 bytes), so the forwarder's own cap leaves a margin.
+        int max = (int)Math.Min((long)options.MaxRequestBodyBytes + GateRewriteMargin, int.MaxValue);
+        byte[]? body = await ReadBoundedAsync(context.Request, max, aborted);
         if (body is null)
         {
             await OpenAIError.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "The request body is too large.", "invalid_request_error", "request_too_large");
@@ -60,6 +74,12 @@ internal sealed class Forwarder(IHttpClientFactory clients, UpstreamTable upstre
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
+            return;
+        }
+        catch (OperationCanceledException)   // HttpClient.Timeout: the upstream sent no headers in time
+        {
+            RouterLog.UpstreamTimedOut(logger);
+            await OpenAIError.WriteAsync(context, StatusCodes.Status504GatewayTimeout, "The upstream did not answer in time.", "upstream_error", "gateway_timeout");
             return;
         }
 

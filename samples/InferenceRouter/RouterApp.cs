@@ -105,7 +105,8 @@ public static class RouterApp
 
     private static async Task ResolveSandboxAndCheckUpstream(HttpContext context, RequestDelegate next)
     {
-        if (!context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal))
+        // Routing matches paths ignoring case, so must this check: "/V1/..." reaches the same endpoints.
+        if (!context.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase))
         {
             await next(context);
             return;
@@ -193,4 +194,7 @@ internal static partial class RouterLog
 
     [LoggerMessage(EventId = 9002, Level = LogLevel.Warning, Message = "Upstream stream ended with an error after {Bytes} bytes")]
     public static partial void UpstreamStreamFailed(ILogger logger, long bytes);
+
+    [LoggerMessage(EventId = 9003, Level = LogLevel.Warning, Message = "Upstream did not answer before the client's timeout")]
+    public static partial void UpstreamTimedOut(ILogger logger);
 }

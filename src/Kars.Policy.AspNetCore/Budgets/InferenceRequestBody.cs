@@ -6,9 +6,38 @@ namespace Kars.Policy.AspNetCore;
 /// <summary>What the gate reads from an inference request body.</summary>
 /// <param name="MaxTokens">The largest <c>max_tokens</c> (every occurrence counts: parsers that keep the last
 /// duplicate and parsers that keep the first must both be covered).</param>
-/// <param name="MaxCompletionTokens">The largest of <c>max_completion_tokens</c> and <c>max_output_tokens</c>.</param>
+/// <param name="MaxCompletionTokens">The largest <c>max_completion_tokens</c>.</param>
 /// <param name="Stream">Whether any <c>stream</c> member is <see langword="true"/>.</param>
-internal readonly record struct InferenceRequestFacts(long? MaxTokens, long? MaxCompletionTokens, bool Stream);
+/// <param name="MaxOutputTokens">The largest <c>max_output_tokens</c>.</param>
+/// <param name="Choices">The largest <c>n</c> or <c>best_of</c> (completions generated per request).</param>
+/// <param name="Background">Whether any <c>background</c> member is <see langword="true"/>.</param>
+internal readonly record struct InferenceRequestFacts(long? MaxTokens, long? MaxCompletionTokens, bool Stream, long? MaxOutputTokens = null, long? Choices = null, bool Background = false)
+{
+    /// <summary>What this gate cannot bound for the API, or <see langword="null"/>: more than one completion per
+    /// request (Chat Completions <c>n</c>, Completions <c>n</c>/<c>best_of</c>) and a Responses
+    /// <c>background</c> run (its output is fetched later, where the gate never sees its usage).</summary>
+    public string? UnboundedFor(InferenceApi api) => api switch
+    {
+        InferenceApi.ChatCompletions or InferenceApi.Completions when Choices > 1 =>
+            "Metered routes accept one completion per request: n (and best_of) must be 1 or absent.",
+        InferenceApi.Responses when Background =>
+            "Metered routes do not accept background responses (background: true).",
+        _ => null,
+    };
+
+    /// <summary>
+    /// The completion bounds the API honours (a member the API ignores must not lower the reservation): Chat
+    /// Completions <c>max_tokens</c> and <c>max_completion_tokens</c>; Completions and Anthropic Messages
+    /// <c>max_tokens</c>; Responses <c>max_output_tokens</c>; Embeddings none.
+    /// </summary>
+    public (long? First, long? Second) BoundsFor(InferenceApi api) => api switch
+    {
+        InferenceApi.ChatCompletions => (MaxTokens, MaxCompletionTokens),
+        InferenceApi.Completions or InferenceApi.AnthropicMessages => (MaxTokens, null),
+        InferenceApi.Responses => (null, MaxOutputTokens),
+        _ => (null, null),
+    };
+}
 
 /// <summary>
 /// Reads and rewrites OpenAI-compatible request bodies. Strict JSON (RFC 8259: no comments, no trailing commas),
@@ -27,6 +56,9 @@ internal static class InferenceRequestBody
         facts = default;
         long? maxTokens = null;
         long? maxCompletion = null;
+        long? maxOutput = null;
+        long? choices = null;
+        bool background = false;
         bool stream = false;
         try
         {
@@ -54,7 +86,7 @@ internal static class InferenceRequestBody
                 }
                 else if (reader.ValueTextEquals("max_output_tokens"u8))
                 {
-                    if (!TryReadBound(ref reader, ref maxCompletion))
+                    if (!TryReadBound(ref reader, ref maxOutput))
                     {
                         return "max_output_tokens must be a non-negative integer.";
                     }
@@ -64,6 +96,38 @@ internal static class InferenceRequestBody
                     reader.Read();
                     stream |= reader.TokenType == JsonTokenType.True;
                     reader.Skip();
+                }
+                else if (reader.ValueTextEquals("n"u8) || reader.ValueTextEquals("best_of"u8))
+                {
+                    if (!TryReadBound(ref reader, ref choices))
+                    {
+                        return "n and best_of must be non-negative integers.";
+                    }
+                }
+                else if (reader.ValueTextEquals("background"u8))
+                {
+                    reader.Read();
+                    background |= reader.TokenType == JsonTokenType.True;
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("stream_options"u8))
+                {
+                    // WriteWithIncludeUsage compares these member names after the reservation: compare them here
+                    // first, so a name it cannot compare (an escaped lone surrogate) is refused before anything is held.
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.StartObject)
+                    {
+                        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                        {
+                            _ = reader.ValueTextEquals("include_usage"u8);
+                            reader.Read();
+                            reader.Skip();
+                        }
+                    }
+                    else
+                    {
+                        reader.Skip();
+                    }
                 }
                 else
                 {
@@ -78,12 +142,14 @@ internal static class InferenceRequestBody
                 return "The request body must be one JSON object.";
             }
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // Utf8JsonReader.ValueTextEquals throws InvalidOperationException for an escaped name that does not
+            // unescape to valid UTF-16 (a lone surrogate such as "\uD800"): invalid JSON text for this gate.
             return "The request body is not valid JSON.";
         }
 
-        facts = new InferenceRequestFacts(maxTokens, maxCompletion, stream);
+        facts = new InferenceRequestFacts(maxTokens, maxCompletion, stream, maxOutput, choices, background);
         return null;
     }
 

@@ -18,8 +18,9 @@ public static class KarsTokenBudgetApplicationBuilderExtensions
     /// <para>For each metered <c>POST</c>: the budget key comes from <see cref="KarsTokenBudgetOptions.KeyResolver"/>
     /// (no key: 403); the body is read up to <see cref="KarsTokenBudgetOptions.MaxRequestBodyBytes"/> (larger: 413;
     /// not a JSON object, or a completion bound that is not a non-negative integer: 400); the reservation is the
-    /// prompt estimate plus the larger of <c>max_tokens</c>, <c>max_completion_tokens</c> and
-    /// <c>max_output_tokens</c> (else what the per-request cap leaves, else
+    /// prompt estimate plus the largest completion bound the route's API honours (Chat Completions
+    /// <c>max_tokens</c>/<c>max_completion_tokens</c>; Completions and Anthropic Messages <c>max_tokens</c>; Responses
+    /// <c>max_output_tokens</c>) (else what the per-request cap leaves, else
     /// <see cref="KarsTokenBudgetOptions.DefaultCompletionTokens"/>). Above the per-request cap: 429 with
     /// <c>{"error":{"message","type":"token_budget_exceeded","code":"per_request_tokens_exceeded"}}</c> and no
     /// <c>Retry-After</c>. No room in a window: 429 with <c>Retry-After</c> and <c>code: "budget_exceeded"</c>. The

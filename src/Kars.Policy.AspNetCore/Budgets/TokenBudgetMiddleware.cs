@@ -87,15 +87,23 @@ internal sealed class TokenBudgetMiddleware
                 return;
             }
 
+            if (facts.UnboundedFor(api) is { } unbounded)
+            {
+                TokenBudgetLog.BodyRefused(_logger, "unbounded");
+                await TokenBudgetResponses.WriteErrorAsync(context, StatusCodes.Status400BadRequest, unbounded, "invalid_request_error", "unbounded_request").ConfigureAwait(false);
+                return;
+            }
+
             long prompt = _settings.PromptTokenEstimator(json);
             if (prompt < 0)
             {
                 throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"KarsTokenBudgetOptions.PromptTokenEstimator returned {prompt}; an estimate is 0 or more."));
             }
 
+            (long? first, long? second) = facts.BoundsFor(api);
             long tokens = api == InferenceApi.Embeddings
                 ? BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), 0, null, null, 0)
-                : BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), facts.MaxTokens, facts.MaxCompletionTokens, _meter.Policy.PerRequestTokens, _settings.DefaultCompletionTokens);
+                : BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), first, second, _meter.Policy.PerRequestTokens, _settings.DefaultCompletionTokens);
 
             BudgetDecision decision;
             try
@@ -200,11 +208,32 @@ internal sealed class TokenBudgetMiddleware
             string why = !completed ? "exception"
                 : context.RequestAborted.IsCancellationRequested ? "client_aborted"
                 : capture.Problem ?? "no_usage";
-            long? usage = completed && !context.RequestAborted.IsCancellationRequested ? capture.ReadUsage() : null;
-            await capture.DisposeAsync().ConfigureAwait(false);
-            if (lease.IsValid)
+            long? usage = null;
+            try
             {
-                await SettleAsync(lease, usage, why).ConfigureAwait(false);
+                if (completed && !context.RequestAborted.IsCancellationRequested)
+                {
+                    usage = capture.ReadUsage();
+                }
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or System.Text.Json.JsonException)
+            {
+                why = "usage_unreadable";
+            }
+            finally
+            {
+                // Whatever reading the usage did, the capture is released and the lease settled (or its hold charged).
+                try
+                {
+                    await capture.DisposeAsync().ConfigureAwait(false);
+                }
+                finally
+                {
+                    if (lease.IsValid)
+                    {
+                        await SettleAsync(lease, usage, why).ConfigureAwait(false);
+                    }
+                }
             }
         }
     }
@@ -313,7 +342,7 @@ internal sealed class TokenBudgetSettings
     public TokenBudgetSettings(KarsTokenBudgetOptions options, BudgetMeter meter)
     {
         LeaseDuration = options.LeaseDuration ?? meter.Policy.LeaseDuration;
-        _routes = options.Routes.Select(r => (r, InferenceApis.FromPath(r))).ToArray();
+        _routes = options.Routes.Select(r => NormalizePath(r)).Select(r => (r, InferenceApis.FromPath(r))).ToArray();
         KeyResolver = options.KeyResolver!;
         MaxRequestBodyBytes = options.MaxRequestBodyBytes;
         MaxResponseBodyBytes = options.MaxResponseBodyBytes;
@@ -336,11 +365,43 @@ internal sealed class TokenBudgetSettings
 
     public Func<ReadOnlyMemory<byte>, long> PromptTokenEstimator { get; }
 
+    /// <summary>
+    /// The path with repeated slashes collapsed and trailing slashes removed (<c>/</c> stays <c>/</c>). Endpoint
+    /// routing serves <c>/v1/chat/completions/</c> from a <c>MapPost("/v1/chat/completions")</c> endpoint, so the
+    /// gate compares this form: it meters every spelling routing may send to the endpoint, and more (fail closed).
+    /// </summary>
+    internal static string NormalizePath(string path)
+    {
+        if (!path.Contains("//", StringComparison.Ordinal) && (path.Length <= 1 || path[^1] != '/'))
+        {
+            return path;
+        }
+
+        var builder = new System.Text.StringBuilder(path.Length);
+        foreach (char c in path)
+        {
+            if (c == '/' && builder.Length > 0 && builder[^1] == '/')
+            {
+                continue;
+            }
+
+            builder.Append(c);
+        }
+
+        while (builder.Length > 1 && builder[^1] == '/')
+        {
+            builder.Length--;
+        }
+
+        return builder.ToString();
+    }
+
     public bool TryMatch(PathString path, out InferenceApi api)
     {
         string? value = path.Value;
         if (value is not null)
         {
+            value = NormalizePath(value);
             foreach ((string route, InferenceApi routeApi) in _routes)
             {
                 if (string.Equals(value, route, StringComparison.OrdinalIgnoreCase))

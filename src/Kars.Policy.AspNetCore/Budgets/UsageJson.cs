@@ -141,8 +141,9 @@ internal static class UsageJson
 
             return !reader.Read();
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // ValueTextEquals throws InvalidOperationException on an escaped lone surrogate: no usage evidence.
             return false;
         }
     }

@@ -33,7 +33,7 @@ public sealed class InferenceRequestBodyTests
     {
         InferenceRequestBody.TryRead("""{"max_tokens":5,"max_completion_tokens":null,"max_output_tokens":9,"stream":false,"stream":true}"""u8, out var facts).Should().BeNull();
 
-        facts.Should().Be(new InferenceRequestFacts(5, 9, true));
+        facts.Should().Be(new InferenceRequestFacts(5, null, true, 9));
     }
 
     [Fact]
