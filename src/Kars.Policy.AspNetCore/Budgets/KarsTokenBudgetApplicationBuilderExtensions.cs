@@ -47,9 +47,15 @@ public static class KarsTokenBudgetApplicationBuilderExtensions
         options ??= new KarsTokenBudgetOptions();
         BudgetMeter meter = options.Meter ?? services.GetService<BudgetMeter>()
             ?? throw new InvalidOperationException("UseKarsTokenBudget() needs a BudgetMeter: set KarsTokenBudgetOptions.Meter or register one in the service container (AddKarsPolicy does).");
-        var settings = new TokenBudgetSettings(Validated(options), meter);
+        var settings = new TokenBudgetSettings(Validated(options));
         ILoggerFactory? loggerFactory = services.GetService<ILoggerFactory>();
-        return app.Use(next => new TokenBudgetMiddleware(next, meter, settings, loggerFactory).InvokeAsync);
+
+        // A meter given in the options is used as it is. Otherwise the container's is resolved per request, so a host
+        // that rebuilds it when its budget configuration reloads (AddKarsPolicy registers it that way) is followed.
+        Func<BudgetMeter> meters = options.Meter is not null
+            ? () => meter
+            : () => services.GetService<BudgetMeter>() ?? meter;
+        return app.Use(next => new TokenBudgetMiddleware(next, meters, settings, loggerFactory).InvokeAsync);
     }
 
     /// <summary>Checks every option and reports every problem at once; returns a copy.</summary>

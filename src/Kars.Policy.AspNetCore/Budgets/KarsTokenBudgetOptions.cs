@@ -26,8 +26,9 @@ public sealed class KarsTokenBudgetOptions
     public const int MaxBufferBytes = 256 * 1024 * 1024;
 
     /// <summary>Gets or sets the meter that decides. When <see langword="null"/>, the <see cref="BudgetMeter"/>
-    /// registered in the application's services is used (a host or <c>AddKarsPolicy</c> registers it); start-up
-    /// fails when there is none.</summary>
+    /// registered in the application's services is used (a host or <c>AddKarsPolicy</c> registers it), resolved again
+    /// for every metered request so that a meter rebuilt on a configuration reload is followed; start-up fails when
+    /// there is none.</summary>
     /// <value>The default value is <see langword="null"/>.</value>
     public BudgetMeter? Meter { get; set; }
 

@@ -15,14 +15,14 @@ namespace Kars.Policy.AspNetCore;
 internal sealed class TokenBudgetMiddleware
 {
     private readonly RequestDelegate _next;
-    private readonly BudgetMeter _meter;
+    private readonly Func<BudgetMeter> _meters;
     private readonly TokenBudgetSettings _settings;
     private readonly ILogger _logger;
 
-    public TokenBudgetMiddleware(RequestDelegate next, BudgetMeter meter, TokenBudgetSettings settings, ILoggerFactory? loggerFactory)
+    public TokenBudgetMiddleware(RequestDelegate next, Func<BudgetMeter> meters, TokenBudgetSettings settings, ILoggerFactory? loggerFactory)
     {
         _next = next;
-        _meter = meter;
+        _meters = meters;
         _settings = settings;
         _logger = (ILogger?)loggerFactory?.CreateLogger("Kars.Policy.AspNetCore.TokenBudget") ?? NullLogger.Instance;
     }
@@ -42,6 +42,9 @@ internal sealed class TokenBudgetMiddleware
 
     private async Task GateAsync(HttpContext context, InferenceApi api)
     {
+        // Resolved per request: a host whose configuration reloads the budget limits (AddKarsPolicy) hands out the
+        // meter for the current limits; a meter kept from start-up would keep the old ones.
+        BudgetMeter meter = _meters();
         string? key = _settings.KeyResolver(context);
         if (key is null)
         {
@@ -103,12 +106,12 @@ internal sealed class TokenBudgetMiddleware
             (long? first, long? second) = facts.BoundsFor(api);
             long tokens = api == InferenceApi.Embeddings
                 ? BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), 0, null, null, 0)
-                : BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), first, second, _meter.Policy.PerRequestTokens, _settings.DefaultCompletionTokens);
+                : BudgetReservation.Compute(Math.Min(prompt, BudgetStore.MaxTokens), first, second, meter.Policy.PerRequestTokens, _settings.DefaultCompletionTokens);
 
             BudgetDecision decision;
             try
             {
-                decision = await _meter.TryReserveAsync(key, tokens, _settings.LeaseDuration, at: null, context.RequestAborted).ConfigureAwait(false);
+                decision = await meter.TryReserveAsync(key, tokens, _settings.LeaseDuration ?? meter.Policy.LeaseDuration, at: null, context.RequestAborted).ConfigureAwait(false);
             }
             catch (ArgumentException)
             {
@@ -130,7 +133,7 @@ internal sealed class TokenBudgetMiddleware
 
             if (!decision.IsAdmitted)
             {
-                await RejectAsync(context, decision).ConfigureAwait(false);
+                await RejectAsync(context, decision, meter).ConfigureAwait(false);
                 return;
             }
 
@@ -260,13 +263,13 @@ internal sealed class TokenBudgetMiddleware
         }
     }
 
-    private async Task RejectAsync(HttpContext context, BudgetDecision decision)
+    private async Task RejectAsync(HttpContext context, BudgetDecision decision, BudgetMeter meter)
     {
         TokenBudgetResponses.SetRateLimitHeaders(context.Response.Headers, decision);
         if (decision.Reason == BudgetReason.PerRequestTokensExceeded)
         {
             TokenBudgetLog.Rejected(_logger, decision.Tokens, "per_request_tokens_exceeded");
-            string message = string.Create(CultureInfo.InvariantCulture, $"Request reserves {decision.Tokens} tokens (prompt estimate plus completion bound), above the per-request cap of {_meter.Policy.PerRequestTokens} tokens.");
+            string message = string.Create(CultureInfo.InvariantCulture, $"Request reserves {decision.Tokens} tokens (prompt estimate plus completion bound), above the per-request cap of {meter.Policy.PerRequestTokens} tokens.");
             await TokenBudgetResponses.WriteErrorAsync(context, StatusCodes.Status429TooManyRequests, message, "token_budget_exceeded", "per_request_tokens_exceeded").ConfigureAwait(false);
             return;
         }
@@ -339,9 +342,9 @@ internal sealed class TokenBudgetSettings
 {
     private readonly (string Path, InferenceApi Api)[] _routes;
 
-    public TokenBudgetSettings(KarsTokenBudgetOptions options, BudgetMeter meter)
+    public TokenBudgetSettings(KarsTokenBudgetOptions options)
     {
-        LeaseDuration = options.LeaseDuration ?? meter.Policy.LeaseDuration;
+        LeaseDuration = options.LeaseDuration;
         _routes = options.Routes.Select(r => NormalizePath(r)).Select(r => (r, InferenceApis.FromPath(r))).ToArray();
         KeyResolver = options.KeyResolver!;
         MaxRequestBodyBytes = options.MaxRequestBodyBytes;
@@ -353,7 +356,8 @@ internal sealed class TokenBudgetSettings
 
     public Func<HttpContext, string?> KeyResolver { get; }
 
-    public TimeSpan LeaseDuration { get; }
+    /// <summary>The configured lease duration; <see langword="null"/> for the meter policy's.</summary>
+    public TimeSpan? LeaseDuration { get; }
 
     public int MaxRequestBodyBytes { get; }
 
