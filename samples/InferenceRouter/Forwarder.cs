@@ -13,9 +13,10 @@ internal sealed class Forwarder(IHttpClientFactory clients, UpstreamTable upstre
     // describe the router's account, cookies, hop-by-hop headers, Content-Length) stays behind.
     private static readonly string[] PassedHeaders = ["x-request-id", "openai-processing-ms"];
 
-    /// <summary>How much longer than the client's body the token budget gate's rewrite may make it
-    /// (<c>,"stream_options":{"include_usage":true}</c> is 40 bytes).</summary>
-    internal const int GateRewriteMargin = 64;
+    /// <summary>How much longer than the client's body the token budget gate's rewrites may make it
+    /// (<c>,"stream_options":{"include_usage":true}</c> is 40 bytes; a written completion bound such as
+    /// <c>,"max_completion_tokens":</c> and up to 19 digits is at most 45).</summary>
+    internal const int GateRewriteMargin = 128;
 
     public async Task ForwardAsync(HttpContext context, string relativePath)
     {
@@ -31,7 +32,7 @@ internal sealed class Forwarder(IHttpClientFactory clients, UpstreamTable upstre
         CancellationToken aborted = context.RequestAborted;
 
         // The token budget gate already enforced MaxRequestBodyBytes on the client's body; the body it forwards may
-        // be longer by its include_usage rewrite (at most 40 bytes), so the forwarder's own cap leaves a margin.
+        // be longer by its rewrites (include_usage, a written completion bound: at most 85 bytes), so the forwarder's own cap leaves a margin.
         int max = (int)Math.Min((long)options.MaxRequestBodyBytes + GateRewriteMargin, int.MaxValue);
         byte[]? body = await ReadBoundedAsync(context.Request, max, aborted);
         if (body is null)

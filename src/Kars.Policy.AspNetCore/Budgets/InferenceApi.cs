@@ -47,6 +47,18 @@ internal static class InferenceApis
         return path.EndsWith("/messages", StringComparison.OrdinalIgnoreCase) ? InferenceApi.AnthropicMessages : InferenceApi.ChatCompletions;
     }
 
+    /// <summary>The member the gate writes the reserved completion bound into when a request names none, so that the
+    /// hold stays an upper bound for a response that ends without usage: <c>max_completion_tokens</c> for Chat
+    /// Completions (the member every current OpenAI chat model takes), <c>max_output_tokens</c> for Responses,
+    /// <c>max_tokens</c> for Completions and Anthropic Messages; none for Embeddings.</summary>
+    public static ReadOnlySpan<byte> BoundMember(this InferenceApi api) => api switch
+    {
+        InferenceApi.ChatCompletions => "max_completion_tokens"u8,
+        InferenceApi.Responses => "max_output_tokens"u8,
+        InferenceApi.Completions or InferenceApi.AnthropicMessages => "max_tokens"u8,
+        _ => default,
+    };
+
     /// <summary>Whether a streamed request of this API takes <c>stream_options.include_usage</c>.</summary>
     public static bool TakesIncludeUsage(this InferenceApi api) => api is InferenceApi.ChatCompletions or InferenceApi.Completions;
 }

@@ -263,6 +263,61 @@ internal static class InferenceRequestBody
         Copy(json, ref copied, json.Length, output);
     }
 
+    /// <summary>
+    /// Writes <paramref name="json"/> (a request <see cref="TryRead"/> accepted) with the top-level member
+    /// <paramref name="name"/> set to <paramref name="value"/>: a <c>null</c> value of that member is replaced, and a
+    /// missing member is appended; every other byte is kept as sent. The caller calls it only when the request names no
+    /// bound (a numeric member of that name is left as it is).
+    /// </summary>
+    public static void WriteWithBound(ReadOnlySpan<byte> json, ReadOnlySpan<byte> name, long value, IBufferWriter<byte> output)
+    {
+        var reader = new Utf8JsonReader(json, ReaderOptions);
+        reader.Read();
+        int copied = 0;
+        bool seen = false;
+        bool anyMember = false;
+        Span<byte> digits = stackalloc byte[20];
+        bool formatted = System.Buffers.Text.Utf8Formatter.TryFormat(value, digits, out int written);
+        System.Diagnostics.Debug.Assert(formatted, "a long always fits in 20 bytes");
+        ReadOnlySpan<byte> number = digits[..written];
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            anyMember = true;
+            bool isBound = reader.ValueTextEquals(name);
+            reader.Read();
+            if (isBound)
+            {
+                seen = true;
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    Copy(json, ref copied, (int)reader.TokenStartIndex, output);
+                    output.Write(number);
+                    copied = (int)reader.BytesConsumed;
+                    continue;
+                }
+            }
+
+            reader.Skip();
+        }
+
+        // reader is on the top-level EndObject.
+        Copy(json, ref copied, (int)reader.TokenStartIndex, output);
+        if (!seen)
+        {
+            if (anyMember)
+            {
+                output.Write(","u8);
+            }
+
+            output.Write("\""u8);
+            output.Write(name);
+            output.Write("\":"u8);
+            output.Write(number);
+        }
+
+        Copy(json, ref copied, json.Length, output);
+    }
+
     private static void Copy(ReadOnlySpan<byte> json, ref int copied, int upTo, IBufferWriter<byte> output)
     {
         if (upTo > copied)

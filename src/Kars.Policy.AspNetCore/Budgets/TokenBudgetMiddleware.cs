@@ -144,14 +144,35 @@ internal sealed class TokenBudgetMiddleware
 
             int forwardedLength = length;
             byte[] forwarded = body;
+
+            // A request that names no completion bound is sent with the one the hold assumed, so the hold stays an
+            // upper bound for a response that ends without usage (client abort, cut stream).
+            long completionBound = tokens - Math.Min(prompt, BudgetStore.MaxTokens);
+            bool boundWritten = false;
+            if (first is null && second is null && completionBound >= 1 && !api.BoundMember().IsEmpty)
+            {
+                var bounded = new ArrayBufferWriter<byte>(length + 48);
+                InferenceRequestBody.WriteWithBound(json.Span, api.BoundMember(), completionBound, bounded);
+                json = bounded.WrittenMemory;
+                boundWritten = true;
+            }
+
             if (facts.Stream && api.TakesIncludeUsage())
             {
-                var writer = new ArrayBufferWriter<byte>(length + 64);
+                var writer = new ArrayBufferWriter<byte>(json.Length + 64);
                 InferenceRequestBody.WriteWithIncludeUsage(json.Span, writer);
                 rewritten = ArrayPool<byte>.Shared.Rent(writer.WrittenCount);
                 writer.WrittenSpan.CopyTo(rewritten);
                 forwarded = rewritten;
                 forwardedLength = writer.WrittenCount;
+            }
+
+            else if (boundWritten)
+            {
+                rewritten = ArrayPool<byte>.Shared.Rent(json.Length);
+                json.Span.CopyTo(rewritten);
+                forwarded = rewritten;
+                forwardedLength = json.Length;
             }
 
             await ForwardAsync(context, api, decision, forwarded, forwardedLength).ConfigureAwait(false);
