@@ -146,29 +146,7 @@ internal sealed class SseEventReader : IDisposable
     }
 
     private bool Append(ref byte[]? buffer, ref int length, ReadOnlySpan<byte> bytes)
-    {
-        int needed = length + bytes.Length;
-        if (needed > _maxBytes || needed < 0)
-        {
-            return false;
-        }
-
-        if (buffer is null || buffer.Length < needed)
-        {
-            byte[] grown = ArrayPool<byte>.Shared.Rent(Math.Min(_maxBytes, Math.Max(needed, Math.Max(256, (buffer?.Length ?? 0) * 2))));
-            if (buffer is not null)
-            {
-                buffer.AsSpan(0, length).CopyTo(grown);
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-
-            buffer = grown;
-        }
-
-        bytes.CopyTo(buffer.AsSpan(length));
-        length = needed;
-        return true;
-    }
+        => PooledBytes.TryAppend(ref buffer, ref length, bytes, _maxBytes, minimumCapacity: 256);
 
     private void ProcessLine(ReadOnlySpan<byte> line)
     {

@@ -142,37 +142,34 @@ internal sealed class TokenBudgetMiddleware
                 TokenBudgetLog.Observed(_logger, tokens);
             }
 
-            int forwardedLength = length;
-            byte[] forwarded = body;
+            // The forwarded body: the client's, with each rewrite below applied in turn (each keeps every other byte).
+            ReadOnlyMemory<byte> forwardedJson = json;
 
             // A request that names no completion bound is sent with the one the hold assumed, so the hold stays an
             // upper bound for a response that ends without usage (client abort, cut stream).
             long completionBound = tokens - Math.Min(prompt, BudgetStore.MaxTokens);
-            bool boundWritten = false;
             if (first is null && second is null && completionBound >= 1 && !api.BoundMember().IsEmpty)
             {
                 var bounded = new ArrayBufferWriter<byte>(length + 48);
-                InferenceRequestBody.WriteWithBound(json.Span, api.BoundMember(), completionBound, bounded);
-                json = bounded.WrittenMemory;
-                boundWritten = true;
+                InferenceRequestBody.WriteWithBound(forwardedJson.Span, api.BoundMember(), completionBound, bounded);
+                forwardedJson = bounded.WrittenMemory;
             }
 
             if (facts.Stream && api.TakesIncludeUsage())
             {
-                var writer = new ArrayBufferWriter<byte>(json.Length + 64);
-                InferenceRequestBody.WriteWithIncludeUsage(json.Span, writer);
-                rewritten = ArrayPool<byte>.Shared.Rent(writer.WrittenCount);
-                writer.WrittenSpan.CopyTo(rewritten);
-                forwarded = rewritten;
-                forwardedLength = writer.WrittenCount;
+                var withUsage = new ArrayBufferWriter<byte>(forwardedJson.Length + 64);
+                InferenceRequestBody.WriteWithIncludeUsage(forwardedJson.Span, withUsage);
+                forwardedJson = withUsage.WrittenMemory;
             }
 
-            else if (boundWritten)
+            byte[] forwarded = body;
+            int forwardedLength = length;
+            if (!forwardedJson.Equals(json))
             {
-                rewritten = ArrayPool<byte>.Shared.Rent(json.Length);
-                json.Span.CopyTo(rewritten);
+                rewritten = ArrayPool<byte>.Shared.Rent(forwardedJson.Length);
+                forwardedJson.Span.CopyTo(rewritten);
                 forwarded = rewritten;
-                forwardedLength = json.Length;
+                forwardedLength = forwardedJson.Length;
             }
 
             await ForwardAsync(context, api, decision, forwarded, forwardedLength).ConfigureAwait(false);

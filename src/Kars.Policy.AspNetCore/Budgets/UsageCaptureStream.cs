@@ -182,8 +182,7 @@ internal sealed class UsageCaptureStream : Stream
             return;
         }
 
-        int needed = _bodyLength + bytes.Length;
-        if (needed > _maxBodyBytes || needed < 0)
+        if (!PooledBytes.TryAppend(ref _body, ref _bodyLength, bytes, _maxBodyBytes, minimumCapacity: 4096))
         {
             _bodyOverflowed = true;
             if (_body is not null)
@@ -192,23 +191,6 @@ internal sealed class UsageCaptureStream : Stream
                 _body = null;
                 _bodyLength = 0;
             }
-
-            return;
         }
-
-        if (_body is null || _body.Length < needed)
-        {
-            byte[] grown = ArrayPool<byte>.Shared.Rent(Math.Min(_maxBodyBytes, Math.Max(needed, Math.Max(4096, (_body?.Length ?? 0) * 2))));
-            if (_body is not null)
-            {
-                _body.AsSpan(0, _bodyLength).CopyTo(grown);
-                ArrayPool<byte>.Shared.Return(_body);
-            }
-
-            _body = grown;
-        }
-
-        bytes.CopyTo(_body.AsSpan(_bodyLength));
-        _bodyLength = needed;
     }
 }
