@@ -77,6 +77,15 @@ public sealed class FileBudgetStoreCrashPropertyTests(ITestOutputHelper output) 
             {
                 long actual = random.Next(0, 151);
                 var settled = await store.SettleAsync(id, actual, StatusAt);
+                if (model.Unobservable.Remove(id) && settled.Status == BudgetSettlementStatus.AlreadySettled)
+                {
+                    // The settle or abandon in flight at the kill closed a zero-token hold for 0 tokens: no counter
+                    // moved, so the counters cannot tell whether it reached the log. It did; it charged nothing.
+                    settled.Charged.Should().Be(0, because);
+                    model.Settled(id, 0);
+                    continue;
+                }
+
                 settled.Status.Should().Be(BudgetSettlementStatus.Settled, $"acknowledged lease {id} is open exactly once ({because})");
                 model.Settled(id, actual);
             }
@@ -99,6 +108,9 @@ public sealed class FileBudgetStoreCrashPropertyTests(ITestOutputHelper output) 
 
     private sealed class Model
     {
+        /// <summary>Open leases whose in-flight settle or abandon changed no counter, so may or may not have applied.</summary>
+        public HashSet<long> Unobservable { get; } = [];
+
         private string[]? _pending;
 
         public Dictionary<long, long> Open { get; } = [];
@@ -197,6 +209,12 @@ public sealed class FileBudgetStoreCrashPropertyTests(ITestOutputHelper output) 
 
             if ((used, held) == without)
             {
+                if (with == without && p is not null && p[1] is "S" or "A")
+                {
+                    // A zero-token hold closed for 0 tokens moves no counter: applied or not, the counters agree.
+                    Unobservable.Add(long.Parse(p[2]));
+                }
+
                 return;
             }
 
