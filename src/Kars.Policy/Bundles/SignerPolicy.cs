@@ -70,6 +70,9 @@ public sealed class SignerPolicy
     {
         ArgumentException.ThrowIfNullOrEmpty(identityPattern);
         ArgumentException.ThrowIfNullOrEmpty(issuer);
+        // Compile the pattern on its own first: a pattern such as "a)|(?:.*" does not compile alone but would close
+        // the anchoring group early inside the wrapper and match anything.
+        _ = new Regex(identityPattern, RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture, RegexTimeout);
         var regex = new Regex($@"\A(?:{identityPattern})\z", RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture, RegexTimeout);
         return new SignerPolicy(null, null, regex, issuer);
     }
