@@ -77,14 +77,19 @@ internal sealed class TestSigstore
         X509Certificate2? issuingCa = null,
         ECDsa? ctKey = null,
         bool withSct = true,
-        DateTimeOffset? notBefore = null)
+        DateTimeOffset? notBefore = null,
+        bool withCodeSigningEku = true)
     {
         issuingCa ??= Ca;
         var from = notBefore ?? LeafStart;
         var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest("CN=sigstore-leaf", key, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.3")], false));
+        if (withCodeSigningEku)
+        {
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.3")], false));
+        }
+
         var san = new SubjectAlternativeNameBuilder();
         if (identity.Contains('@', StringComparison.Ordinal) && !identity.Contains("://", StringComparison.Ordinal))
         {

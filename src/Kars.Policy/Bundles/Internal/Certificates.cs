@@ -87,7 +87,9 @@ internal static class Certificates
         policy.ApplicationPolicy.Add(new Oid(eku));
         try
         {
-            if (!chain.Build(leaf))
+            // X509Chain treats a leaf without an EKU extension as valid for every purpose; a signing or timestamping
+            // certificate must name the purpose explicitly (Fulcio and RFC 3161 TSA certificates always do).
+            if (!HasExtendedKeyUsage(leaf, eku) || !chain.Build(leaf))
             {
                 return null;
             }
@@ -113,6 +115,28 @@ internal static class Certificates
         {
             return null;
         }
+    }
+
+    /// <summary>The certificate carries an extended key usage extension that lists <paramref name="eku"/>.</summary>
+    public static bool HasExtendedKeyUsage(X509Certificate2 certificate, string eku)
+    {
+        foreach (var extension in certificate.Extensions)
+        {
+            if (extension is X509EnhancedKeyUsageExtension usage)
+            {
+                foreach (var oid in usage.EnhancedKeyUsages)
+                {
+                    if (string.Equals(oid.Value, eku, StringComparison.Ordinal))
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>The leaf must be usable for code signing: KeyUsage digitalSignature when the extension is present.</summary>
