@@ -115,7 +115,20 @@ public sealed class SigstoreVerifier
         // Legacy: tag sha256-<hex>.sig, one simple-signing layer per signature.
         foreach (var tagged in layout.Manifests.Where(m => m.RefName == $"sha256-{hex}.sig"))
         {
-            foreach (var layer in layout.ReadManifest(tagged).Layers.Where(l => l.MediaType == CosignLegacy.SimpleSigningMediaType))
+            IReadOnlyList<OciDescriptor> signatureLayers;
+            try
+            {
+                signatureLayers = layout.ReadManifest(tagged).Layers;
+            }
+            catch (BundleException ex)
+            {
+                // A broken .sig manifest is a failed candidate; a referrer bundle may still verify.
+                candidates++;
+                first ??= ex;
+                continue;
+            }
+
+            foreach (var layer in signatureLayers.Where(l => l.MediaType == CosignLegacy.SimpleSigningMediaType))
             {
                 candidates++;
                 try
@@ -160,7 +173,14 @@ public sealed class SigstoreVerifier
         {
             if (descriptor.RefName == $"sha256-{hex}" && descriptor.MediaType == "application/vnd.oci.image.index.v1+json")
             {
-                manifests.AddRange(layout.ReadIndexBlob(descriptor));
+                try
+                {
+                    manifests.AddRange(layout.ReadIndexBlob(descriptor));
+                }
+                catch (BundleException)
+                {
+                    continue; // as an unparsable manifest below: it can only lose candidates
+                }
             }
             else if (descriptor.ArtifactType is OciLayout.BundleMediaType || descriptor.MediaType == "application/vnd.oci.image.manifest.v1+json")
             {
@@ -175,7 +195,20 @@ public sealed class SigstoreVerifier
                 continue; // blobs the check does not need may be absent
             }
 
-            var (layers, subject, artifactType) = layout.ReadManifest(descriptor);
+            IReadOnlyList<OciDescriptor> layers;
+            OciDescriptor? subject;
+            string? artifactType;
+            try
+            {
+                (layers, subject, artifactType) = layout.ReadManifest(descriptor);
+            }
+            catch (BundleException)
+            {
+                // An unrelated manifest that does not parse must not make a correctly signed policy unverifiable;
+                // skipping it can only lose a candidate signature (then Unsigned), never add one.
+                continue;
+            }
+
             if (subject is null || !subject.Sha256.AsSpan().SequenceEqual(target))
             {
                 continue;

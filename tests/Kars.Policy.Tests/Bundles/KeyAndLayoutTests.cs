@@ -121,6 +121,24 @@ public sealed class KeyAndLayoutTests
             .IsVerified.Should().BeFalse();
     }
 
+    [Fact]
+    public void An_unrelated_manifest_that_does_not_parse_does_not_hide_a_valid_referrer_signature()
+    {
+        var sigstore = new TestSigstore();
+        var layout = new LayoutBuilder();
+        string manifestDigest = layout.AddImage();
+        layout.AddRawManifest("{\"schemaVersion\":2,\"layers\":"u8.ToArray());
+        string statement = $$$"""{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"registry.test/policy","digest":{"sha256":"{{{manifestDigest[7..]}}}"}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}}""";
+        var (leaf, key) = sigstore.IssueLeaf();
+        layout.AddReferrer(manifestDigest, Encoding.UTF8.GetBytes(DsseBundle(sigstore, leaf, key, Encoding.UTF8.GetBytes(statement))));
+        layout.AddRawManifest("not json"u8.ToArray());
+        var verifier = new SigstoreVerifier(sigstore.TrustedRoot());
+
+        var result = verifier.VerifyOciLayout(layout.FileSystem, "/layout", manifestDigest, SignerPolicy.ForIdentity(TestSigstore.Identity, TestSigstore.Issuer));
+
+        result.IsVerified.Should().BeTrue(result.Message);
+    }
+
     /// <summary>A keyless DSSE bundle v0.3 with a dsse/0.0.1 entry, SET, and a one-leaf tree proof.</summary>
     private static string DsseBundle(TestSigstore sigstore, System.Security.Cryptography.X509Certificates.X509Certificate2 leaf, ECDsa key, byte[] statement)
     {
@@ -224,6 +242,14 @@ public sealed class KeyAndLayoutTests
             var (config, configSize) = Put("{}"u8.ToArray());
             var (referrer, size) = Put(Encoding.UTF8.GetBytes($$$"""{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{{{config}}}","size":{{{configSize}}}},"layers":[{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","digest":"{{{bundleDigest}}}","size":{{{bundleSize}}}}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{{{manifestDigest}}}","size":1}}"""));
             _index.Add($$$"""{"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json","digest":"{{{referrer}}}","size":{{{size}}}}""");
+            Flush();
+        }
+
+        /// <summary>Lists a blob as an image manifest in the index, whatever its bytes are.</summary>
+        public void AddRawManifest(byte[] bytes)
+        {
+            var (digest, size) = Put(bytes);
+            _index.Add($$$"""{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{{{digest}}}","size":{{{size}}}}""");
             Flush();
         }
 
