@@ -336,15 +336,22 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
             throw Failure(BundleFailureReason.CanonicalFormViolation, $"the layer's media type is {NativePolicyMediaType} but the document is a kars allowlist.json");
         }
 
+        EgressPolicySnapshot snapshot;
         try
         {
             // No feeds are supplied: a bundled document that names feed files is refused (they would be unsigned).
-            return EgressPolicySnapshot.Compile(bundle.Document, feeds: null, Name, _settings);
+            snapshot = EgressPolicySnapshot.Compile(bundle.Document, feeds: null, Name, _settings);
         }
         catch (EgressPolicyLoadException ex)
         {
             throw new EgressPolicyLoadException([.. ex.Problems.Select(AsBundleProblem)]);
         }
+
+        // The generation is the rollback floor (as metadata.generation > 0 is for the kars YAML): a native document
+        // without one would let any older generation-less signed policy replace it.
+        return snapshot.Generation >= 1
+            ? snapshot
+            : throw Failure(BundleFailureReason.CanonicalFormViolation, "a bundled native policy must carry a generation of at least 1 (the rollback floor)");
     }
 
     private static EgressPolicyProblem AsBundleProblem(EgressPolicyProblem problem) =>

@@ -91,6 +91,19 @@ public sealed class OciBundleSourceTests : IDisposable
         snapshot.Evaluate("a.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
     }
 
+    [Theory]
+    [InlineData("""{"schemaVersion":1,"allow":[{"host":"*.example.org","ports":[443]}]}""")]
+    [InlineData("""{"schemaVersion":1,"generation":0,"allow":[{"host":"*.example.org","ports":[443]}]}""")]
+    public void A_signed_native_bundle_without_a_generation_is_CanonicalFormViolation(string document)
+    {
+        // Generation 0 would be a floor every older generation-less signed policy passes (no rollback protection).
+        var (manifest, _) = _layout.AddPolicy(document, PolicyLayout.Native);
+        _layout.SignWithKey(manifest, _key);
+        using var source = Source();
+
+        LoadFailure(source).Should().Be(BundleFailureReason.CanonicalFormViolation);
+    }
+
     [Fact]
     public void Unverified_bytes_are_never_parsed_an_unsigned_invalid_document_is_Unsigned_not_a_parse_error()
     {
