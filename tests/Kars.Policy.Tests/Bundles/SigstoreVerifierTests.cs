@@ -74,6 +74,26 @@ public sealed class SigstoreVerifierTests
     }
 
     [Fact]
+    public void An_identity_pattern_that_would_close_the_anchoring_group_is_refused()
+    {
+        // Inside \A(?:…)\z this pattern compiles and matches any SAN; alone it does not compile.
+        var act = () => SignerPolicy.ForIdentityPattern(@"https://github\.com/example/.*)|(?:.*", TestSigstore.Issuer);
+
+        act.Should().Throw<ArgumentException>();
+    }
+
+    [Fact]
+    public void A_leaf_without_the_code_signing_extended_key_usage_is_UntrustedRoot()
+    {
+        // X509Chain accepts a leaf with no EKU extension for any purpose; a signing certificate must name code signing.
+        var (leaf, key) = _sigstore.IssueLeaf(withCodeSigningEku: false);
+        var builder = new BundleBuilder(_sigstore) { Leaf = leaf, SigningKey = key };
+
+        Verify(builder).FailureReason.Should().Be(BundleFailureReason.UntrustedRoot);
+        Verify(new BundleBuilder(_sigstore)).IsVerified.Should().BeTrue("the same bundle with the EKU verifies");
+    }
+
+    [Fact]
     public void A_certificate_expired_at_the_log_time_is_UntrustedRoot()
     {
         var builder = new BundleBuilder(_sigstore) { IntegratedTime = TestSigstore.LeafStart.AddMinutes(11).ToUnixTimeSeconds() };
