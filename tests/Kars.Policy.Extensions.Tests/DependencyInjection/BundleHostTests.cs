@@ -369,6 +369,26 @@ public sealed class BundleHostTests : IAsyncLifetime, IDisposable
         _server.Connections.Should().Be(2, "only the two requests made under a verified policy connected");
     }
 
+    [Fact]
+    public async Task Restart_WithATamperedPersistedCopyAndABadLayout_RefusesTheCopy_NothingInForce()
+    {
+        Swap(l => SignedWithKey(l, 4, "allowed.test"));
+        var first = await Started(KeyBundle());
+        (await Reaches(first, "allowed.test")).Should().BeTrue();
+        await first.StopAsync();
+
+        // Someone with write access to the state directory edits the persisted policy to allow other.test.
+        string layer = Directory.GetFiles(Path.Combine(State, "blobs", "sha256")).Single(f => File.ReadAllText(f).StartsWith("apiVersion", StringComparison.Ordinal));
+        File.WriteAllText(layer, Yaml(4, "allowed.test", "other.test"));
+        Swap(l => l.AddPolicy(Yaml(9, "other.test")));
+        var second = await Started(KeyBundle());
+
+        (await Reaches(second, "other.test")).Should().BeFalse("the edited copy does not verify and is never used");
+        (await Reaches(second, "allowed.test")).Should().BeFalse();
+        Monitor(second).State.IsLoaded.Should().BeFalse();
+        (await Health(second)).Status.Should().Be(HealthStatus.Unhealthy);
+    }
+
     [Theory]
     [InlineData("missing key file")]
     [InlineData("garbage key file")]
