@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.IO.Abstractions;
 using Kars.Policy.Budgets;
+using Kars.Policy.Bundles;
 using Kars.Policy.DependencyInjection;
 using Kars.Policy.Egress;
 using Kars.Policy.Http;
@@ -25,7 +26,9 @@ public static class KarsPolicyServiceCollectionExtensions
     /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
     /// <remarks>
     /// <para>Registered with <c>TryAdd</c> (a service the host registers first wins): <see cref="IEgressPolicySource"/>
-    /// (a watched folder or a file), <see cref="EgressPolicyMonitor"/> and <see cref="IEgressPolicy"/> (the same
+    /// (a watched folder or a file, or with <c>Kars:Egress:Bundle</c> a verified <see cref="OciBundleEgressPolicySource"/>
+    /// whose last-known-good the monitor persists in a <see cref="FileEgressPolicyLastKnownGoodStore"/> unless the host
+    /// registered an <see cref="IEgressPolicyLastKnownGoodStore"/>), <see cref="EgressPolicyMonitor"/> and <see cref="IEgressPolicy"/> (the same
     /// instance), <see cref="BudgetStore"/> (memory or file; a store the host registers, such as Redis, wins),
     /// <see cref="BudgetMeter"/>, <see cref="TimeProvider"/> (<see cref="TimeProvider.System"/>), <see cref="IFileSystem"/>
     /// (the real one), and the <c>Kars.Policy</c> meter through the container's <see cref="IMeterFactory"/>.</para>
@@ -77,6 +80,11 @@ public static class KarsPolicyServiceCollectionExtensions
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IFileSystem, FileSystem>();
+
+        // Signed bundle trust material: read once, when the options are validated, and used by the source.
+        services.TryAddSingleton(static sp => new KarsBundleTrust(sp.GetRequiredService<IFileSystem>()));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KarsPolicyOptions>, KarsBundleTrustValidator>(
+            static sp => new KarsBundleTrustValidator(sp.GetRequiredService<KarsBundleTrust>())));
         services.AddMetrics();
 
         // Egress: source -> monitor -> IEgressPolicy. The source is its own singleton so the container disposes it
@@ -87,13 +95,14 @@ public static class KarsPolicyServiceCollectionExtensions
         services.TryAddSingleton(static sp =>
         {
             var egress = sp.GetRequiredService<IOptions<KarsPolicyOptions>>().Value.Egress;
+            var source = sp.GetRequiredService<IEgressPolicySource>();
             return new EgressPolicyMonitor(
-                sp.GetRequiredService<IEgressPolicySource>(),
+                source,
                 egress.Policy,
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetService<ILoggerFactory>(),
                 learnedHosts: null,
-                sp.GetService<IEgressPolicyLastKnownGoodStore>(),
+                sp.GetService<IEgressPolicyLastKnownGoodStore>() ?? CreateLastKnownGood(sp, egress, source),
                 sp.GetService<IMeterFactory>());
         });
         services.TryAddSingleton<IEgressPolicy>(static sp => sp.GetRequiredService<EgressPolicyMonitor>());
@@ -125,16 +134,29 @@ public static class KarsPolicyServiceCollectionExtensions
     private static IEgressPolicySource CreateSource(IServiceProvider sp)
     {
         var egress = sp.GetRequiredService<IOptions<KarsPolicyOptions>>().Value.Egress;
-        if (!egress.Enabled || string.IsNullOrWhiteSpace(egress.Path))
+        var fileSystem = sp.GetRequiredService<IFileSystem>();
+        if (egress.Enabled && egress.Bundle is { Path: { } layout } bundle)
         {
-            throw new InvalidOperationException("The Kars.Policy egress policy is not configured (Kars:Egress:Enabled is false or Kars:Egress:Path is empty).");
+            // The options were validated when they were resolved above; the trust material is what was validated.
+            var (verifier, signer) = sp.GetRequiredService<KarsBundleTrust>().Get(bundle);
+            return new OciBundleEgressPolicySource(layout, verifier, signer, bundle.ManifestDigest, egress.Policy, fileSystem, sp.GetRequiredService<TimeProvider>());
         }
 
-        var fileSystem = sp.GetRequiredService<IFileSystem>();
+        if (!egress.Enabled || string.IsNullOrWhiteSpace(egress.Path))
+        {
+            throw new InvalidOperationException("The Kars.Policy egress policy is not configured (Kars:Egress:Enabled is false, or neither Kars:Egress:Path nor Kars:Egress:Bundle is set).");
+        }
+
         return egress.Watch
             ? new DirectoryEgressPolicySource(egress.Path, egress.Policy, fileSystem, sp.GetRequiredService<TimeProvider>())
             : new FileEgressPolicySource(egress.Path, egress.Policy, fileSystem);
     }
+
+    /// <summary>The persisted last-known-good of a configured bundle (its state directory); none for other sources.</summary>
+    private static FileEgressPolicyLastKnownGoodStore? CreateLastKnownGood(IServiceProvider sp, KarsEgressPolicyOptions egress, IEgressPolicySource source) =>
+        egress.Bundle is { StatePath: { } state } && source is OciBundleEgressPolicySource bundleSource
+            ? new FileEgressPolicyLastKnownGoodStore(state, bundleSource, sp.GetRequiredService<IFileSystem>(), sp.GetRequiredService<TimeProvider>())
+            : null;
 
     private static BudgetStore CreateStore(IServiceProvider sp)
     {

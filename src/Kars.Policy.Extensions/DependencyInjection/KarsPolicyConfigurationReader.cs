@@ -22,7 +22,13 @@ internal static class KarsPolicyConfigurationReader
     private static readonly string[] EgressKeys =
     [
         "Enabled", "Path", "Watch", "Sandbox", "Mode", "PrivateAllow", "LearnedCapacity", "MaxFeedEntries", "MaxDocumentBytes",
-        "MaxFeedBytes", "AllowFeedsOutsidePolicyFolder", "TreatOverbroadRulesAsErrors", "WatchInterval", "ReloadDelay",
+        "MaxFeedBytes", "AllowFeedsOutsidePolicyFolder", "TreatOverbroadRulesAsErrors", "WatchInterval", "ReloadDelay", "Bundle",
+    ];
+
+    private static readonly string[] BundleKeys =
+    [
+        "Path", "PublicKeyPath", "TrustedRootPath", "CertificateIdentity", "CertificateIdentityRegex", "CertificateOidcIssuer",
+        "ManifestDigest", "StatePath", "RequireTransparencyLog", "RequireSignedCertificateTimestamp", "AllowedPredicateTypes",
     ];
 
     private static readonly string[] BudgetKeys = ["Mode", "PerRequestTokens", "LeaseDuration", "Limits", "Keys", "Store", "MaxCachedKeys"];
@@ -70,6 +76,46 @@ internal static class KarsPolicyConfigurationReader
         Bool(section, "TreatOverbroadRulesAsErrors", v => policy.TreatOverbroadRulesAsErrors = v, problems);
         Time(section, "WatchInterval", v => policy.WatchInterval = v, problems);
         Time(section, "ReloadDelay", v => policy.ReloadDelay = v, problems);
+        if (section.GetSection("Bundle") is { } bundle && bundle.Exists())
+        {
+            egress.Bundle = ReadBundle(bundle, problems);
+        }
+    }
+
+    private static KarsEgressBundleOptions ReadBundle(IConfigurationSection section, List<string> problems)
+    {
+        Unknown(section, BundleKeys, problems);
+        var bundle = new KarsEgressBundleOptions();
+        if (section.Value is { Length: > 0 })
+        {
+            problems.Add($"{section.Path}: a section (Path, PublicKeyPath or the keyless identity, StatePath, ...), not a value.");
+        }
+
+        Text(section, "Path", v => bundle.Path = v);
+        Text(section, "PublicKeyPath", v => bundle.PublicKeyPath = v);
+        Text(section, "TrustedRootPath", v => bundle.TrustedRootPath = v);
+        Text(section, "CertificateIdentity", v => bundle.CertificateIdentity = v);
+        Text(section, "CertificateIdentityRegex", v => bundle.CertificateIdentityRegex = v);
+        Text(section, "CertificateOidcIssuer", v => bundle.CertificateOidcIssuer = v);
+        Text(section, "ManifestDigest", v => bundle.ManifestDigest = v);
+        Text(section, "StatePath", v => bundle.StatePath = v);
+        Bool(section, "RequireTransparencyLog", v => bundle.RequireTransparencyLog = v, problems);
+        Bool(section, "RequireSignedCertificateTimestamp", v => bundle.RequireSignedCertificateTimestamp = v, problems);
+        var types = section.GetSection("AllowedPredicateTypes");
+        if (types.Value is { Length: > 0 } single)
+        {
+            bundle.AllowedPredicateTypes.Add(single);
+        }
+
+        foreach (var child in types.GetChildren())
+        {
+            if (child.Value is { Length: > 0 } type)
+            {
+                bundle.AllowedPredicateTypes.Add(type);
+            }
+        }
+
+        return bundle;
     }
 
     private static void ReadBudgets(IConfigurationSection section, KarsBudgetOptions budgets, List<string> problems)

@@ -36,9 +36,16 @@ public sealed class KarsEgressPolicyOptions
     /// <value>The default value is <see langword="true"/>: <see cref="Path"/> is then required, unless the host registered its own <see cref="IEgressPolicySource"/>.</value>
     public bool Enabled { get; set; } = true;
 
-    /// <summary>Gets or sets the policy: a native JSON policy file, a kars <c>allowlist.json</c>, or a kars folder.</summary>
+    /// <summary>Gets or sets the policy: a native JSON policy file, a kars <c>allowlist.json</c>, or a kars folder.
+    /// Exactly one of <see cref="Path"/> and <see cref="Bundle"/> is set.</summary>
     /// <value>The default value is <see langword="null"/>.</value>
     public string? Path { get; set; }
+
+    /// <summary>Gets or sets the signed policy bundle (configuration section <c>Kars:Egress:Bundle</c>): an OCI image layout
+    /// verified with <see cref="Bundles.OciBundleEgressPolicySource"/> and persisted with
+    /// <see cref="Bundles.FileEgressPolicyLastKnownGoodStore"/>. Exactly one of <see cref="Path"/> and <see cref="Bundle"/> is set.</summary>
+    /// <value>The default value is <see langword="null"/>: no bundle.</value>
+    public KarsEgressBundleOptions? Bundle { get; set; }
 
     /// <summary>Gets or sets whether the folder of <see cref="Path"/> is watched (<see cref="DirectoryEgressPolicySource"/>,
     /// including the Kubernetes ConfigMap <c>..data</c> swap) so that edits are reloaded; otherwise the file is read once
@@ -56,6 +63,72 @@ public sealed class KarsEgressPolicyOptions
     /// limits, <see cref="KarsEgressOptions.TreatOverbroadRulesAsErrors"/>. Configuration keys sit directly in
     /// <c>Kars:Egress</c> (for example <c>Kars:Egress:Mode</c>).</summary>
     public KarsEgressOptions Policy { get; } = new();
+}
+
+/// <summary>
+/// A signed egress policy bundle (DESIGN §3, docs/bundles.md): where the OCI image layout is, who must have signed it,
+/// and where its last-known-good copy is kept. Relative paths are relative to the process's working directory, as
+/// <see cref="KarsEgressPolicyOptions.Path"/> is. The trust material (<see cref="PublicKeyPath"/>,
+/// <see cref="TrustedRootPath"/>) is read once, when the options are validated at start-up: a file that cannot be read
+/// or parsed fails the start. A change of these options takes effect at the next start.
+/// </summary>
+/// <remarks>This type is mutable and not safe for concurrent modification.</remarks>
+public sealed class KarsEgressBundleOptions
+{
+    /// <summary>Gets or sets the OCI image layout directory (or a Kubernetes volume whose <c>..data</c> holds one). It is
+    /// always watched, including the <c>..data</c> swap.</summary>
+    /// <value>The default value is <see langword="null"/>; required.</value>
+    public string? Path { get; set; }
+
+    /// <summary>Gets or sets a PEM public key file (<c>cosign.pub</c>): the bundle must be signed with that key. Set this,
+    /// or <see cref="CertificateIdentity"/> (or <see cref="CertificateIdentityRegex"/>) with <see cref="CertificateOidcIssuer"/>.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public string? PublicKeyPath { get; set; }
+
+    /// <summary>Gets or sets the Sigstore <c>trusted_root.json</c> file: Fulcio CAs, CT logs, Rekor logs and timestamp
+    /// authorities. Required for keyless signatures, and for key signatures while <see cref="RequireTransparencyLog"/> is
+    /// <see langword="true"/> (the Rekor entry is verified against its log keys).</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public string? TrustedRootPath { get; set; }
+
+    /// <summary>Gets or sets the keyless signer's certificate identity (a SAN: e-mail, URI), compared ordinally.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public string? CertificateIdentity { get; set; }
+
+    /// <summary>Gets or sets a .NET regular expression the keyless signer's whole certificate identity must match (anchored
+    /// with <c>\A(?:…)\z</c>), instead of <see cref="CertificateIdentity"/>.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public string? CertificateIdentityRegex { get; set; }
+
+    /// <summary>Gets or sets the keyless signer's OIDC issuer URL, compared ordinally.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public string? CertificateOidcIssuer { get; set; }
+
+    /// <summary>Gets or sets the policy manifest to load, <c>sha256:&lt;64 lower-case hex&gt;</c>; otherwise the one policy
+    /// manifest of the layout is loaded.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public string? ManifestDigest { get; set; }
+
+    /// <summary>Gets or sets the state directory of the persisted last-known-good copy (the rollback floor across
+    /// restarts). Keep it writable by the service account only; it must not be the layout directory.</summary>
+    /// <value>The default value is <see langword="null"/>; required.</value>
+    public string? StatePath { get; set; }
+
+    /// <summary>Gets or sets whether transparency-log evidence is required for key-signed bundles
+    /// (<see cref="Bundles.SigstoreVerifierOptions.RequireTransparencyLog"/>; <see langword="false"/> is cosign's
+    /// <c>--insecure-ignore-tlog</c>). Keyless bundles always need it.</summary>
+    /// <value>The default value is <see langword="true"/>.</value>
+    public bool RequireTransparencyLog { get; set; } = true;
+
+    /// <summary>Gets or sets whether a Fulcio certificate must carry an embedded SCT
+    /// (<see cref="Bundles.SigstoreVerifierOptions.RequireSignedCertificateTimestamp"/>).</summary>
+    /// <value>The default value is <see langword="true"/>.</value>
+    public bool RequireSignedCertificateTimestamp { get; set; } = true;
+
+    /// <summary>Gets the in-toto predicate types a DSSE signature of the bundle may carry. Empty: only
+    /// <see cref="Bundles.OciBundleEgressPolicySource.CosignSignPredicateType"/> (<c>cosign sign</c>), so that an attestation
+    /// of another kind by the same signer does not vouch for a policy. There is no setting for "any".</summary>
+    public IList<string> AllowedPredicateTypes { get; } = [];
 }
 
 /// <summary>Budget options of <see cref="KarsPolicyOptions"/>: the limits file of DESIGN §7 as options, and the store.

@@ -11,6 +11,7 @@ namespace Kars.Policy.DependencyInjection;
 /// </summary>
 internal sealed class KarsPolicyOptionsCustomValidator : IValidateOptions<KarsPolicyOptions>
 {
+    private static readonly System.Buffers.SearchValues<char> LowerHex = System.Buffers.SearchValues.Create("0123456789abcdef");
     private readonly Func<Type, bool> _hostRegistered;
 
     /// <param name="hostRegistered">Whether the host registered its own service of a type (then the options that
@@ -33,9 +34,19 @@ internal sealed class KarsPolicyOptionsCustomValidator : IValidateOptions<KarsPo
             return;
         }
 
-        if (string.IsNullOrWhiteSpace(egress.Path) && !_hostRegistered(typeof(IEgressPolicySource)))
+        bool hasPath = !string.IsNullOrWhiteSpace(egress.Path);
+        if (hasPath && egress.Bundle is not null)
         {
-            errors.Add("Kars:Egress:Path is required (a policy file, a kars allowlist.json or a kars folder), unless Kars:Egress:Enabled is false or the host registers an IEgressPolicySource.");
+            errors.Add("Kars:Egress:Path and Kars:Egress:Bundle are both set: configure exactly one policy source (a policy file or folder, or a signed bundle).");
+        }
+        else if (!hasPath && egress.Bundle is null && !_hostRegistered(typeof(IEgressPolicySource)))
+        {
+            errors.Add("Kars:Egress:Path or Kars:Egress:Bundle is required (a policy file, a kars allowlist.json or a kars folder; or a signed OCI bundle), unless Kars:Egress:Enabled is false or the host registers an IEgressPolicySource.");
+        }
+
+        if (egress.Bundle is { } bundle)
+        {
+            ValidateBundle(bundle, errors);
         }
 
         KarsEgressOptions policy = egress.Policy;
@@ -92,6 +103,91 @@ internal sealed class KarsPolicyOptionsCustomValidator : IValidateOptions<KarsPo
             }
         }
     }
+
+    /// <summary>The shape of the bundle options (no I/O: the trust files are read by <see cref="KarsBundleTrustValidator"/>).</summary>
+    private static void ValidateBundle(KarsEgressBundleOptions bundle, List<string> errors)
+    {
+        const string Where = "Kars:Egress:Bundle";
+        if (string.IsNullOrWhiteSpace(bundle.Path))
+        {
+            errors.Add($"{Where}:Path is required (the OCI image layout directory).");
+        }
+
+        if (string.IsNullOrWhiteSpace(bundle.StatePath))
+        {
+            errors.Add($"{Where}:StatePath is required (the directory of the persisted last-known-good policy, the rollback floor across restarts).");
+        }
+        else if (string.Equals(bundle.StatePath.TrimEnd('/', '\\'), bundle.Path?.TrimEnd('/', '\\'), StringComparison.Ordinal))
+        {
+            errors.Add($"{Where}:StatePath must not be the layout directory {Where}:Path.");
+        }
+
+        bool key = !string.IsNullOrWhiteSpace(bundle.PublicKeyPath);
+        bool identity = !string.IsNullOrEmpty(bundle.CertificateIdentity);
+        bool pattern = !string.IsNullOrEmpty(bundle.CertificateIdentityRegex);
+        bool issuer = !string.IsNullOrEmpty(bundle.CertificateOidcIssuer);
+        if (key && (identity || pattern || issuer))
+        {
+            errors.Add($"{Where}: PublicKeyPath and a keyless identity (CertificateIdentity, CertificateIdentityRegex, CertificateOidcIssuer) are both set: name exactly one signer.");
+        }
+        else if (!key && !identity && !pattern && !issuer)
+        {
+            errors.Add($"{Where}: name who must have signed: PublicKeyPath, or CertificateIdentity (or CertificateIdentityRegex) with CertificateOidcIssuer and TrustedRootPath.");
+        }
+        else if (!key)
+        {
+            if (identity && pattern)
+            {
+                errors.Add($"{Where}: CertificateIdentity and CertificateIdentityRegex are both set: give one.");
+            }
+            else if (!identity && !pattern)
+            {
+                errors.Add($"{Where}: CertificateIdentity or CertificateIdentityRegex is required with CertificateOidcIssuer.");
+            }
+
+            if (!issuer)
+            {
+                errors.Add($"{Where}:CertificateOidcIssuer is required for a keyless signer.");
+            }
+
+            if (string.IsNullOrWhiteSpace(bundle.TrustedRootPath))
+            {
+                errors.Add($"{Where}:TrustedRootPath is required for a keyless signer (the Fulcio, CT and Rekor keys come only from it).");
+            }
+
+            if (pattern && issuer)
+            {
+                try
+                {
+                    _ = Bundles.SignerPolicy.ForIdentityPattern(bundle.CertificateIdentityRegex!, bundle.CertificateOidcIssuer!);
+                }
+                catch (ArgumentException ex)
+                {
+                    errors.Add($"{Where}:CertificateIdentityRegex does not compile ({ex.Message}).");
+                }
+            }
+        }
+        else if (bundle.RequireTransparencyLog && string.IsNullOrWhiteSpace(bundle.TrustedRootPath))
+        {
+            errors.Add($"{Where}:TrustedRootPath is required while RequireTransparencyLog is true (the key signature's Rekor entry is checked against its log keys); setting RequireTransparencyLog to false is cosign's --insecure-ignore-tlog.");
+        }
+
+        if (bundle.ManifestDigest is { } digest && !IsSha256Digest(digest))
+        {
+            errors.Add($"{Where}:ManifestDigest '{digest}' is not sha256:<64 lower-case hex digits>.");
+        }
+
+        foreach (string type in bundle.AllowedPredicateTypes)
+        {
+            if (string.IsNullOrWhiteSpace(type) || type.Trim().Length != type.Length)
+            {
+                errors.Add($"{Where}:AllowedPredicateTypes: '{type}' is not a predicate type URI.");
+            }
+        }
+    }
+
+    private static bool IsSha256Digest(string digest) =>
+        digest.Length == 71 && digest.StartsWith("sha256:", StringComparison.Ordinal) && !digest.AsSpan(7).ContainsAnyExcept(LowerHex);
 
     private void ValidateBudgets(KarsBudgetOptions budgets, List<string> errors)
     {

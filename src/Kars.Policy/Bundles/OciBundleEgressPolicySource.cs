@@ -23,7 +23,8 @@ namespace Kars.Policy.Bundles;
 /// <see cref="EgressPolicyProblem.BundleFailure"/> reason; an <see cref="EgressPolicyMonitor"/> then keeps the
 /// last-known-good snapshot (stale) or, with none, decides every target <c>NoPolicy</c>.</para>
 /// <para>The snapshot's <see cref="EgressPolicySnapshot.Digest"/> is the SHA-256 of the policy document (the layer),
-/// its generation the document's (<c>metadata.generation</c> or <c>generation</c>). Feeds and approvals are not part
+/// its generation the document's (<c>metadata.generation</c> or <c>generation</c>, 1 or more: a native document without one is
+/// refused, as the rollback floor needs it). Feeds and approvals are not part
 /// of a bundle: a native document that names blocklist feed files is refused (they would be unsigned).</para>
 /// <para>The folder is watched as <see cref="DirectoryEgressPolicySource"/> watches one (polling every
 /// <see cref="KarsEgressOptions.WatchInterval"/>, following symbolic links, including the <c>..data</c> swap).
@@ -36,6 +37,11 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
 
     /// <summary>The media type of the native JSON policy document (DESIGN §5).</summary>
     public const string NativePolicyMediaType = "application/vnd.kars.egress-policy.v1+json";
+
+    /// <summary>The in-toto predicate type of <c>cosign sign</c>'s DSSE signatures (cosign v3 referrer bundles):
+    /// <c>https://sigstore.dev/cosign/sign/v1</c>. The only predicate type this source accepts when its verifier allows any
+    /// (see the constructor).</summary>
+    public const string CosignSignPredicateType = "https://sigstore.dev/cosign/sign/v1";
 
     private const string ImageManifestMediaType = "application/vnd.oci.image.manifest.v1+json";
     private const string ImageIndexMediaType = "application/vnd.oci.image.index.v1+json";
@@ -52,7 +58,11 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
     /// <summary>Initializes a new source. Nothing is read until <see cref="Load"/> or the first poll.</summary>
     /// <param name="layoutPath">The OCI image layout directory (or a Kubernetes volume whose <c>..data</c> holds one).</param>
     /// <param name="verifier">The verifier: trusted root and strictness (for example
-    /// <see cref="SigstoreVerifierOptions.RequireTransparencyLog"/>).</param>
+    /// <see cref="SigstoreVerifierOptions.RequireTransparencyLog"/>). When its
+    /// <see cref="SigstoreVerifierOptions.AllowedPredicateTypes"/> is <see langword="null"/> (any), this source accepts
+    /// only <see cref="CosignSignPredicateType"/> in a DSSE signature: an attestation of another type by the same signer
+    /// over the policy manifest (a provenance, an SBOM, a scan result) says something about the artifact, not that
+    /// the signer approves it as policy. Set the types explicitly to accept others.</param>
     /// <param name="signer">Who must have signed: a key, or a keyless identity and issuer.</param>
     /// <param name="manifestDigest">The manifest to load, <c>sha256:&lt;hex&gt;</c>; <see langword="null"/> to pick the one policy manifest of the layout.</param>
     /// <param name="options">Options (mode override, trusted private prefixes, overbroad rules as errors,
@@ -80,7 +90,7 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
 
         options ??= new KarsEgressOptions();
         Name = layoutPath;
-        _verifier = verifier;
+        _verifier = verifier.AllowsAnyPredicateType ? verifier.WithPredicateTypes([CosignSignPredicateType]) : verifier;
         _signer = signer;
         _pinnedDigest = manifestDigest;
         _settings = EgressCompileSettings.From(options);
@@ -347,11 +357,13 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
             throw new EgressPolicyLoadException([.. ex.Problems.Select(AsBundleProblem)]);
         }
 
-        // The generation is the rollback floor (as metadata.generation > 0 is for the kars YAML): a native document
-        // without one would let any older generation-less signed policy replace it.
-        return snapshot.Generation >= 1
-            ? snapshot
-            : throw Failure(BundleFailureReason.CanonicalFormViolation, "a bundled native policy must carry a generation of at least 1 (the rollback floor)");
+        if (snapshot.Generation < 1)
+        {
+            // The rollback floor needs a generation: without one every signed native policy would be generation 0.
+            throw Failure(BundleFailureReason.CanonicalFormViolation, "a signed native policy must carry a \"generation\" of 1 or more (the rollback floor)");
+        }
+
+        return snapshot;
     }
 
     private static EgressPolicyProblem AsBundleProblem(EgressPolicyProblem problem) =>

@@ -36,6 +36,18 @@ public sealed class SigstoreVerifier
         };
     }
 
+    /// <summary>Whether a DSSE statement of any predicate type is accepted (<see cref="SigstoreVerifierOptions.AllowedPredicateTypes"/> is <see langword="null"/>).</summary>
+    internal bool AllowsAnyPredicateType => _options.AllowedPredicateTypes is null;
+
+    /// <summary>This verifier's trust and options with <see cref="SigstoreVerifierOptions.AllowedPredicateTypes"/> set to <paramref name="predicateTypes"/>.</summary>
+    internal SigstoreVerifier WithPredicateTypes(IReadOnlyCollection<string> predicateTypes) => new(_root, new SigstoreVerifierOptions
+    {
+        RequireTransparencyLog = _options.RequireTransparencyLog,
+        RequireSignedCertificateTimestamp = _options.RequireSignedCertificateTimestamp,
+        AllowedPredicateTypes = predicateTypes,
+        MaxDocumentBytes = _options.MaxDocumentBytes,
+    });
+
     /// <summary>Verifies a Sigstore bundle (v0.1–v0.3 JSON) for an artifact.</summary>
     /// <param name="bundleJson">The bundle file's bytes.</param>
     /// <param name="artifact">What was signed: its bytes, or its SHA-256 digest (for DSSE: a subject of the statement).</param>

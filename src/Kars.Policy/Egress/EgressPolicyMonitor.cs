@@ -22,7 +22,7 @@ namespace Kars.Policy.Egress;
 /// <para>Every load replaces the whole state with one atomic write, then fires the change token
 /// (<see cref="GetChangeToken"/>). A load that fails keeps the last good snapshot and marks the state stale; a policy
 /// whose generation is lower than the one in force is refused (<see cref="EgressPolicyProblemKind.RollbackRejected"/>)
-/// the same way. With no snapshot at all every decision is <see cref="EgressReason.NoPolicy"/>, in every mode.</para>
+/// the same way, and so is, from a signed bundle source, a different policy under the generation in force. With no snapshot at all every decision is <see cref="EgressReason.NoPolicy"/>, in every mode.</para>
 /// <para>Thread safety: every member is safe to call concurrently. A decision reads the state once, so it is
 /// consistent with exactly one snapshot (its digest, generation and verdict all come from it). Evaluating a canonical
 /// DNS name and <see cref="EvaluateResolvedAddress"/> allocate nothing. Learn-mode decisions are reported to
@@ -287,7 +287,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
             heldSince = now;
         }
 
-        if (loaded is not null && held is not null && loaded.Generation < held.Generation)
+        if (loaded is not null && held is not null && RefusedGeneration(loaded, held) is { } refusal)
         {
             problems =
             [
@@ -295,8 +295,8 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
                     EgressPolicyProblemKind.RollbackRejected,
                     _source.Name,
                     "$.generation",
-                    $"generation {loaded.Generation} ({loaded.Digest}) is lower than generation {held.Generation} in force; refused",
-                    $"publish the policy with a generation of at least {held.Generation}",
+                    refusal,
+                    $"publish the policy with a generation above {held.Generation}",
                     _source is Bundles.OciBundleEgressPolicySource ? Bundles.BundleFailureReason.RollbackRejected : null),
             ];
             loaded = null;
@@ -343,6 +343,29 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         }
 
         return loaded is not null;
+    }
+
+    /// <summary>Why <paramref name="loaded"/> may not replace <paramref name="held"/>, or <see langword="null"/> when it may.</summary>
+    /// <remarks>A lower generation is always refused. An equal generation with another digest is refused for a source
+    /// whose documents carry a generation (a signed bundle: kars rule 8, generation monotonic across rotations), so
+    /// that a second, different policy signed under a generation already in force (an old one re-signed, or a
+    /// replay) cannot displace it; the same generation with the same digest is the same policy. Plain files and
+    /// folders carry no generation (it is 0 or whatever the author wrote) and keep accepting an equal one.</remarks>
+    private string? RefusedGeneration(EgressPolicySnapshot loaded, EgressPolicySnapshot held)
+    {
+        if (loaded.Generation < held.Generation)
+        {
+            return $"generation {loaded.Generation} ({loaded.Digest}) is lower than generation {held.Generation} in force; refused";
+        }
+
+        if (loaded.Generation == held.Generation
+            && _source is Bundles.OciBundleEgressPolicySource
+            && !string.Equals(loaded.Digest, held.Digest, StringComparison.Ordinal))
+        {
+            return $"generation {loaded.Generation} is already in force with another policy ({held.Digest}); a different policy ({loaded.Digest}) under the same generation is refused";
+        }
+
+        return null;
     }
 
     private EgressPolicySnapshot? LoadLastKnownGood()

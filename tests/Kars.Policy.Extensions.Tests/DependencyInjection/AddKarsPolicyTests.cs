@@ -81,7 +81,7 @@ public sealed class AddKarsPolicyTests
         failures.Should().Contain(f => f.Contains("Kars:Egress:ReloadDelay", StringComparison.Ordinal));
         failures.Should().Contain(f => f.Contains("10.0.0.0/99", StringComparison.Ordinal));
         failures.Should().Contain(f => f.Contains("Kars:Egress:Pth", StringComparison.Ordinal) && f.Contains("unknown", StringComparison.Ordinal));
-        failures.Should().Contain(f => f.Contains("Kars:Egress:Path is required", StringComparison.Ordinal));
+        failures.Should().Contain(f => f.Contains("Kars:Egress:Path or Kars:Egress:Bundle is required", StringComparison.Ordinal));
         failures.Should().Contain(f => f.Contains("Kars:Budgets:Mode", StringComparison.Ordinal));
         failures.Should().Contain(f => f.Contains("PerRequestTokens", StringComparison.Ordinal));
         failures.Should().Contain(f => f.Contains("Kars:Budgets:Limits:Day", StringComparison.Ordinal));

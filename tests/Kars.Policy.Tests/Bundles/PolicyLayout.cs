@@ -81,7 +81,13 @@ internal sealed class PolicyLayout
     public void SignKeyless(string manifestDigest, TestSigstore sigstore, X509Certificate2? leaf = null, ECDsa? key = null)
     {
         var builder = new BundleBuilder(sigstore) { Artifact = _manifests[manifestDigest], Leaf = leaf, SigningKey = key };
-        var (bundleDigest, bundleSize) = Put(Encoding.UTF8.GetBytes(builder.Build()));
+        AttachBundle(manifestDigest, builder.Build());
+    }
+
+    /// <summary>Attaches a Sigstore bundle (any content, for example a DSSE attestation) to the manifest as an OCI 1.1 referrer.</summary>
+    public void AttachBundle(string manifestDigest, string bundleJson)
+    {
+        var (bundleDigest, bundleSize) = Put(Encoding.UTF8.GetBytes(bundleJson));
         var (config, configSize) = Put("{}"u8.ToArray());
         var (referrer, size) = Put(Encoding.UTF8.GetBytes($$$"""{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{{{config}}}","size":{{{configSize}}}},"layers":[{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","digest":"{{{bundleDigest}}}","size":{{{bundleSize}}}}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{{{manifestDigest}}}","size":{{{_manifests[manifestDigest].Length}}}}}"""));
         _index.Add((referrer, $$$"""{"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json","digest":"{{{referrer}}}","size":{{{size}}}}"""));
