@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.IO.Abstractions;
 using System.Text.Json;
@@ -105,6 +106,36 @@ public sealed class FileEgressPolicyLastKnownGoodStore : IEgressPolicyLastKnownG
 
             _savedManifest = recorded.Manifest;
             return snapshot;
+        }
+    }
+
+    /// <summary>Reads the generation and digest recorded in the state directory's index, without verifying the copy
+    /// (the record is trusted for freshness only, like the rest of the directory: see the remarks).</summary>
+    /// <param name="generation">The recorded generation.</param>
+    /// <param name="digest">The recorded policy digest.</param>
+    /// <returns><see langword="true"/> when a record was read; <see langword="false"/> when none was saved.</returns>
+    /// <exception cref="InvalidDataException">The record exists but cannot be read or parsed.</exception>
+    public bool TryGetRecordedGeneration(out long generation, [NotNullWhen(true)] out string? digest)
+    {
+        lock (_gate)
+        {
+            var read = BoundedFile.Read(_fileSystem, IndexPath, MaxIndexBytes);
+            if (read.Error == FileReadError.NotFound)
+            {
+                generation = 0;
+                digest = null;
+                return false;
+            }
+
+            if (!read.IsSuccess)
+            {
+                throw Refused($"{IndexPath} {read.Message}");
+            }
+
+            var recorded = ReadAnnotations(read.Bytes!);
+            generation = recorded.Generation;
+            digest = recorded.Digest;
+            return true;
         }
     }
 

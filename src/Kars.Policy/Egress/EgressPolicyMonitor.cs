@@ -43,6 +43,11 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
     private readonly Lock _reloadGate = new();
     private readonly Lock _timerGate = new();
     private EgressPolicyState? _state;
+
+    // The generation (and digest) the last-known-good store recorded when its copy could not be used at start-up: the
+    // rollback floor until a policy is in force (review finding: a refused copy must not lower the floor).
+    private long _recordedGeneration;
+    private string? _recordedDigest;
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2213:Disposable fields should be disposed", Justification = "A token source without a timer holds no unmanaged resource; disposing it would make a reader racing with Dispose throw ObjectDisposedException.")]
     private CancellationTokenSource _changed = new();
     private IDisposable? _subscription;
@@ -281,13 +286,22 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         Instant now = _timeProvider.GetCurrentInstant();
         EgressPolicySnapshot? held = previous?.Snapshot;
         Instant? heldSince = previous?.LoadedAt;
-        if (previous is null && LoadLastKnownGood() is { } lastKnownGood)
+        if (previous is null)
         {
-            held = lastKnownGood.Bind(_timeProvider, LearnedHosts);
-            heldSince = now;
+            if (LoadLastKnownGood() is { } lastKnownGood)
+            {
+                held = lastKnownGood.Bind(_timeProvider, LearnedHosts);
+                heldSince = now;
+            }
+            else if (held is null)
+            {
+                LoadRecordedGeneration();
+            }
         }
 
-        if (loaded is not null && held is not null && RefusedGeneration(loaded, held) is { } refusal)
+        long floorGeneration = held?.Generation ?? _recordedGeneration;
+        string? floorDigest = held is not null ? held.Digest : _recordedDigest;
+        if (loaded is not null && (held is not null || floorDigest is not null) && RefusedGeneration(loaded, floorGeneration, floorDigest, held is not null ? "in force" : "recorded by the last-known-good store") is { } refusal)
         {
             problems =
             [
@@ -296,7 +310,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
                     _source.Name,
                     "$.generation",
                     refusal,
-                    $"publish the policy with a generation above {held.Generation}",
+                    $"publish the policy with a generation above {floorGeneration}",
                     _source is Bundles.OciBundleEgressPolicySource ? Bundles.BundleFailureReason.RollbackRejected : null),
             ];
             loaded = null;
@@ -351,21 +365,44 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
     /// that a second, different policy signed under a generation already in force (an old one re-signed, or a
     /// replay) cannot displace it; the same generation with the same digest is the same policy. Plain files and
     /// folders carry no generation (it is 0 or whatever the author wrote) and keep accepting an equal one.</remarks>
-    private string? RefusedGeneration(EgressPolicySnapshot loaded, EgressPolicySnapshot held)
+    private string? RefusedGeneration(EgressPolicySnapshot loaded, long generation, string? digest, string where)
     {
-        if (loaded.Generation < held.Generation)
+        if (loaded.Generation < generation)
         {
-            return $"generation {loaded.Generation} ({loaded.Digest}) is lower than generation {held.Generation} in force; refused";
+            return $"generation {loaded.Generation} ({loaded.Digest}) is lower than generation {generation} {where}; refused";
         }
 
-        if (loaded.Generation == held.Generation
+        if (loaded.Generation == generation
             && _source is Bundles.OciBundleEgressPolicySource
-            && !string.Equals(loaded.Digest, held.Digest, StringComparison.Ordinal))
+            && !string.Equals(loaded.Digest, digest, StringComparison.Ordinal))
         {
-            return $"generation {loaded.Generation} is already in force with another policy ({held.Digest}); a different policy ({loaded.Digest}) under the same generation is refused";
+            return $"generation {loaded.Generation} is already {where} with another policy ({digest}); a different policy ({loaded.Digest}) under the same generation is refused";
         }
 
         return null;
+    }
+
+    /// <summary>Reads the generation the store recorded when its copy cannot be used (refused, unreadable), so a lower
+    /// (or, for a bundle, a different same-generation) policy is still refused until a policy is in force.</summary>
+    private void LoadRecordedGeneration()
+    {
+        if (_lastKnownGood is null)
+        {
+            return;
+        }
+
+        try
+        {
+            if (_lastKnownGood.TryGetRecordedGeneration(out long generation, out string? digest) && digest is not null)
+            {
+                _recordedGeneration = generation;
+                _recordedDigest = digest;
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EgressLog.LastKnownGoodFailed(_logger, "read the recorded generation", $"{ex.GetType().Name}: {ex.Message}");
+        }
     }
 
     private EgressPolicySnapshot? LoadLastKnownGood()

@@ -1,3 +1,5 @@
+using System.Diagnostics.CodeAnalysis;
+
 namespace Kars.Policy.Egress;
 
 /// <summary>
@@ -21,4 +23,20 @@ public interface IEgressPolicyLastKnownGoodStore
     /// for example the verified bundle whose digest the snapshot carries).</summary>
     /// <param name="snapshot">The snapshot now in force.</param>
     void Save(EgressPolicySnapshot snapshot);
+
+    /// <summary>
+    /// Reads the generation and digest of the last saved policy from the store's own record, without rebuilding the
+    /// snapshot. The monitor calls this at start-up only when <see cref="Load"/> returned nothing or failed (a copy that
+    /// no longer verifies after a key rotation, a corrupt blob, an I/O error), so that the rollback floor survives a
+    /// copy it cannot use: a lower generation, or a different bundle of the same generation, is still refused.
+    /// </summary>
+    /// <param name="generation">The recorded generation.</param>
+    /// <param name="digest">The recorded policy digest.</param>
+    /// <returns><see langword="true"/> when a record was read; the default implementation records nothing.</returns>
+    bool TryGetRecordedGeneration(out long generation, [NotNullWhen(true)] out string? digest)
+    {
+        generation = 0;
+        digest = null;
+        return false;
+    }
 }

@@ -316,6 +316,60 @@ public sealed class OciBundleSourceTests : IDisposable
         monitor2.Evaluate("evil.example.org", 443, null).Reason.Should().Be(EgressReason.NoPolicy);
     }
 
+    [Theory]
+    [InlineData("blob")]
+    [InlineData("other-signer")]
+    public void A_persisted_copy_that_cannot_be_used_still_keeps_its_generation_as_the_rollback_floor(string damage)
+    {
+        Publish(5, "a.example.org");
+        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
+        using (var source = Source())
+        using (var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time)))
+        {
+            monitor.State.Generation.Should().Be(5);
+        }
+
+        using var rotatedKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        SignerPolicy? signer = null;
+        if (damage == "blob")
+        {
+            string layer = _fs.Directory.GetFiles("/state/blobs/sha256").Single(f => _fs.File.ReadAllText(f).StartsWith("apiVersion", StringComparison.Ordinal));
+            _fs.File.WriteAllText(layer, "corrupted\n");
+        }
+        else
+        {
+            // A key rotation: the copy signed by the old key no longer verifies under the new signer policy.
+            signer = SignerPolicy.ForPublicKey(rotatedKey.ExportSubjectPublicKeyInfoPem());
+        }
+
+        var key = damage == "blob" ? _key : rotatedKey;
+        void PublishWith(long generation, string host)
+        {
+            var (manifest, _) = _layout.AddPolicy(PolicyLayout.Yaml(generation, host));
+            _layout.SignWithKey(manifest, key);
+        }
+
+        // Restart: the copy is refused, and the source offers an older (then a same-generation) validly signed policy.
+        PublishWith(4, "old.example.org");
+        using var restarted = Source(signer: signer);
+        var store = new FileEgressPolicyLastKnownGoodStore("/state", restarted, _fs, time);
+        store.Invoking(s => s.Load()).Should().Throw<InvalidDataException>();
+        using var monitor2 = new EgressPolicyMonitor(restarted, null, time, lastKnownGood: store);
+        monitor2.State.IsLoaded.Should().BeFalse("generation 4 is below the recorded generation 5");
+        Reason(monitor2.State).Should().Be(BundleFailureReason.RollbackRejected);
+        monitor2.Evaluate("old.example.org", 443, null).Reason.Should().Be(EgressReason.NoPolicy);
+
+        PublishWith(5, "other.example.org");
+        monitor2.Reload().Should().BeFalse("another policy under the recorded generation is refused too");
+        Reason(monitor2.State).Should().Be(BundleFailureReason.RollbackRejected);
+        new FileEgressPolicyLastKnownGoodStore("/state", restarted, _fs, time).TryGetRecordedGeneration(out long recorded, out _).Should().BeTrue();
+        recorded.Should().Be(5, "nothing below the floor was saved");
+
+        PublishWith(6, "new.example.org");
+        monitor2.Reload().Should().BeTrue();
+        monitor2.Evaluate("new.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+    }
+
     [Fact]
     public void Saving_a_snapshot_from_another_source_is_refused()
     {
