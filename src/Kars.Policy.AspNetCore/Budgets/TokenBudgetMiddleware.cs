@@ -126,7 +126,7 @@ internal sealed class TokenBudgetMiddleware
             }
             catch (Exception ex) when (ex is BudgetException or ObjectDisposedException)
             {
-                TokenBudgetLog.StoreUnavailable(_logger, ex.GetType().Name, ex);
+                TokenBudgetLog.StoreUnavailable(_logger, TokenBudgetLog.TypeNames(ex));
                 await TokenBudgetResponses.WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, "The token budget store is unavailable; the request was not forwarded.", "token_budget_unavailable", "budget_store_unavailable").ConfigureAwait(false);
                 return;
             }
@@ -277,7 +277,7 @@ internal sealed class TokenBudgetMiddleware
         catch (Exception ex) when (ex is BudgetException or ObjectDisposedException or OperationCanceledException)
         {
             // The response is already on its way; the store charges the whole hold when the lease expires.
-            TokenBudgetLog.SettlementFailed(_logger, ex.GetType().Name, ex);
+            TokenBudgetLog.SettlementFailed(_logger, TokenBudgetLog.TypeNames(ex));
         }
     }
 
