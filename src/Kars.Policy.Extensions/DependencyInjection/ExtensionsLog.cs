@@ -22,6 +22,12 @@ internal static partial class ExtensionsLog
     [LoggerMessage(6001, LogLevel.Error, "Kars budget options reload refused ({ProblemCount} problems, first: {FirstProblem}); the budget policy in force is kept", EventName = "KarsBudgetOptionsReloadRejected")]
     private static partial void BudgetOptionsReloadRejectedCore(ILogger logger, int problemCount, string firstProblem);
 
+    [LoggerMessage(6002, LogLevel.Warning, "Kars options that apply only at start changed in configuration ({Options}); the values in force are kept until the process restarts", EventName = "KarsRestartOptionsChanged")]
+    public static partial void RestartOptionsChanged(ILogger logger, string options);
+
+    [LoggerMessage(6003, LogLevel.Warning, "Kars could not check a configuration reload for options that apply only at start ({ErrorType})", EventName = "KarsRestartOptionsCheckFailed")]
+    public static partial void RestartOptionsCheckFailed(ILogger logger, string errorType);
+
     // The segment after "Budgets:Keys:" (a configuration key holds no ':'), up to the next ':' or the end.
     [GeneratedRegex(@"(?<=(?:^|:)Budgets:Keys:)[^:]+", RegexOptions.CultureInvariant)]
     private static partial Regex KeySegment();

@@ -1,6 +1,8 @@
 using System.IO.Abstractions;
 using System.IO.Abstractions.TestingHelpers;
 using Kars.Policy.Budgets;
+using Kars.Policy.DependencyInjection;
+using Kars.Policy.Egress;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -35,6 +37,127 @@ public sealed class ReloadLogTests
         var record = logs.GetSnapshot().Should().ContainSingle(r => r.Id.Id == 6001).Subject;
         record.Message.Should().Contain(expected);
         AssertNoSecret(logs);
+    }
+
+    [Fact]
+    public void EgressOptionsChangeAtReload_WarnsNamingTheOptionsNotTheirValues()
+    {
+        var logs = new FakeLogCollector();
+        var config = Config(("Kars:Egress:Path", PolicyPath), ("Kars:Egress:Watch", "false"));
+        using ServiceProvider sp = Build(config, logs);
+        var monitor = sp.GetRequiredService<IEgressPolicy>();
+
+        config["Kars:Egress:Path"] = "/srv/secret-layout/other.json";
+        config["Kars:Egress:Sandbox"] = SecretParent;
+        config["Kars:Egress:Mode"] = "Learn";
+        config.Reload();
+
+        var record = logs.GetSnapshot().Should().ContainSingle(r => r.Id.Id == 6002).Subject;
+        record.Level.Should().Be(LogLevel.Warning);
+        record.Message.Should().Contain("Kars:Egress:Path, Kars:Egress:Sandbox, Kars:Egress:Mode").And.Contain("restart");
+        record.Message.Should().NotContain("secret-layout").And.NotContain("Learn");
+        AssertNoSecret(logs);
+        sp.GetRequiredService<IEgressPolicy>().Should().BeSameAs(monitor, "the change applies at the next start");
+    }
+
+    [Fact]
+    public void BudgetOnlyChangeAtReload_NoRestartWarning()
+    {
+        var logs = new FakeLogCollector();
+        var config = Config(("Kars:Egress:Path", PolicyPath), ("Kars:Budgets:Limits:Day", "100"));
+        using ServiceProvider sp = Build(config, logs);
+        sp.GetRequiredService<IEgressPolicy>();
+        sp.GetRequiredService<BudgetMeter>();
+
+        config["Kars:Budgets:Limits:Day"] = "200";
+        config.Reload();
+
+        logs.GetSnapshot().Select(r => r.Id.Id).Should().Contain(6000).And.NotContain(6002);
+    }
+
+    [Fact]
+    public void StoreOptionsChangeAtReload_EgressDisabled_WarnsToo()
+    {
+        var logs = new FakeLogCollector();
+        var config = Config(("Kars:Egress:Enabled", "false"));
+        using ServiceProvider sp = Build(config, logs);
+        sp.GetRequiredService<BudgetMeter>();
+
+        config["Kars:Budgets:Store:CompactAfterRecords"] = "5";
+        config.Reload();
+
+        logs.GetSnapshot().Should().ContainSingle(r => r.Id.Id == 6002).Which.Message.Should().Contain("Kars:Budgets:Store:CompactAfterRecords");
+    }
+
+    /// <summary>Every start-only option, found by reflection, is named when a reload changes it: a new option that the
+    /// watcher does not compare fails here.</summary>
+    [Fact]
+    public void EveryStartOnlyOption_ChangeAtReload_Named()
+    {
+        var options = new List<(string Key, string Value)>();
+        Collect(typeof(KarsEgressPolicyOptions), new KarsEgressPolicyOptions(), "Kars:Egress", options);
+        Collect(typeof(KarsBudgetStoreOptions), new KarsBudgetStoreOptions(), "Kars:Budgets:Store", options);
+        options.Should().HaveCountGreaterThan(15);
+
+        foreach (var (key, value) in options)
+        {
+            var logs = new FakeLogCollector();
+            var config = Config(("Kars:Egress:Path", PolicyPath));
+            using ServiceProvider sp = Build(config, logs);
+            sp.GetRequiredService<IEgressPolicy>();
+
+            string name = key.EndsWith(":0", StringComparison.Ordinal) ? key[..^2] : key;
+            config[key] = value;
+            config.Reload();
+
+            logs.GetSnapshot().Where(r => r.Id.Id == 6002).Select(r => r.Message).Should()
+                .ContainSingle(because: "changing {0} must be reported", key).Which.Should().MatchRegex(System.Text.RegularExpressions.Regex.Escape(name) + "[,)]");
+        }
+    }
+
+    /// <summary>A configuration value different from the default for every public property (recursing into nested
+    /// option objects, whose keys sit in the same section).</summary>
+    private static void Collect(Type type, object defaults, string prefix, List<(string Key, string Value)> into)
+    {
+        foreach (var property in type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance))
+        {
+            string key = $"{prefix}:{property.Name}";
+            object? current = property.GetValue(defaults);
+            Type t = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            if (t == typeof(bool))
+            {
+                into.Add((key, current is true ? "false" : "true"));
+            }
+            else if (t == typeof(int) || t == typeof(long))
+            {
+                into.Add((key, "7"));
+            }
+            else if (t == typeof(TimeSpan))
+            {
+                into.Add((key, "00:00:07"));
+            }
+            else if (t == typeof(string))
+            {
+                into.Add((key, "/changed/value"));
+            }
+            else if (t.IsEnum)
+            {
+                into.Add((key, Enum.GetNames(t).First(n => current is null || n != current.ToString())));
+            }
+            else if (t == typeof(IList<string>))
+            {
+                into.Add((key + ":0", "10.0.0.0/8"));
+            }
+            else if (t.IsClass && current is not null && t.Namespace?.StartsWith("Kars.Policy", StringComparison.Ordinal) == true)
+            {
+                // Nested options (KarsEgressPolicyOptions.Policy): their keys sit directly in the section.
+                Collect(t, current, prefix, into);
+            }
+            else
+            {
+                throw new InvalidOperationException($"No test value for {key} ({t}): give it one here and compare it in RestartOptionsWatcher.Changed.");
+            }
+        }
     }
 
     internal static void AssertNoSecret(FakeLogCollector logs)
