@@ -35,6 +35,9 @@ internal static partial class TokenBudgetLog
     [LoggerMessage(5308, LogLevel.Warning, "Token budget gate refused a request: the key resolver returned an invalid budget key", EventName = "TokenBudgetKeyInvalid")]
     public static partial void KeyInvalid(ILogger logger);
 
+    [LoggerMessage(5309, LogLevel.Information, "Token budget charged {Charged} tokens, the usage the upstream reported before the response ended, above the hold of {Held} tokens: {Why}", EventName = "TokenBudgetObservedUsageCharged")]
+    public static partial void ObservedCharged(ILogger logger, long charged, long held, string why);
+
     /// <summary>The exception's type name and its inner exception's, for example
     /// <c>BudgetStoreUnavailableException/RedisConnectionException</c>: never the messages.</summary>
     public static string TypeNames(Exception exception)
