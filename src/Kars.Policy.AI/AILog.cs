@@ -12,6 +12,9 @@ internal static partial class AILog
     [LoggerMessage(5401, LogLevel.Warning, "Chat call ended without usage evidence ({Outcome}); charged the whole hold of {Tokens} tokens", EventName = "ChatBudgetChargedHold")]
     public static partial void ChargedHold(ILogger logger, string outcome, long tokens);
 
+    [LoggerMessage(5403, LogLevel.Warning, "Chat stream ended early after the provider reported {Tokens} tokens, above the hold of {Held}; charged the reported usage", EventName = "ChatBudgetChargedObserved")]
+    public static partial void ChargedObserved(ILogger logger, long tokens, long held);
+
     [LoggerMessage(5402, LogLevel.Warning, "Settling a chat call's budget failed ({Error}); the store charges the whole hold when the lease expires", EventName = "ChatBudgetSettleFailed")]
     public static partial void SettleFailed(ILogger logger, string error);
 }

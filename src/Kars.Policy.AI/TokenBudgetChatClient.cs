@@ -137,6 +137,12 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
             {
                 await SettleAsync(lease, usage, options, responseModel).ConfigureAwait(false);
             }
+            else if (ChatUsage.TryRead(usage, out ChatUsage seen) && seen.Charged > lease.Tokens)
+            {
+                // Ended early (disposed, cancelled, failed) after the provider reported more than the hold (the hold's
+                // prompt part is an estimate): charge what was reported, never less.
+                await ChargeObservedAsync(lease, seen.Charged).ConfigureAwait(false);
+            }
             else
             {
                 await ChargeHoldAsync(lease, "stream ended early").ConfigureAwait(false);
@@ -206,6 +212,25 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
         try
         {
             await lease.SettleAsync(usage.Charged, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is BudgetException or ObjectDisposedException)
+        {
+            // A store failing or disposed (host shutdown) must not replace the caller's result or exception.
+            AILog.SettleFailed(_logger, e.GetType().Name);
+        }
+    }
+
+    private async ValueTask ChargeObservedAsync(BudgetLease lease, long observed)
+    {
+        if (!lease.IsValid)
+        {
+            return;
+        }
+
+        AILog.ChargedObserved(_logger, observed, lease.Tokens);
+        try
+        {
+            await lease.SettleAsync(observed, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is BudgetException or ObjectDisposedException)
         {

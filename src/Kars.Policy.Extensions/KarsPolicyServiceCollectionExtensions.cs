@@ -37,7 +37,7 @@ public static class KarsPolicyServiceCollectionExtensions
     /// same validation as at start-up rebuilds the budget policy (an invalid reload changes nothing and is logged): <see cref="BudgetMeter"/> is
     /// registered transient and returns the meter of the current options, so resolve it per use (a component that
     /// keeps one keeps its limits). A change of the egress options or of the store options takes effect at the next
-    /// start. The container disposes the monitor, the watched source and the store it created.</para>
+    /// start, and a reload that makes one is logged as a warning naming the options (event 6002). The container disposes the monitor, the watched source and the store it created.</para>
     /// </remarks>
     public static IServiceCollection AddKarsPolicy(this IServiceCollection services, IConfiguration configuration)
     {
@@ -92,9 +92,15 @@ public static class KarsPolicyServiceCollectionExtensions
         var source = ServiceDescriptor.Singleton<IEgressPolicySource>(static sp => CreateSource(sp));
         ours.Add(source);
         services.TryAdd(source);
+        // Logs a reload that changes an option read only at start (event 6002); built with the monitor or the store.
+        services.TryAddSingleton(static sp => new RestartOptionsWatcher(
+            sp.GetRequiredService<IOptions<KarsPolicyOptions>>().Value,
+            sp.GetService<KarsPolicyConfigurationSection>(),
+            sp.GetService<ILoggerFactory>()));
         services.TryAddSingleton(static sp =>
         {
             var egress = sp.GetRequiredService<IOptions<KarsPolicyOptions>>().Value.Egress;
+            sp.GetRequiredService<RestartOptionsWatcher>();
             var source = sp.GetRequiredService<IEgressPolicySource>();
             return new EgressPolicyMonitor(
                 source,
@@ -162,6 +168,7 @@ public static class KarsPolicyServiceCollectionExtensions
     {
         var store = sp.GetRequiredService<IOptions<KarsPolicyOptions>>().Value.Budgets.Store;
         var time = sp.GetRequiredService<TimeProvider>();
+        sp.GetRequiredService<RestartOptionsWatcher>();
         if (store.Kind != KarsBudgetStoreKind.File)
         {
             return new InMemoryBudgetStore(time);

@@ -378,7 +378,7 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
     private BudgetDecision FailOpen(BudgetRequest request, BudgetWindowValues windows, BudgetStoreUnavailableException ex)
     {
-        Log.FailedOpen(_logger, request.Level.Key, request.Tokens, ex.InnerException?.GetType().Name ?? ex.GetType().Name);
+        Log.FailedOpen(_logger, request.Tokens, ex.InnerException?.GetType().Name ?? ex.GetType().Name);
         long id = FailOpenLeaseFlag | Interlocked.Increment(ref _failOpenSequence);
         var remaining = default(BudgetWindowValues);
         var limits = default(BudgetWindowValues);
@@ -437,8 +437,9 @@ public sealed partial class RedisBudgetStore : BudgetStore
         }
         catch (RedisServerException ex) when (!IsTransient(ex) && IsDataError(ex))
         {
-            Log.ScriptFailed(_logger, operation, ex);
-            throw new BudgetStateCorruptException($"The Redis budget store's {operation} script failed on the stored data under prefix '{_prefix}': {ex.Message}", (string?)_prefix, ex);
+            string code = ErrorCode(ex);
+            Log.ScriptFailed(_logger, operation, code);
+            throw new BudgetStateCorruptException($"The Redis budget store's {operation} script failed on the stored data under prefix '{_prefix}' ({code}).", (string?)_prefix, ex);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or System.Net.Sockets.SocketException or IOException
             or ObjectDisposedException or OperationCanceledException)
@@ -450,8 +451,33 @@ public sealed partial class RedisBudgetStore : BudgetStore
                 sent?.Value = false;
             }
 
-            Log.Unavailable(_logger, operation, ex.GetType().Name, ex);
-            throw new BudgetStoreUnavailableException($"The Redis budget store could not complete the {operation}: {ex.Message}", ex);
+            string code = ErrorCode(ex);
+            Log.Unavailable(_logger, operation, ex.GetType().Name, code);
+            throw new BudgetStoreUnavailableException($"The Redis budget store could not complete the {operation} ({ex.GetType().Name}, {code}).", ex);
+        }
+    }
+
+    /// <summary>What went wrong, in words that carry no key, value, endpoint or password: the client's messages do
+    /// (StackExchange.Redis puts the command's key and the server endpoint in them), so they are never logged or
+    /// copied into this store's exception messages. A server error gives its leading error code (<c>WRONGTYPE</c>,
+    /// <c>LOADING</c>, <c>ERR</c>...), a connection error its failure type, anything else <c>-</c>.</summary>
+    internal static string ErrorCode(Exception ex)
+    {
+        switch (ex)
+        {
+            case RedisConnectionException connection:
+                return connection.FailureType.ToString();
+            case RedisServerException server:
+                string message = server.Message;
+                int length = 0;
+                while (length < message.Length && length < 32 && char.IsAsciiLetterUpper(message[length]))
+                {
+                    length++;
+                }
+
+                return length > 0 && (length == message.Length || message[length] == ' ') ? message[..length] : "-";
+            default:
+                return "-";
         }
     }
 
@@ -724,11 +750,13 @@ public sealed partial class RedisBudgetStore : BudgetStore
 
     private static partial class Log
     {
-        [LoggerMessage(4001, LogLevel.Error, "Redis budget store: the {Operation} failed ({ErrorType}); failing closed", EventName = "RedisBudgetStoreUnavailable")]
-        public static partial void Unavailable(ILogger logger, string operation, string errorType, Exception exception);
+        // No event carries a budget key, a Redis key or the client's exception (whose message names the key and the
+        // endpoint): see docs/telemetry.md.
+        [LoggerMessage(4001, LogLevel.Error, "Redis budget store: the {Operation} failed ({ErrorType}, {ErrorCode}); failing closed", EventName = "RedisBudgetStoreUnavailable")]
+        public static partial void Unavailable(ILogger logger, string operation, string errorType, string errorCode);
 
-        [LoggerMessage(4002, LogLevel.Warning, "Redis budget store unavailable ({ErrorType}): admitted {Tokens} tokens for budget key '{BudgetKey}' without a hold (FailureMode=Open)", EventName = "RedisBudgetStoreFailedOpen")]
-        public static partial void FailedOpen(ILogger logger, string budgetKey, long tokens, string errorType);
+        [LoggerMessage(4002, LogLevel.Warning, "Redis budget store unavailable ({ErrorType}): admitted {Tokens} tokens without a hold (FailureMode=Open)", EventName = "RedisBudgetStoreFailedOpen")]
+        public static partial void FailedOpen(ILogger logger, long tokens, string errorType);
 
         [LoggerMessage(4003, LogLevel.Information, "Redis budget store: the server had no cached script for the {Operation}; sent it again with EVAL", EventName = "RedisBudgetScriptReloaded")]
         public static partial void ScriptReloaded(ILogger logger, string operation);
@@ -736,8 +764,8 @@ public sealed partial class RedisBudgetStore : BudgetStore
         [LoggerMessage(4004, LogLevel.Warning, "Redis budget store: lease {LeaseId} was admitted while Redis was unavailable (FailureMode=Open); its usage is not recorded", EventName = "RedisBudgetFailOpenLeaseFinished")]
         public static partial void FailOpenLeaseFinished(ILogger logger, long leaseId);
 
-        [LoggerMessage(4005, LogLevel.Error, "Redis budget store: the {Operation} script failed on the stored data; failing closed", EventName = "RedisBudgetScriptFailed")]
-        public static partial void ScriptFailed(ILogger logger, string operation, Exception exception);
+        [LoggerMessage(4005, LogLevel.Error, "Redis budget store: the {Operation} script failed on the stored data ({ErrorCode}); failing closed", EventName = "RedisBudgetScriptFailed")]
+        public static partial void ScriptFailed(ILogger logger, string operation, string errorCode);
 
         [LoggerMessage(4006, LogLevel.Information, "Redis budget store: released lease {LeaseId} of an admission whose caller was told it failed", EventName = "RedisBudgetLeaseReleased")]
         public static partial void Released(ILogger logger, long leaseId);

@@ -209,6 +209,59 @@ public sealed class TokenBudgetChatClientTests : IDisposable
     }
 
     [Fact]
+    public async Task GetStreamingResponse_EnumeratorDisposedEarly_UsageSeenAboveTheHold_ChargesTheUsage()
+    {
+        BudgetMeter meter = Meter(day: 100_000);
+        // The provider reports an input far above the prompt estimate (an image, server-side history), then the
+        // caller leaves: the hold is not an upper bound here, so the reported usage is charged.
+        _inner.Stream = (_, _, ct) => UsageThenText(ct);
+        using TokenBudgetChatClient client = Client(meter);
+
+        await foreach (ChatResponseUpdate _ in client.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "hi")], Options()))
+        {
+            break;
+        }
+
+        _inner.StreamsDisposed.Should().Be(1);
+        await ShouldBe(meter, used: 5_001, held: 0);
+
+        static async IAsyncEnumerable<ChatResponseUpdate> UsageThenText([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+        {
+            await Task.Yield();
+            yield return new ChatResponseUpdate { Contents = [new UsageContent(new UsageDetails { InputTokenCount = 5_000, OutputTokenCount = 1 })] };
+            yield return new ChatResponseUpdate(ChatRole.Assistant, "more");
+        }
+    }
+
+    [Fact]
+    public async Task GetStreamingResponse_CancelledAfterUsageAboveTheHold_ChargesTheUsage()
+    {
+        BudgetMeter meter = Meter(day: 100_000);
+        using var cts = new CancellationTokenSource();
+        _inner.Stream = (_, _, ct) => UsageThenWait(ct);
+        using TokenBudgetChatClient client = Client(meter);
+
+        Func<Task> read = async () =>
+        {
+            await foreach (ChatResponseUpdate update in client.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "hi")], Options(), cts.Token))
+            {
+                await cts.CancelAsync();
+            }
+        };
+
+        await read.Should().ThrowAsync<OperationCanceledException>();
+        await ShouldBe(meter, used: 4_000, held: 0);
+
+        static async IAsyncEnumerable<ChatResponseUpdate> UsageThenWait([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+        {
+            await Task.Yield();
+            yield return new ChatResponseUpdate { Contents = [new UsageContent(new UsageDetails { TotalTokenCount = 4_000 })] };
+            await Task.Delay(Timeout.Infinite, ct);
+            yield return new ChatResponseUpdate(ChatRole.Assistant, "never");
+        }
+    }
+
+    [Fact]
     public async Task GetResponse_Rejected_ThrowsWithDecisionAndRetryAfter_AndNeverCallsTheInnerClient()
     {
         BudgetMeter meter = Meter(day: 1_000);

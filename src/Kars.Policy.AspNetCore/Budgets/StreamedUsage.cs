@@ -26,6 +26,12 @@ internal sealed class StreamedUsage
     /// <summary>Gets the usage when the stream ended cleanly with usage; otherwise <see langword="null"/>.</summary>
     public long? CleanUsage => _terminal && !_broken && _usage.Any ? _usage.Charge : null;
 
+    /// <summary>Gets the usage the stream reported before it ended or broke (Anthropic's <c>message_start</c> input,
+    /// the cumulative <c>message_delta</c>, a Chat usage chunk before <c>[DONE]</c>), or <see langword="null"/> when
+    /// none was seen. Not evidence of the whole usage: a lower bound of what the upstream counted, which the gate
+    /// charges when it exceeds the hold.</summary>
+    public long? ObservedUsage => _usage.Any ? _usage.Charge : null;
+
     /// <summary>Gets a value indicating whether the stream has already been found unclean.</summary>
     public bool IsBroken => _broken;
 

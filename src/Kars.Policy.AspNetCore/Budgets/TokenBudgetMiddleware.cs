@@ -126,7 +126,7 @@ internal sealed class TokenBudgetMiddleware
             }
             catch (Exception ex) when (ex is BudgetException or ObjectDisposedException)
             {
-                TokenBudgetLog.StoreUnavailable(_logger, ex.GetType().Name, ex);
+                TokenBudgetLog.StoreUnavailable(_logger, TokenBudgetLog.TypeNames(ex));
                 await TokenBudgetResponses.WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, "The token budget store is unavailable; the request was not forwarded.", "token_budget_unavailable", "budget_store_unavailable").ConfigureAwait(false);
                 return;
             }
@@ -230,11 +230,19 @@ internal sealed class TokenBudgetMiddleware
                 : context.RequestAborted.IsCancellationRequested ? "client_aborted"
                 : capture.Problem ?? "no_usage";
             long? usage = null;
+            long? observed = null;
             try
             {
                 if (completed && !context.RequestAborted.IsCancellationRequested)
                 {
                     usage = capture.ReadUsage();
+                }
+
+                if (usage is null)
+                {
+                    // No clean evidence: the hold is charged, or what the upstream already reported if that is more
+                    // (the hold's prompt part is an estimate, so it can be below a reported input count).
+                    observed = capture.ObservedUsage();
                 }
             }
             catch (Exception ex) when (ex is InvalidOperationException or System.Text.Json.JsonException)
@@ -252,14 +260,14 @@ internal sealed class TokenBudgetMiddleware
                 {
                     if (lease.IsValid)
                     {
-                        await SettleAsync(lease, usage, why).ConfigureAwait(false);
+                        await SettleAsync(lease, usage, observed, why).ConfigureAwait(false);
                     }
                 }
             }
         }
     }
 
-    private async Task SettleAsync(BudgetLease lease, long? usage, string why)
+    private async Task SettleAsync(BudgetLease lease, long? usage, long? observed, string why)
     {
         try
         {
@@ -267,6 +275,11 @@ internal sealed class TokenBudgetMiddleware
             {
                 await lease.SettleAsync(used, CancellationToken.None).ConfigureAwait(false);
                 TokenBudgetLog.Settled(_logger, lease.Tokens, used);
+            }
+            else if (observed is { } seen && seen > lease.Tokens)
+            {
+                await lease.SettleAsync(seen, CancellationToken.None).ConfigureAwait(false);
+                TokenBudgetLog.ObservedCharged(_logger, seen, lease.Tokens, why);
             }
             else
             {
@@ -277,7 +290,7 @@ internal sealed class TokenBudgetMiddleware
         catch (Exception ex) when (ex is BudgetException or ObjectDisposedException or OperationCanceledException)
         {
             // The response is already on its way; the store charges the whole hold when the lease expires.
-            TokenBudgetLog.SettlementFailed(_logger, ex.GetType().Name, ex);
+            TokenBudgetLog.SettlementFailed(_logger, TokenBudgetLog.TypeNames(ex));
         }
     }
 

@@ -83,6 +83,25 @@ internal sealed class UsageCaptureStream : Stream
         }
     }
 
+    /// <summary>Reads the usage seen so far, without the evidence <see cref="ReadUsage"/> demands (a clean end): for a
+    /// response that ended without it (client abort, cut stream, error event, exception), so that the charge is never
+    /// below what the upstream already reported.</summary>
+    /// <returns>The reported tokens so far, or <see langword="null"/> when none were seen.</returns>
+    public long? ObservedUsage()
+    {
+        switch (_mode)
+        {
+            case Mode.Events:
+                return _streamed!.ObservedUsage;
+            case Mode.Json:
+                return !_bodyOverflowed && UsageJson.TryRead(_body.AsSpan(0, _bodyLength), out UsageFacts facts) && facts.Usage.Any
+                    ? facts.Usage.Charge
+                    : null;
+            default:
+                return null;
+        }
+    }
+
     public override void Flush() => _inner.Flush();
 
     public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);

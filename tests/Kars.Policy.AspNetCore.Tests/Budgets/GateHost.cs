@@ -46,13 +46,21 @@ internal sealed class GateHost : IAsyncDisposable
         RequestDelegate upstream,
         BudgetPolicy? policy = null,
         BudgetStore? store = null,
-        Action<KarsTokenBudgetOptions>? configure = null)
+        Action<KarsTokenBudgetOptions>? configure = null,
+        Microsoft.Extensions.Logging.ILoggerFactory? logging = null)
     {
         FakeTimeProvider time = Clock();
         store ??= new InMemoryBudgetStore(time);
         var meter = new BudgetMeter(store, policy ?? new BudgetPolicy(new BudgetLimits(day: 100_000)), timeProvider: time);
         GateHost? self = null;
         var host = new HostBuilder()
+            .ConfigureServices(services =>
+            {
+                if (logging is not null)
+                {
+                    Microsoft.Extensions.DependencyInjection.ServiceCollectionServiceExtensions.AddSingleton(services, logging);
+                }
+            })
             .ConfigureWebHost(web => web
                 .UseTestServer()
                 .Configure(app =>

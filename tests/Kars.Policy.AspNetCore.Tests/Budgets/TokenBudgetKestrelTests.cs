@@ -131,4 +131,40 @@ public sealed class TokenBudgetKestrelTests
         await aborted.Task.WaitAsync(TimeSpan.FromSeconds(30));
         (await SettledAsync(meter)).Should().Be((Hold, 0L));
     }
+
+    [Fact]
+    public async Task ClientAbortAfterUsageAboveHold_ChargesTheReportedUsage()
+    {
+        // Anthropic reports the input at the start of the stream; when it is above the hold (the hold's prompt part is
+        // an estimate) and the client leaves, the reported usage is charged, not the lower hold.
+        const string body = """{"model":"claude","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}""";
+        var aborted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (app, meter, url) = await StartAsync(async ctx =>
+        {
+            ctx.Response.ContentType = "text/event-stream";
+            await ctx.Response.WriteAsync("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5000,\"output_tokens\":1}}}\n\n");
+            await ctx.Response.Body.FlushAsync();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ctx.RequestAborted).WaitAsync(TimeSpan.FromSeconds(30));
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            aborted.TrySetResult();
+        });
+        await using var _ = app;
+        using (var client = new HttpClient())
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(url, "/v1/messages")) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            var stream = await response.Content.ReadAsStreamAsync();
+            var buffer = new byte[16];
+            (await stream.ReadAsync(buffer)).Should().BeGreaterThan(0);
+        }
+
+        await aborted.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        (await SettledAsync(meter)).Should().Be((5_001L, 0L));
+    }
 }

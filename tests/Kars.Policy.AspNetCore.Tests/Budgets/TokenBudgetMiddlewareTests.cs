@@ -169,6 +169,83 @@ public sealed class TokenBudgetMiddlewareTests
         (await gate.DayAsync()).Should().Be((Hold(body, 64), 0L));
     }
 
+    // The hold's prompt part is an estimate from the body's bytes: an image, a file id or server-side history can make
+    // the input the upstream reports larger than the whole hold. A response that ends without clean usage then charges
+    // what the upstream already reported, never less than the hold.
+    [Theory]
+    [InlineData("cut")]
+    [InlineData("error")]
+    public async Task Anthropic_StreamUncleanAfterUsageAboveHold_ChargesTheReportedUsage(string ending)
+    {
+        const string body = """{"model":"claude","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}""";
+        string last = ending == "cut"
+            ? "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n"
+            : "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        await using var gate = await GateHost.StartAsync(Upstream.Sse(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5000,\"output_tokens\":1}}}\n\n",
+            last));
+
+        using var response = await gate.Client.PostAsync("/v1/messages", GateHost.Json(body));
+        await response.Content.ReadAsStringAsync();
+
+        Hold(body, 64).Should().BeLessThan(5_001);
+        (await gate.DayAsync()).Should().Be((5_001L, 0L));
+    }
+
+    [Fact]
+    public async Task Chat_StreamErrorAfterUsageChunkAboveHold_ChargesTheReportedUsage()
+    {
+        await using var gate = await GateHost.StartAsync(Upstream.Sse(
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4000,\"completion_tokens\":10,\"total_tokens\":4010}}\n\n",
+            "data: {\"error\":{\"message\":\"upstream failed\",\"type\":\"server_error\"}}\n\n"));
+
+        using var response = await gate.Client.PostAsync("/v1/chat/completions", GateHost.Json(StreamChatBody));
+        await response.Content.ReadAsStringAsync();
+
+        (await gate.DayAsync()).Should().Be((4_010L, 0L));
+    }
+
+    [Fact]
+    public async Task Anthropic_UpstreamThrowsAfterUsageAboveHold_ChargesTheReportedUsage()
+    {
+        const string body = """{"model":"claude","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}""";
+        await using var gate = await GateHost.StartAsync(async ctx =>
+        {
+            await Upstream.Sse("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5000,\"output_tokens\":1}}}\n\n")(ctx);
+            throw new InvalidOperationException("the upstream connection broke");
+        });
+
+        Func<Task> call = async () =>
+        {
+            using var response = await gate.Client.PostAsync("/v1/messages", GateHost.Json(body));
+            await response.Content.ReadAsStringAsync();
+        };
+
+        try
+        {
+            await call();
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or InvalidOperationException)
+        {
+            // TestServer surfaces the upstream's exception to the client; the charge is what is checked.
+        }
+
+        (await gate.DayAsync()).Should().Be((5_001L, 0L));
+    }
+
+    [Fact]
+    public async Task Anthropic_StreamCutAfterUsageBelowHold_ChargesTheHold()
+    {
+        const string body = """{"model":"claude","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}""";
+        await using var gate = await GateHost.StartAsync(Upstream.Sse(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n"));
+
+        using var response = await gate.Client.PostAsync("/v1/messages", GateHost.Json(body));
+        await response.Content.ReadAsStringAsync();
+
+        (await gate.DayAsync()).Should().Be((Hold(body, 64), 0L));
+    }
+
     [Fact]
     public async Task Anthropic_Json_SettlesWithCacheTokens()
     {
