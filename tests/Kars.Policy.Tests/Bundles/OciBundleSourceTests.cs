@@ -217,13 +217,7 @@ public sealed class OciBundleSourceTests : IDisposable
     [Fact]
     public void After_a_restart_the_persisted_last_known_good_serves_when_the_source_fails_and_refuses_a_rollback()
     {
-        Publish(5, "a.example.org");
-        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
-        using (var source = Source())
-        using (var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time)))
-        {
-            monitor.State.Generation.Should().Be(5);
-        }
+        var time = PersistGenerationFive();
 
         _fs.File.Exists("/state/index.json").Should().BeTrue();
 
@@ -278,13 +272,7 @@ public sealed class OciBundleSourceTests : IDisposable
     [InlineData("other-signer")]
     public void A_corrupt_or_tampered_persisted_copy_is_refused_and_never_trusted(string damage)
     {
-        Publish(5, "a.example.org");
-        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
-        using (var source = Source())
-        using (var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time)))
-        {
-            monitor.State.Generation.Should().Be(5);
-        }
+        var time = PersistGenerationFive();
 
         using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         SignerPolicy? signer = null;
@@ -321,13 +309,7 @@ public sealed class OciBundleSourceTests : IDisposable
     [InlineData("other-signer")]
     public void A_persisted_copy_that_cannot_be_used_still_keeps_its_generation_as_the_rollback_floor(string damage)
     {
-        Publish(5, "a.example.org");
-        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
-        using (var source = Source())
-        using (var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time)))
-        {
-            monitor.State.Generation.Should().Be(5);
-        }
+        var time = PersistGenerationFive();
 
         using var rotatedKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         SignerPolicy? signer = null;
@@ -368,6 +350,17 @@ public sealed class OciBundleSourceTests : IDisposable
         PublishWith(6, "new.example.org");
         monitor2.Reload().Should().BeTrue();
         monitor2.Evaluate("new.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+    }
+
+    /// <summary>Publishes generation 5 and runs a monitor over it once, so the state directory holds it.</summary>
+    private FakeTimeProvider PersistGenerationFive()
+    {
+        Publish(5, "a.example.org");
+        var time = new FakeTimeProvider(Egress.EgressTestHelpers.Start);
+        using var source = Source();
+        using var monitor = new EgressPolicyMonitor(source, null, time, lastKnownGood: new FileEgressPolicyLastKnownGoodStore("/state", source, _fs, time));
+        monitor.State.Generation.Should().Be(5);
+        return time;
     }
 
     [Fact]
