@@ -203,57 +203,54 @@ public sealed class TokenBudgetChatClient : DelegatingChatClient
         }
 
         _usage.Record(usage, _provider, options?.ModelId ?? _defaultModel, responseModel);
-        if (!lease.IsValid)
-        {
-            // Unmetered: the store failed open and holds nothing.
-            return;
-        }
 
-        try
-        {
-            await lease.SettleAsync(usage.Charged, CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is BudgetException or ObjectDisposedException)
-        {
-            // A store failing or disposed (host shutdown) must not replace the caller's result or exception.
-            AILog.SettleFailed(_logger, e.GetType().Name);
-        }
+        // An invalid lease is unmetered (the store failed open and holds nothing): CloseAsync does nothing then.
+        await CloseAsync(lease, usage.Charged).ConfigureAwait(false);
     }
 
-    private async ValueTask ChargeObservedAsync(BudgetLease lease, long observed)
+    private ValueTask ChargeObservedAsync(BudgetLease lease, long observed)
+    {
+        if (lease.IsValid)
+        {
+            AILog.ChargedObserved(_logger, observed, lease.Tokens);
+        }
+
+        return CloseAsync(lease, observed);
+    }
+
+    private ValueTask ChargeHoldAsync(BudgetLease lease, string outcome)
+    {
+        if (lease.IsValid)
+        {
+            AILog.ChargedHold(_logger, outcome, lease.Tokens);
+        }
+
+        return CloseAsync(lease, actual: null);
+    }
+
+    /// <summary>Settles the lease at <paramref name="actual"/>, or charges its whole hold when that is
+    /// <see langword="null"/>; a store failing or disposed (host shutdown) must not replace the caller's result or
+    /// exception.</summary>
+    private async ValueTask CloseAsync(BudgetLease lease, long? actual)
     {
         if (!lease.IsValid)
         {
             return;
         }
 
-        AILog.ChargedObserved(_logger, observed, lease.Tokens);
         try
         {
-            await lease.SettleAsync(observed, CancellationToken.None).ConfigureAwait(false);
+            if (actual is { } tokens)
+            {
+                await lease.SettleAsync(tokens, CancellationToken.None).ConfigureAwait(false);
+            }
+            else
+            {
+                await lease.AbandonAsync(CancellationToken.None).ConfigureAwait(false);
+            }
         }
         catch (Exception e) when (e is BudgetException or ObjectDisposedException)
         {
-            // A store failing or disposed (host shutdown) must not replace the caller's result or exception.
-            AILog.SettleFailed(_logger, e.GetType().Name);
-        }
-    }
-
-    private async ValueTask ChargeHoldAsync(BudgetLease lease, string outcome)
-    {
-        if (!lease.IsValid)
-        {
-            return;
-        }
-
-        AILog.ChargedHold(_logger, outcome, lease.Tokens);
-        try
-        {
-            await lease.AbandonAsync(CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is BudgetException or ObjectDisposedException)
-        {
-            // A store failing or disposed (host shutdown) must not replace the caller's result or exception.
             AILog.SettleFailed(_logger, e.GetType().Name);
         }
     }

@@ -121,11 +121,12 @@ internal static class Upstream
     };
 }
 
-/// <summary>A store that cannot be reached, as the Redis store in <c>Closed</c> failure mode throws.</summary>
-internal sealed class UnavailableStore : BudgetStore
+/// <summary>A store that cannot be reached, as the Redis store in <c>Closed</c> failure mode throws (or throws what
+/// <paramref name="failure"/> makes).</summary>
+internal sealed class UnavailableStore(Func<Exception>? failure = null) : BudgetStore
 {
     protected override ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken)
-        => throw new BudgetStoreUnavailableException("The Redis budget store could not complete the reserve: connection refused");
+        => throw (failure?.Invoke() ?? new BudgetStoreUnavailableException("The Redis budget store could not complete the reserve: connection refused"));
 
     protected override ValueTask<BudgetSettlement> SettleCoreAsync(long leaseId, long actualTokens, Instant? at, CancellationToken cancellationToken)
         => throw new BudgetStoreUnavailableException("down");
@@ -137,8 +138,9 @@ internal sealed class UnavailableStore : BudgetStore
         => throw new BudgetStoreUnavailableException("down");
 }
 
-/// <summary>Admits through an in-memory store, then cannot record settlements (the store went away mid-response).</summary>
-internal sealed class SettleFailsStore : BudgetStore
+/// <summary>Admits through an in-memory store, then cannot record settlements (the store went away mid-response),
+/// throwing what <paramref name="failure"/> makes.</summary>
+internal sealed class SettleFailsStore(Func<Exception>? failure = null) : BudgetStore
 {
     private readonly InMemoryBudgetStore _inner = new(GateHost.Clock());
 
@@ -150,10 +152,10 @@ internal sealed class SettleFailsStore : BudgetStore
     }
 
     protected override ValueTask<BudgetSettlement> SettleCoreAsync(long leaseId, long actualTokens, Instant? at, CancellationToken cancellationToken)
-        => throw new BudgetStoreUnavailableException("down");
+        => throw (failure?.Invoke() ?? new BudgetStoreUnavailableException("down"));
 
     protected override ValueTask<BudgetSettlement> AbandonCoreAsync(long leaseId, Instant? at, CancellationToken cancellationToken)
-        => throw new BudgetStoreUnavailableException("down");
+        => throw (failure?.Invoke() ?? new BudgetStoreUnavailableException("down"));
 
     protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
         => _inner.GetStatusAsync(level, parent, at, cancellationToken);

@@ -2,7 +2,6 @@ using System.Net;
 using Kars.Policy.Budgets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
-using NodaTime;
 
 namespace Kars.Policy.AspNetCore.Tests.Budgets;
 
@@ -19,7 +18,7 @@ public sealed class TokenBudgetLogPrivacyTests
     {
         var logs = new FakeLogCollector();
         using var factory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(logs)));
-        await using var gate = await GateHost.StartAsync(Upstream.Json("{}"), store: new LeakyStore(failReserve: true), logging: factory);
+        await using var gate = await GateHost.StartAsync(Upstream.Json("{}"), store: new UnavailableStore(Leak), logging: factory);
         gate.Client.DefaultRequestHeaders.Add("x-test-key", SecretKey);
 
         using var response = await gate.Client.PostAsync("/v1/chat/completions", GateHost.Json(Body));
@@ -35,7 +34,7 @@ public sealed class TokenBudgetLogPrivacyTests
     {
         var logs = new FakeLogCollector();
         using var factory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(logs)));
-        await using var gate = await GateHost.StartAsync(Upstream.Json("""{"usage":{"total_tokens":5}}"""), store: new LeakyStore(failReserve: false), logging: factory);
+        await using var gate = await GateHost.StartAsync(Upstream.Json("""{"usage":{"total_tokens":5}}"""), store: new SettleFailsStore(Leak), logging: factory);
         gate.Client.DefaultRequestHeaders.Add("x-test-key", SecretKey);
 
         using var response = await gate.Client.PostAsync("/v1/chat/completions", GateHost.Json(Body));
@@ -52,41 +51,4 @@ public sealed class TokenBudgetLogPrivacyTests
 
     private static BudgetStoreUnavailableException Leak()
         => new($"could not reach {Endpoint} for key {SecretKey}", new InvalidOperationException($"EVALSHA kars:budget:c:{SecretKey} on {Endpoint}"));
-
-    /// <summary>A store whose exceptions carry the key and the endpoint in their text, as a Redis client's do.</summary>
-    private sealed class LeakyStore(bool failReserve) : BudgetStore
-    {
-        private readonly InMemoryBudgetStore _inner = new(GateHost.Clock());
-
-        protected override async ValueTask<BudgetDecision> TryReserveCoreAsync(BudgetRequest request, CancellationToken cancellationToken)
-        {
-            if (failReserve)
-            {
-                throw Leak();
-            }
-
-            BudgetDecision d = await _inner.TryReserveAsync(request, cancellationToken);
-            BudgetLease lease = d.Lease.IsValid ? CreateLease(d.Lease.Id, d.Lease.Tokens, d.Lease.ExpiresAt) : default;
-            return new BudgetDecision(d.Reason, d.Tokens, lease, d.RetryAfter, d.At, d.Limits, d.Remaining, d.BlockingWindow, d.IsUnmetered);
-        }
-
-        protected override ValueTask<BudgetSettlement> SettleCoreAsync(long leaseId, long actualTokens, Instant? at, CancellationToken cancellationToken)
-            => throw Leak();
-
-        protected override ValueTask<BudgetSettlement> AbandonCoreAsync(long leaseId, Instant? at, CancellationToken cancellationToken)
-            => throw Leak();
-
-        protected override ValueTask<BudgetStatus> GetStatusCoreAsync(BudgetLevel level, BudgetLevel? parent, Instant? at, CancellationToken cancellationToken)
-            => _inner.GetStatusAsync(level, parent, at, cancellationToken);
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                _inner.Dispose();
-            }
-
-            base.Dispose(disposing);
-        }
-    }
 }

@@ -184,10 +184,15 @@ public sealed class ReloadLogTests
             {
                 into.Add((key + ":0", "10.0.0.0/8"));
             }
+            else if (t == typeof(KarsEgressOptions) && current is not null)
+            {
+                // KarsEgressPolicyOptions.Policy: its keys sit directly in Kars:Egress.
+                Collect(t, current, prefix, into);
+            }
             else if (t.IsClass && current is not null && t.Namespace?.StartsWith("Kars.Policy", StringComparison.Ordinal) == true)
             {
-                // Nested options (KarsEgressPolicyOptions.Policy): their keys sit directly in the section.
-                Collect(t, current, prefix, into);
+                // Any other nested options object is its own subsection.
+                Collect(t, current, key, into);
             }
             else
             {
