@@ -176,6 +176,47 @@ public sealed class HostileFileSystemTests : IDisposable
         }
     }
 
+    /// <summary>A FIFO or a link planted at the temporary names the store writes through (<c>index.json.tmp</c>,
+    /// <c>oci-layout.tmp</c>, a blob's <c>.tmp</c>) neither blocks a save nor redirects its write out of the state directory.</summary>
+    [Theory]
+    [InlineData("fifo")]
+    [InlineData("link-outside")]
+    public void A_planted_temporary_file_never_blocks_a_save_or_redirects_it(string hostile)
+    {
+        var (root, _, files, expected) = SignedLayout("layout");
+        string state = Path.Combine(_folder, "state");
+        Directory.CreateDirectory(Path.Combine(state, "blobs", "sha256"));
+        string victim = Path.Combine(_folder, "victim");
+        File.WriteAllText(victim, "not yours");
+        foreach (string temp in new[] { Path.Combine(state, "index.json.tmp"), Path.Combine(state, "oci-layout.tmp"), Path.Combine(state, "blobs", "sha256", Path.GetFileName(files["layer"]) + ".tmp") })
+        {
+            if (hostile == "fifo")
+            {
+                MakeFifo(temp);
+            }
+            else
+            {
+                File.CreateSymbolicLink(temp, victim);
+            }
+        }
+
+        var (verifier, signer) = Trust();
+        var time = new FakeTimeProvider(EgressTestHelpers.Start);
+        FuzzRun.Bounded(
+            () =>
+            {
+                using var source = new OciBundleEgressPolicySource(root, verifier, signer, null, null, _fs, time);
+                new FileEgressPolicyLastKnownGoodStore(state, source, _fs, time).Save(source.Load());
+                return true;
+            },
+            Guard,
+            ReleaseAll);
+
+        File.ReadAllText(victim).Should().Be("not yours", "a link at a temporary name is replaced, never written through");
+        using var restarted = new OciBundleEgressPolicySource(root, verifier, signer, null, null, _fs, time);
+        new FileEgressPolicyLastKnownGoodStore(state, restarted, _fs, time).Load()!.Digest.Should().Be(expected);
+    }
+
     private (SigstoreVerifier Verifier, SignerPolicy Signer) Trust() =>
         (new SigstoreVerifier(SigstoreTrustedRoot.Empty, new SigstoreVerifierOptions { RequireTransparencyLog = false }), SignerPolicy.ForPublicKey(_key.ExportSubjectPublicKeyInfoPem()));
 
