@@ -40,4 +40,28 @@ public sealed class FoundByFuzzingTests : IDisposable
         problems.Should().OnlyContain(p => p.BundleFailure == BundleFailureReason.CanonicalFormViolation);
         problems.Should().Contain(p => p.Path == $"line {line}" && p.Message.Contains("trailing spaces", StringComparison.Ordinal));
     }
+
+    /// <summary>A bundle with bytes that are not UTF-8 in a member the verifier never reads (the key hint, or an unknown
+    /// member's name) verified: the JSON reader decodes only what is read. A document that is not UTF-8 is malformed.</summary>
+    [Theory]
+    [InlineData("\"hint\":\"test\"", "\"hint\":\"te\u0080st\"")]
+    [InlineData("\"hint\":\"test\"", "\"hint\":\"test\",\"h\u0080\":1")]
+    public void A_bundle_that_is_not_UTF8_is_malformed_even_where_nothing_is_read(string from, string to)
+    {
+        var sigstore = new TestSigstore();
+        var builder = new BundleBuilder(sigstore) { SigningKey = _key, PublicKeyPem = _key.ExportSubjectPublicKeyInfoPem() };
+        string bundle = builder.Build();
+        var verifier = new SigstoreVerifier(sigstore.TrustedRoot());
+        var signer = SignerPolicy.ForPublicKey(_key.ExportSubjectPublicKeyInfoPem());
+        verifier.VerifyBundle(System.Text.Encoding.UTF8.GetBytes(bundle), SigstoreArtifact.FromBytes(builder.Artifact), signer).IsVerified.Should().BeTrue();
+
+        // \u0080 stands for the single byte 0x80, which is never valid UTF-8 on its own.
+        byte[] bytes = [.. System.Text.Encoding.UTF8.GetBytes(bundle.Replace(from, to, StringComparison.Ordinal)).SelectMany(b => b == 0xC2 ? Array.Empty<byte>() : [b])];
+
+        var result = verifier.VerifyBundle(bytes, SigstoreArtifact.FromBytes(builder.Artifact), signer);
+
+        result.IsVerified.Should().BeFalse();
+        result.FailureReason.Should().Be(BundleFailureReason.CanonicalFormViolation);
+        result.Message.Should().Contain("UTF-8");
+    }
 }
