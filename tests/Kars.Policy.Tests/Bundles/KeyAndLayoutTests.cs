@@ -122,7 +122,7 @@ public sealed class KeyAndLayoutTests
     }
 
     /// <summary>A keyless DSSE bundle v0.3 with a dsse/0.0.1 entry, SET, and a one-leaf tree proof.</summary>
-    private static string DsseBundle(TestSigstore sigstore, System.Security.Cryptography.X509Certificates.X509Certificate2 leaf, ECDsa key, byte[] statement)
+    internal static string DsseBundle(TestSigstore sigstore, System.Security.Cryptography.X509Certificates.X509Certificate2 leaf, ECDsa key, byte[] statement)
     {
         const string payloadType = "application/vnd.in-toto+json";
         byte[] pae = [.. Encoding.ASCII.GetBytes($"DSSEv1 {payloadType.Length} {payloadType} {statement.Length} "), .. statement];

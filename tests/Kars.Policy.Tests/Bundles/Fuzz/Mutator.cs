@@ -359,6 +359,11 @@ internal static class JsonDiff
     {
         JsonNode? a = JsonNode.Parse(original);
         JsonNode? b;
+        if (!System.Text.Unicode.Utf8.IsValid(mutated))
+        {
+            return null;
+        }
+
         try
         {
             using var strict = JsonDocument.Parse(mutated, new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 64 });
@@ -431,6 +436,18 @@ internal static class JsonDiff
 
     private static bool SameScalar(JsonNode? a, JsonNode? b)
     {
+        try
+        {
+            return SameValue(a, b);
+        }
+        catch (InvalidOperationException)
+        {
+            return false; // a string with a lone surrogate escape: never the same as the vector's
+        }
+    }
+
+    private static bool SameValue(JsonNode? a, JsonNode? b)
+    {
         if (JsonNode.DeepEquals(a, b))
         {
             return true;
@@ -448,7 +465,8 @@ internal static class JsonDiff
             return false;
         }
 
-        if (long.TryParse(sx, NumberStyles.None, CultureInfo.InvariantCulture, out long lx) && long.TryParse(sy, NumberStyles.None, CultureInfo.InvariantCulture, out long ly))
+        // An integer as a number or a decimal string, and -0 for 0, are the same value to a proto3 JSON reader.
+        if (long.TryParse(sx, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long lx) && long.TryParse(sy, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long ly))
         {
             return lx == ly;
         }
