@@ -11,6 +11,13 @@ namespace Kars.Policy.Cli;
 /// </summary>
 internal static class VerifyCommands
 {
+    /// <summary>The largest artifact read (<c>verify-blob</c>'s blob).</summary>
+    private const long MaxArtifactBytes = 256L * 1024 * 1024;
+
+    /// <summary>The largest bundle, signature, key or trusted root read: well above the verifier's own bounds
+    /// (<see cref="SigstoreVerifierOptions.MaxDocumentBytes"/>, 4 MiB for a trusted root).</summary>
+    private const long MaxDocumentBytes = 16L * 1024 * 1024;
+
     public static Command CreateVerifyBlob(CliConsole console, IFileSystem fileSystem)
     {
         var artifact = new Argument<string>("artifact") { Description = "The signed file, or its digest as sha256:<hex>." };
@@ -53,7 +60,7 @@ internal static class VerifyCommands
         }
         else
         {
-            if (!TryRead(console, fileSystem, artifactText, "the artifact", out blob))
+            if (!TryRead(console, fileSystem, artifactText, "the artifact", out blob, MaxArtifactBytes))
             {
                 return ExitCodes.UsageError;
             }
@@ -237,7 +244,10 @@ internal static class VerifyCommands
         return ExitCodes.VerificationFailed;
     }
 
-    private static bool TryRead(CliConsole console, IFileSystem fileSystem, string path, string what, out byte[] bytes)
+    /// <summary>Reads an input named on the command line. The cap is checked while reading, never trusted from the
+    /// reported length: a device such as <c>/dev/zero</c> (or a link to one) reports 0 bytes and never ends. A pipe
+    /// (<c>--bundle &lt;(…)</c>) is still accepted.</summary>
+    private static bool TryRead(CliConsole console, IFileSystem fileSystem, string path, string what, out byte[] bytes, long maxBytes = MaxDocumentBytes)
     {
         bytes = [];
         try
@@ -249,13 +259,28 @@ internal static class VerifyCommands
                 return false;
             }
 
-            if (info.Length > 256L * 1024 * 1024)
+            if (info.Length > maxBytes)
             {
-                Usage(console, $"{what} {path} is larger than 256 MiB");
+                Usage(console, $"{what} {path} is larger than {maxBytes / (1024 * 1024)} MiB");
                 return false;
             }
 
-            bytes = fileSystem.File.ReadAllBytes(path);
+            using var stream = fileSystem.FileStream.New(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            using var buffer = new MemoryStream();
+            byte[] chunk = new byte[81920];
+            int read;
+            while ((read = stream.Read(chunk, 0, chunk.Length)) > 0)
+            {
+                if (buffer.Length + read > maxBytes)
+                {
+                    Usage(console, $"{what} {path} is larger than {maxBytes / (1024 * 1024)} MiB");
+                    return false;
+                }
+
+                buffer.Write(chunk, 0, read);
+            }
+
+            bytes = buffer.ToArray();
             return true;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)

@@ -271,7 +271,11 @@ public sealed class FileEgressPolicyLastKnownGoodStore : IEgressPolicyLastKnownG
     private void WriteAtomically(string path, byte[] bytes)
     {
         string temp = path + ".tmp";
-        using (FileSystemStream stream = _fileSystem.FileStream.New(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+
+        // Whatever is at the temporary name (a crash's leftover, or a FIFO that would block the open, or a link that
+        // would redirect the write) is removed, and the file is created exclusively, so a link is never followed.
+        _fileSystem.File.Delete(temp);
+        using (FileSystemStream stream = _fileSystem.FileStream.New(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
         {
             stream.Write(bytes);
             stream.Flush(flushToDisk: true);

@@ -301,7 +301,7 @@ internal static class KarsAllowlistYaml
             while (_index < lines.Length && lines[_index].StartsWith(' '))
             {
                 string line = lines[_index];
-                if (!line.StartsWith("  ", StringComparison.Ordinal) || line[2] == ' ' || !TrySplitKey(line[2..], out string key, out string value))
+                if (!line.StartsWith("  ", StringComparison.Ordinal) || line.Length == 2 || line[2] == ' ' || !TrySplitKey(line[2..], out string key, out string value))
                 {
                     Add("expected \"  generation: N\" (two-space indent) under metadata");
                 }
@@ -354,7 +354,7 @@ internal static class KarsAllowlistYaml
             while (_index < lines.Length && lines[_index].StartsWith(' '))
             {
                 string line = lines[_index];
-                if (!line.StartsWith("  ", StringComparison.Ordinal) || line[2] == ' ' || !TrySplitKey(line[2..], out string key, out string value))
+                if (!line.StartsWith("  ", StringComparison.Ordinal) || line.Length == 2 || line[2] == ' ' || !TrySplitKey(line[2..], out string key, out string value))
                 {
                     Add("expected \"  endpoints:\" (two-space indent) under spec");
                     _index++;

@@ -13,6 +13,13 @@ internal static class Json
 
     public static JsonDocument Parse(ReadOnlyMemory<byte> utf8, string what)
     {
+        // JSON is UTF-8 (RFC 8259 §8.1). The reader decodes only what it reads, so without this check invalid bytes in
+        // a member nobody reads (a hint, an unknown member's name) would pass.
+        if (!System.Text.Unicode.Utf8.IsValid(utf8.Span))
+        {
+            throw BundleException.Malformed($"{what} is not valid UTF-8");
+        }
+
         try
         {
             return JsonDocument.Parse(utf8, Strict);

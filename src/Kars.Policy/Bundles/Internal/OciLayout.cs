@@ -1,6 +1,7 @@
 using System.IO.Abstractions;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Kars.Policy.Internal;
 
 namespace Kars.Policy.Bundles;
 
@@ -166,20 +167,16 @@ internal sealed class OciLayout
             throw BundleException.Malformed($"{what} is larger than {maxBytes} bytes");
         }
 
-        using var stream = fileSystem.File.OpenRead(path);
-        using var buffer = new MemoryStream();
-        var chunk = new byte[81920];
-        int read;
-        while ((read = stream.Read(chunk, 0, chunk.Length)) > 0)
+        // A FIFO, socket or device is refused before it is opened (opening a FIFO for reading blocks until a writer
+        // appears; a device may never end), and the cap is checked while reading, not trusted from the length.
+        var read = BoundedFile.Read(fileSystem, path, maxBytes);
+        return read.Error switch
         {
-            if (buffer.Length + read > maxBytes)
-            {
-                throw BundleException.Malformed($"{what} is larger than {maxBytes} bytes");
-            }
-
-            buffer.Write(chunk, 0, read);
-        }
-
-        return buffer.ToArray();
+            FileReadError.None => read.Bytes!,
+            FileReadError.NotFound => throw new BundleException(BundleFailureReason.NotFound, $"{what} is missing from the layout"),
+            FileReadError.NotRegularFile => throw BundleException.Malformed($"{what} is not a regular file ({read.Message})"),
+            FileReadError.TooLarge => throw BundleException.Malformed($"{what} is larger than {maxBytes} bytes"),
+            _ => throw new BundleException(BundleFailureReason.NotFound, $"{what} {read.Message}"),
+        };
     }
 }
