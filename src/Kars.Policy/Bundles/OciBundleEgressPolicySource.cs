@@ -140,12 +140,22 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
         {
             throw Failure(BundleFailureReason.NotFound, $"a file could not be read ({ex.GetType().Name}: {ex.Message})");
         }
-        catch (Exception ex) when (ex is ArgumentException or NotSupportedException or JsonException or FormatException or InvalidOperationException)
+        catch (Exception ex) when (ex is not OutOfMemoryException and not EgressPolicyLoadException)
         {
+            // ArgumentException, JsonException, FormatException… and anything unforeseen: a failure, never a pass or a crash.
             throw Failure(BundleFailureReason.CanonicalFormViolation, $"malformed input ({ex.GetType().Name}: {ex.Message})");
         }
 
-        var snapshot = Compile(bundle);
+        EgressPolicySnapshot snapshot;
+        try
+        {
+            snapshot = Compile(bundle);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException and not EgressPolicyLoadException)
+        {
+            throw Failure(BundleFailureReason.CanonicalFormViolation, $"the verified policy could not be compiled ({ex.GetType().Name}: {ex.Message})");
+        }
+
         _verified.AddOrUpdate(snapshot.Compiled, bundle);
         return (snapshot, bundle);
     }
