@@ -6,9 +6,10 @@ using System.Runtime.InteropServices;
 namespace Kars.Policy.Egress;
 
 /// <summary>
-/// One immutable compiled policy snapshot: the name index (allow rules, blocklist, exceptions, approvals), CIDR rules,
-/// approvals with their time windows, digest and generation. Evaluation reads only this object and allocates nothing
-/// for a DNS-name target (apart from the first use of a blocklist entry's rule text, which is then cached).
+/// One immutable compiled policy snapshot: the name index (allow rules, <c>blocklist.domains</c>, exceptions, approval
+/// hosts; exactly verified), the blocklist feeds' fingerprint index (deny only), CIDR rules, approvals with their time
+/// windows, digest and generation. Evaluation reads only this object and allocates nothing for a DNS-name target
+/// (apart from the first use of a blocklist entry's rule text, which is then cached).
 /// </summary>
 internal sealed class CompiledPolicy
 {
@@ -17,6 +18,7 @@ internal sealed class CompiledPolicy
     private static long s_lastIdentity;
 
     private readonly NameIndex _index;
+    private readonly BlocklistIndex _blocklist;
     private readonly PortSet[] _rulePorts;
     private readonly string[] _ruleTexts;
     private readonly CidrRule[] _cidrRules;
@@ -30,6 +32,8 @@ internal sealed class CompiledPolicy
     private CompiledPolicy(
         PolicyModel model,
         NameIndex index,
+        BlocklistIndex blocklist,
+        int nameCount,
         ApprovalSlot[] approvalHosts,
         string[] blockSources,
         IPNetwork[] privateAllow)
@@ -39,6 +43,8 @@ internal sealed class CompiledPolicy
         Mode = model.Mode;
         Warnings = [.. model.Warnings];
         _index = index;
+        _blocklist = blocklist;
+        NameCount = nameCount;
         _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
         _ruleTexts = [.. model.NameRules.Select(r => r.Text)];
         _cidrRules = [.. model.CidrRules];
@@ -62,7 +68,8 @@ internal sealed class CompiledPolicy
 
     public IReadOnlyList<EgressPolicyProblem> Warnings { get; }
 
-    public int NameCount => _index.Count;
+    /// <summary>Gets the number of distinct names the policy lists (allow rules, blocklist, exceptions, approval hosts).</summary>
+    public int NameCount { get; }
 
     /// <summary>The CIDR allow rules, in document order (read by the resolved-address check).</summary>
     public ReadOnlySpan<CidrRule> CidrRules => _cidrRules;
@@ -72,10 +79,11 @@ internal sealed class CompiledPolicy
 
     public static CompiledPolicy Compile(PolicyModel model, IReadOnlyList<BlocklistFeed> feeds, IPNetwork[] privateAllow)
     {
+        // Names that can allow, lift a deny or choose a rule go into the exactly verified name index; the feeds' names,
+        // which can only deny, go into the fingerprint index (see BlocklistIndex).
         int expected = model.NameRules.Count + model.BlockDomains.Count + model.BlocklistExceptions.Count
-            + model.Approvals.Sum(a => a.Hosts.Count) + feeds.Sum(f => f.Count);
-        int expectedTails = feeds.Sum(f => f.BytesBeyond(16));
-        var builder = new NameIndex.Builder(expected, expectedTails);
+            + model.Approvals.Sum(a => a.Hosts.Count);
+        var builder = new NameIndex.Builder(expected);
 
         for (int r = 0; r < model.NameRules.Count; r++)
         {
@@ -89,20 +97,9 @@ internal sealed class CompiledPolicy
             }
         }
 
-        var sources = new List<string> { "blocklist" };
         foreach (string domain in model.BlockDomains)
         {
             builder.MarkBlocked(builder.GetOrAdd(domain), 0);
-        }
-
-        foreach (var feed in feeds)
-        {
-            int source = sources.Count;
-            sources.Add($"blocklist {feed.Source}");
-            foreach (var name in feed)
-            {
-                builder.MarkBlocked(builder.GetOrAdd(name), source);
-            }
         }
 
         foreach (string exception in model.BlocklistExceptions)
@@ -123,7 +120,27 @@ internal sealed class CompiledPolicy
             }
         }
 
-        return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], privateAllow);
+        var index = builder.Build();
+        var sources = new List<string> { "blocklist" };
+        var blocklist = new BlocklistIndex.Builder(feeds.Sum(f => f.Count));
+        int alsoInIndex = 0;
+        Span<char> chars = stackalloc char[256];
+        foreach (var feed in feeds)
+        {
+            int source = sources.Count;
+            sources.Add($"blocklist {feed.Source}");
+            foreach (var name in feed)
+            {
+                ReadOnlySpan<char> text = chars[..System.Text.Encoding.ASCII.GetChars(name, chars)];
+                ulong fingerprint = NameIndex.FingerprintOf(text);
+                if (blocklist.Add(fingerprint, source) && index.Find(fingerprint, text) >= 0)
+                {
+                    alsoInIndex++;
+                }
+            }
+        }
+
+        return new CompiledPolicy(model, index, blocklist.Build(), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
     }
 
     /// <summary>Evaluates a valid target (DESIGN §2.3 steps 3–7). <paramref name="now"/> is read only when an approval is a candidate.</summary>
@@ -285,6 +302,7 @@ internal sealed class CompiledPolicy
         }
 
         int blockEntry = match.BlockEntry;
+        int feedEntry = match.FeedEntry;
         bool excepted = match.Excepted;
         int allowRule = match.AllowRule;
         int otherPortRule = match.OtherPortRule;
@@ -293,9 +311,10 @@ internal sealed class CompiledPolicy
         long now = match.Now;
         bool considerApprovals = match.ConsiderApprovals;
         cacheable = now == long.MinValue && !considerApprovals;
-        if (blockEntry >= 0 && !excepted)
+        if ((blockEntry >= 0 || feedEntry >= 0) && !excepted)
         {
-            return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, BlockText(blockEntry), mode, false);
+            string text = blockEntry >= 0 ? BlockText(blockEntry) : _blocklist.Text(feedEntry, name[match.FeedStart..], _blockSources);
+            return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, text, mode, false);
         }
 
         if (allowRule >= 0)
@@ -328,26 +347,44 @@ internal sealed class CompiledPolicy
         return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
     }
 
-    /// <summary>Checks a batch of suffix fingerprints (right to left) against the filter, then probes the table for
-    /// the ones that may be present.</summary>
+    /// <summary>Checks a batch of suffix fingerprints (right to left) against both filters, then probes the name index
+    /// and the blocklist for the ones that may be present, suffix by suffix, right to left. At one suffix the name index
+    /// comes first, so a name in <c>blocklist.domains</c> and in a feed shows <c>blocklist: …</c> as before; the shortest
+    /// blocklisted suffix gives the rule text, and once one is found the blocklist is not probed again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void ProbeBatch(ref SuffixBuffer fingerprints, ref StartBuffer starts, int count, ReadOnlySpan<char> name, ref Match match)
     {
-        uint maybe = 0;
+        uint maybeName = 0;
+        uint maybeBlocked = 0;
         for (int k = 0; k < count; k++)
         {
-            maybe |= _index.MayContain(fingerprints[k]) << k;
+            maybeName |= _index.MayContain(fingerprints[k]) << k;
+            maybeBlocked |= _blocklist.MayContain(fingerprints[k]) << k;
         }
 
+        uint maybe = maybeName | maybeBlocked;
         while (maybe != 0)
         {
             int k = BitOperations.TrailingZeroCount(maybe);
             maybe &= maybe - 1;
             int start = starts[k];
-            int record = _index.Probe(fingerprints[k], name[start..]);
-            if (record >= 0)
+            if (((maybeName >> k) & 1) != 0)
             {
-                Visit(record, start == 0, ref match);
+                int record = _index.Probe(fingerprints[k], name[start..]);
+                if (record >= 0)
+                {
+                    Visit(record, start == 0, ref match);
+                }
+            }
+
+            if (((maybeBlocked >> k) & 1) != 0 && match.BlockEntry < 0 && match.FeedEntry < 0)
+            {
+                int entry = _blocklist.Probe(fingerprints[k]);
+                if (entry >= 0)
+                {
+                    match.FeedEntry = entry;
+                    match.FeedStart = start;
+                }
             }
         }
     }
@@ -357,7 +394,7 @@ internal sealed class CompiledPolicy
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Visit(int record, bool exact, ref Match match)
     {
-        if (match.BlockEntry < 0 && _index.IsBlocked(record))
+        if (match.BlockEntry < 0 && match.FeedEntry < 0 && _index.IsBlocked(record))
         {
             match.BlockEntry = record;
         }
@@ -523,6 +560,8 @@ internal sealed class CompiledPolicy
         public readonly int Port = port;
         public readonly TimeProvider Clock = clock;
         public int BlockEntry = -1;
+        public int FeedEntry = -1;
+        public int FeedStart;
         public bool Excepted;
         public int AllowRule = -1;
         public int OtherPortRule = -1;
