@@ -8,7 +8,10 @@ namespace Kars.Policy.Egress;
 
 /// <summary>
 /// One open-addressing table from 64-bit suffix fingerprints to name records, with a cache-resident binary fuse filter
-/// in front of it.
+/// in front of it: the names that can allow, lift a deny or choose a rule (allow rules, blocklist exceptions, approval
+/// hosts) and the policy document's own <c>blocklist.domains</c>, every one verified against its characters. The feeds'
+/// names, which can only deny, live in <see cref="BlocklistIndex"/>, so this table stays small (a few hundred kilobytes
+/// for 10,000 rules) and an allow hit does not leave the cache.
 /// </summary>
 /// <remarks>
 /// <para>A lookup walks the target's labels once, right to left; each label is hashed a machine word (four characters)
