@@ -19,8 +19,7 @@ internal sealed class CompiledPolicy
 
     private readonly NameIndex _index;
     private readonly BlocklistIndex _blocklist;
-    private readonly PortSet[] _rulePorts;
-    private readonly string[] _ruleTexts;
+    private readonly RuleInfo[] _rules;
     private readonly CidrRule[] _cidrRules;
     private readonly ApprovalSlot[] _approvalHosts;
     private readonly long[] _approvalStart;
@@ -45,8 +44,7 @@ internal sealed class CompiledPolicy
         _index = index;
         _blocklist = blocklist;
         NameCount = nameCount;
-        _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
-        _ruleTexts = [.. model.NameRules.Select(r => r.Text)];
+        _rules = [.. model.NameRules.Select(r => new RuleInfo(r.Ports, r.Text))];
         _cidrRules = [.. model.CidrRules];
         _approvalStart = [.. model.Approvals.Select(a => a.EffectiveAt.UtcTicks)];
         _approvalEnd = [.. model.Approvals.Select(a => a.ExpiresAt.UtcTicks)];
@@ -319,7 +317,7 @@ internal sealed class CompiledPolicy
 
         if (allowRule >= 0)
         {
-            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _ruleTexts[allowRule], mode, false);
+            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _rules[allowRule].Text, mode, false);
         }
 
         if (approvalSlot >= 0)
@@ -336,7 +334,7 @@ internal sealed class CompiledPolicy
 
         if (otherPortRule >= 0)
         {
-            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _ruleTexts[otherPortRule], mode, false);
+            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _rules[otherPortRule].Text, mode, false);
         }
 
         if (otherPortApproval >= 0)
@@ -462,7 +460,7 @@ internal sealed class CompiledPolicy
             return;
         }
 
-        if (_rulePorts[rule].Contains(port))
+        if (_rules[rule].Ports.Contains(port))
         {
             allowRule = rule;
         }
@@ -570,6 +568,9 @@ internal sealed class CompiledPolicy
         public int ApprovalSlot = -1;
         public int OtherPortApproval = -1;
     }
+
+    /// <summary>A name rule's ports and text side by side, so deciding on a rule and naming it read one cache line.</summary>
+    private readonly record struct RuleInfo(PortSet Ports, string Text);
 
     /// <summary>One (approval, host, port) in the per-name linked list.</summary>
     private readonly record struct ApprovalSlot(int Approval, int Port, NameScope Scope, int Next, string Text);
