@@ -30,18 +30,6 @@ internal sealed class BlocklistFeed
     /// <summary>Gets the number of bytes the names take (for sizing the index).</summary>
     public int NameBytes => _blob.Length - Count;
 
-    /// <summary>Gets the characters beyond the first <paramref name="inline"/> of every name, summed (for sizing the index).</summary>
-    public int BytesBeyond(int inline)
-    {
-        int total = 0;
-        foreach (var name in this)
-        {
-            total += Math.Max(0, name.Length - inline);
-        }
-
-        return total;
-    }
-
     /// <summary>Enumerates the domains as ASCII bytes, in feed order.</summary>
     public Enumerator GetEnumerator() => new(_blob);
 

@@ -6,9 +6,10 @@ using System.Runtime.InteropServices;
 namespace Kars.Policy.Egress;
 
 /// <summary>
-/// One immutable compiled policy snapshot: the name index (allow rules, blocklist, exceptions, approvals), CIDR rules,
-/// approvals with their time windows, digest and generation. Evaluation reads only this object and allocates nothing
-/// for a DNS-name target (apart from the first use of a blocklist entry's rule text, which is then cached).
+/// One immutable compiled policy snapshot: the name index (allow rules, <c>blocklist.domains</c>, exceptions, approval
+/// hosts; exactly verified), the blocklist feeds' fingerprint index (deny only), CIDR rules, approvals with their time
+/// windows, digest and generation. Evaluation reads only this object and allocates nothing for a DNS-name target
+/// (apart from the first use of a blocklist entry's rule text, which is then cached).
 /// </summary>
 internal sealed class CompiledPolicy
 {
@@ -17,8 +18,8 @@ internal sealed class CompiledPolicy
     private static long s_lastIdentity;
 
     private readonly NameIndex _index;
-    private readonly PortSet[] _rulePorts;
-    private readonly string[] _ruleTexts;
+    private readonly BlocklistIndex _blocklist;
+    private readonly RuleInfo[] _rules;
     private readonly CidrRule[] _cidrRules;
     private readonly ApprovalSlot[] _approvalHosts;
     private readonly long[] _approvalStart;
@@ -30,6 +31,8 @@ internal sealed class CompiledPolicy
     private CompiledPolicy(
         PolicyModel model,
         NameIndex index,
+        BlocklistIndex blocklist,
+        int nameCount,
         ApprovalSlot[] approvalHosts,
         string[] blockSources,
         IPNetwork[] privateAllow)
@@ -39,8 +42,9 @@ internal sealed class CompiledPolicy
         Mode = model.Mode;
         Warnings = [.. model.Warnings];
         _index = index;
-        _rulePorts = [.. model.NameRules.Select(r => r.Ports)];
-        _ruleTexts = [.. model.NameRules.Select(r => r.Text)];
+        _blocklist = blocklist;
+        NameCount = nameCount;
+        _rules = [.. model.NameRules.Select(r => new RuleInfo(r.Ports, r.Text))];
         _cidrRules = [.. model.CidrRules];
         _approvalStart = [.. model.Approvals.Select(a => a.EffectiveAt.UtcTicks)];
         _approvalEnd = [.. model.Approvals.Select(a => a.ExpiresAt.UtcTicks)];
@@ -62,7 +66,8 @@ internal sealed class CompiledPolicy
 
     public IReadOnlyList<EgressPolicyProblem> Warnings { get; }
 
-    public int NameCount => _index.Count;
+    /// <summary>Gets the number of distinct names the policy lists (allow rules, blocklist, exceptions, approval hosts).</summary>
+    public int NameCount { get; }
 
     /// <summary>The CIDR allow rules, in document order (read by the resolved-address check).</summary>
     public ReadOnlySpan<CidrRule> CidrRules => _cidrRules;
@@ -72,10 +77,11 @@ internal sealed class CompiledPolicy
 
     public static CompiledPolicy Compile(PolicyModel model, IReadOnlyList<BlocklistFeed> feeds, IPNetwork[] privateAllow)
     {
+        // Names that can allow, lift a deny or choose a rule go into the exactly verified name index; the feeds' names,
+        // which can only deny, go into the fingerprint index (see BlocklistIndex).
         int expected = model.NameRules.Count + model.BlockDomains.Count + model.BlocklistExceptions.Count
-            + model.Approvals.Sum(a => a.Hosts.Count) + feeds.Sum(f => f.Count);
-        int expectedTails = feeds.Sum(f => f.BytesBeyond(16));
-        var builder = new NameIndex.Builder(expected, expectedTails);
+            + model.Approvals.Sum(a => a.Hosts.Count);
+        var builder = new NameIndex.Builder(expected);
 
         for (int r = 0; r < model.NameRules.Count; r++)
         {
@@ -89,20 +95,9 @@ internal sealed class CompiledPolicy
             }
         }
 
-        var sources = new List<string> { "blocklist" };
         foreach (string domain in model.BlockDomains)
         {
             builder.MarkBlocked(builder.GetOrAdd(domain), 0);
-        }
-
-        foreach (var feed in feeds)
-        {
-            int source = sources.Count;
-            sources.Add($"blocklist {feed.Source}");
-            foreach (var name in feed)
-            {
-                builder.MarkBlocked(builder.GetOrAdd(name), source);
-            }
         }
 
         foreach (string exception in model.BlocklistExceptions)
@@ -123,7 +118,27 @@ internal sealed class CompiledPolicy
             }
         }
 
-        return new CompiledPolicy(model, builder.Build(), [.. approvalHosts], [.. sources], privateAllow);
+        var index = builder.Build();
+        var sources = new List<string> { "blocklist" };
+        var blocklist = new BlocklistIndex.Builder(feeds.Sum(f => f.Count));
+        int alsoInIndex = 0;
+        Span<char> chars = stackalloc char[256];
+        foreach (var feed in feeds)
+        {
+            int source = sources.Count;
+            sources.Add($"blocklist {feed.Source}");
+            foreach (var name in feed)
+            {
+                ReadOnlySpan<char> text = chars[..System.Text.Encoding.ASCII.GetChars(name, chars)];
+                ulong fingerprint = NameIndex.FingerprintOf(text);
+                if (blocklist.Add(fingerprint, source) && index.Find(fingerprint, text) >= 0)
+                {
+                    alsoInIndex++;
+                }
+            }
+        }
+
+        return new CompiledPolicy(model, index, blocklist.Build(), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
     }
 
     /// <summary>Evaluates a valid target (DESIGN §2.3 steps 3–7). <paramref name="now"/> is read only when an approval is a candidate.</summary>
@@ -285,6 +300,7 @@ internal sealed class CompiledPolicy
         }
 
         int blockEntry = match.BlockEntry;
+        int feedEntry = match.FeedEntry;
         bool excepted = match.Excepted;
         int allowRule = match.AllowRule;
         int otherPortRule = match.OtherPortRule;
@@ -293,14 +309,15 @@ internal sealed class CompiledPolicy
         long now = match.Now;
         bool considerApprovals = match.ConsiderApprovals;
         cacheable = now == long.MinValue && !considerApprovals;
-        if (blockEntry >= 0 && !excepted)
+        if ((blockEntry >= 0 || feedEntry >= 0) && !excepted)
         {
-            return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, BlockText(blockEntry), mode, false);
+            string text = blockEntry >= 0 ? BlockText(blockEntry) : _blocklist.Text(feedEntry, name[match.FeedStart..], _blockSources);
+            return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, text, mode, false);
         }
 
         if (allowRule >= 0)
         {
-            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _ruleTexts[allowRule], mode, false);
+            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _rules[allowRule].Text, mode, false);
         }
 
         if (approvalSlot >= 0)
@@ -317,7 +334,7 @@ internal sealed class CompiledPolicy
 
         if (otherPortRule >= 0)
         {
-            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _ruleTexts[otherPortRule], mode, false);
+            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _rules[otherPortRule].Text, mode, false);
         }
 
         if (otherPortApproval >= 0)
@@ -328,26 +345,44 @@ internal sealed class CompiledPolicy
         return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
     }
 
-    /// <summary>Checks a batch of suffix fingerprints (right to left) against the filter, then probes the table for
-    /// the ones that may be present.</summary>
+    /// <summary>Checks a batch of suffix fingerprints (right to left) against both filters, then probes the name index
+    /// and the blocklist for the ones that may be present, suffix by suffix, right to left. At one suffix the name index
+    /// comes first, so a name in <c>blocklist.domains</c> and in a feed shows <c>blocklist: …</c> as before; the shortest
+    /// blocklisted suffix gives the rule text, and once one is found the blocklist is not probed again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void ProbeBatch(ref SuffixBuffer fingerprints, ref StartBuffer starts, int count, ReadOnlySpan<char> name, ref Match match)
     {
-        uint maybe = 0;
+        uint maybeName = 0;
+        uint maybeBlocked = 0;
         for (int k = 0; k < count; k++)
         {
-            maybe |= _index.MayContain(fingerprints[k]) << k;
+            maybeName |= _index.MayContain(fingerprints[k]) << k;
+            maybeBlocked |= _blocklist.MayContain(fingerprints[k]) << k;
         }
 
+        uint maybe = maybeName | maybeBlocked;
         while (maybe != 0)
         {
             int k = BitOperations.TrailingZeroCount(maybe);
             maybe &= maybe - 1;
             int start = starts[k];
-            int record = _index.Probe(fingerprints[k], name[start..]);
-            if (record >= 0)
+            if (((maybeName >> k) & 1) != 0)
             {
-                Visit(record, start == 0, ref match);
+                int record = _index.Probe(fingerprints[k], name[start..]);
+                if (record >= 0)
+                {
+                    Visit(record, start == 0, ref match);
+                }
+            }
+
+            if (((maybeBlocked >> k) & 1) != 0 && match.BlockEntry < 0 && match.FeedEntry < 0)
+            {
+                int entry = _blocklist.Probe(fingerprints[k]);
+                if (entry >= 0)
+                {
+                    match.FeedEntry = entry;
+                    match.FeedStart = start;
+                }
             }
         }
     }
@@ -357,7 +392,7 @@ internal sealed class CompiledPolicy
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Visit(int record, bool exact, ref Match match)
     {
-        if (match.BlockEntry < 0 && _index.IsBlocked(record))
+        if (match.BlockEntry < 0 && match.FeedEntry < 0 && _index.IsBlocked(record))
         {
             match.BlockEntry = record;
         }
@@ -425,7 +460,7 @@ internal sealed class CompiledPolicy
             return;
         }
 
-        if (_rulePorts[rule].Contains(port))
+        if (_rules[rule].Ports.Contains(port))
         {
             allowRule = rule;
         }
@@ -523,6 +558,8 @@ internal sealed class CompiledPolicy
         public readonly int Port = port;
         public readonly TimeProvider Clock = clock;
         public int BlockEntry = -1;
+        public int FeedEntry = -1;
+        public int FeedStart;
         public bool Excepted;
         public int AllowRule = -1;
         public int OtherPortRule = -1;
@@ -531,6 +568,9 @@ internal sealed class CompiledPolicy
         public int ApprovalSlot = -1;
         public int OtherPortApproval = -1;
     }
+
+    /// <summary>A name rule's ports and text side by side, so deciding on a rule and naming it read one cache line.</summary>
+    private readonly record struct RuleInfo(PortSet Ports, string Text);
 
     /// <summary>One (approval, host, port) in the per-name linked list.</summary>
     private readonly record struct ApprovalSlot(int Approval, int Port, NameScope Scope, int Next, string Text);

@@ -30,7 +30,7 @@ internal static class DecisionCache
         if (entries is not null && t_owner == owner.Identity && host.Length > 0)
         {
             ref Entry entry = ref entries[Index(host, port)];
-            if (entry.Port == port && (ReferenceEquals(entry.Host, host) || string.Equals(entry.Host, host, StringComparison.Ordinal)))
+            if (entry.Port == port && entry.Check == Check(host) && (ReferenceEquals(entry.Host, host) || string.Equals(entry.Host, host, StringComparison.Ordinal)))
             {
                 decision = entry.Decision;
                 return true;
@@ -59,6 +59,7 @@ internal static class DecisionCache
         ref Entry entry = ref entries[Index(host, port)];
         entry.Host = host;
         entry.Port = port;
+        entry.Check = Check(host);
         entry.Decision = decision;
     }
 
@@ -66,10 +67,18 @@ internal static class DecisionCache
     private static int Index(string host, int port) =>
         ((host.Length * 7) + (host[^1] * 31) + (host[host.Length >> 1] * 131) + (host[host.Length >> 2] * 17) + port) & (Size - 1);
 
+    /// <summary>The length and three characters of the host in one word, kept in the entry beside the port: a different
+    /// name almost always differs here, so a miss is decided without reading the cached host string (on a cold decision
+    /// that string is one more memory round trip). Only a pre-check: a hit still compares the whole host.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Check(string host) =>
+        (byte)host.Length | ((uint)(byte)host[^1] << 8) | ((uint)(byte)host[host.Length >> 1] << 16) | ((uint)(byte)host[host.Length >> 2] << 24);
+
     private struct Entry
     {
         public string? Host;
         public int Port;
+        public uint Check;
         public EgressDecision Decision;
     }
 }

@@ -8,7 +8,10 @@ namespace Kars.Policy.Egress;
 
 /// <summary>
 /// One open-addressing table from 64-bit suffix fingerprints to name records, with a cache-resident binary fuse filter
-/// in front of it.
+/// in front of it: the names that can allow, lift a deny or choose a rule (allow rules, blocklist exceptions, approval
+/// hosts) and the policy document's own <c>blocklist.domains</c>, every one verified against its characters. The feeds'
+/// names, which can only deny, live in <see cref="BlocklistIndex"/>, so this table stays small (a few hundred kilobytes
+/// for 10,000 rules) and an allow hit does not leave the cache.
 /// </summary>
 /// <remarks>
 /// <para>A lookup walks the target's labels once, right to left; each label is hashed a machine word (four characters)
@@ -16,14 +19,19 @@ namespace Kars.Policy.Egress;
 /// a fingerprint without rehashing. Each fingerprint is checked against the filter (<see cref="BinaryFuseFilter"/>, about
 /// 9 bits per name, stays in L2) and only a suffix that may be present is probed in the table.</para>
 /// <para>The table has 32-byte slots (two to a cache line): a 32-bit tag, flags, blocklist source, rule reference and
-/// the first 16 characters of the name; the rest of a longer name lives in a tail blob. A tag hit is always verified
+/// a name of up to 20 characters (a longer one: its first 16, the rest in a tail blob). A tag hit is always verified
 /// against the name's characters: a hash alone is never trusted. The table is sized exactly for the names it holds
 /// (load factor about 0.8, any length, position by multiply-shift), not rounded up to a power of two.</para>
 /// <para>Immutable after <see cref="Builder.Build"/>; safe for concurrent readers.</para>
 /// </remarks>
 internal sealed class NameIndex
 {
-    private const int InlineLength = 16;
+    /// <summary>A name of at most this many characters is held in its slot whole.</summary>
+    private const int InlineLength = 20;
+
+    /// <summary>A longer name keeps this many characters in its slot; the last four inline bytes then hold the offset
+    /// of the rest in the tail blob.</summary>
+    private const int SplitLength = 16;
     private const byte FlagBlocked = 1;
     private const byte FlagException = 2;
 
@@ -233,8 +241,9 @@ internal sealed class NameIndex
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Home(ulong fingerprint, int length) => (int)(((fingerprint >> 32) * (ulong)(uint)length) >> 32);
 
-    /// <summary>Verifies the candidate: the first <see cref="InlineLength"/> characters against the slot, the rest
-    /// against the tail blob. Never trusts the fingerprint alone.</summary>
+    /// <summary>Verifies the candidate: a name of up to <see cref="InlineLength"/> characters against the slot alone; a
+    /// longer one, its first <see cref="SplitLength"/> characters against the slot and the rest against the tail blob.
+    /// Never trusts the fingerprint alone.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool NameEquals(in Slot slot, ReadOnlySpan<char> name)
     {
@@ -244,9 +253,13 @@ internal sealed class NameIndex
             return Ascii.Equals(inline[..name.Length], name);
         }
 
-        return Ascii.Equals(inline, name[..InlineLength])
-            && Ascii.Equals(_tails.AsSpan(slot.Tail, name.Length - InlineLength), name[InlineLength..]);
+        return Ascii.Equals(inline[..SplitLength], name[..SplitLength])
+            && Ascii.Equals(_tails.AsSpan(TailOf(inline), name.Length - SplitLength), name[SplitLength..]);
     }
+
+    /// <summary>The tail offset of a name longer than <see cref="InlineLength"/>, kept in the slot's last inline bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int TailOf(ReadOnlySpan<byte> inline) => System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(inline[SplitLength..]);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool IsBlocked(int handle) => (_slots[handle].Flags & FlagBlocked) != 0;
@@ -272,7 +285,7 @@ internal sealed class NameIndex
         ReadOnlySpan<byte> inline = slot.Inline;
         return length <= InlineLength
             ? Encoding.ASCII.GetString(inline[..length])
-            : string.Concat(Encoding.ASCII.GetString(inline), Encoding.ASCII.GetString(tails, slot.Tail, length - InlineLength));
+            : string.Concat(Encoding.ASCII.GetString(inline[..SplitLength]), Encoding.ASCII.GetString(tails, TailOf(inline), length - SplitLength));
     }
 
     /// <summary>The allow rules and approvals that name one DNS name.</summary>
@@ -293,12 +306,12 @@ internal sealed class NameIndex
         public int ApprovalHead;
     }
 
-    /// <summary>A table slot (32 bytes, two to a cache line): tag, flags, rule reference and the first 16 characters of
-    /// the name, so verifying and deciding a short name touches one cache line.</summary>
+    /// <summary>A table slot (32 bytes, two to a cache line): tag, flags, rule reference and a name of up to 20
+    /// characters whole (a longer one: its first 16 characters and its tail offset), so verifying and deciding a name of
+    /// up to 20 characters touches one cache line.</summary>
     private struct Slot
     {
         public uint Tag;
-        public int Tail;
         public byte Flags;
         public byte Length;
         public ushort BlockSource;
@@ -330,7 +343,7 @@ internal sealed class NameIndex
         private bool _built;
 
         /// <param name="expectedNames">An upper bound of the names (the table grows past it, at a cost).</param>
-        /// <param name="expectedTailBytes">An estimate of the characters beyond the 16th over all names.</param>
+        /// <param name="expectedTailBytes">An estimate of the characters beyond the 16th over all names longer than 20.</param>
         public Builder(int expectedNames, int expectedTailBytes = 0)
         {
             int length = SlotsFor(expectedNames);
@@ -374,17 +387,21 @@ internal sealed class NameIndex
             slot.Tag = tag;
             slot.Length = (byte)name.Length;
             slot.RuleRef = -1;
-            name[..Math.Min(name.Length, InlineLength)].CopyTo(slot.Inline);
-            if (name.Length > InlineLength)
+            if (name.Length <= InlineLength)
             {
-                ReadOnlySpan<byte> tail = name[InlineLength..];
+                name.CopyTo(slot.Inline);
+            }
+            else
+            {
+                name[..SplitLength].CopyTo(slot.Inline);
+                ReadOnlySpan<byte> tail = name[SplitLength..];
                 if (_tailsLength + tail.Length > _tails.Length)
                 {
                     Array.Resize(ref _tails, Math.Max(_tails.Length * 2, _tailsLength + tail.Length));
                 }
 
                 tail.CopyTo(_tails.AsSpan(_tailsLength));
-                slot.Tail = _tailsLength;
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(((Span<byte>)slot.Inline)[SplitLength..], _tailsLength);
                 _tailsLength += tail.Length;
             }
 
@@ -449,7 +466,7 @@ internal sealed class NameIndex
             ReadOnlySpan<byte> inline = slot.Inline;
             return name.Length <= InlineLength
                 ? inline[..name.Length].SequenceEqual(name)
-                : inline.SequenceEqual(name[..InlineLength]) && _tails.AsSpan(slot.Tail, name.Length - InlineLength).SequenceEqual(name[InlineLength..]);
+                : inline[..SplitLength].SequenceEqual(name[..SplitLength]) && _tails.AsSpan(TailOf(inline), name.Length - SplitLength).SequenceEqual(name[SplitLength..]);
         }
 
         private void Grow()
