@@ -51,7 +51,9 @@ internal sealed class EgressData
             });
         }
 
-        Cold = [.. queries.OrderBy(_ => random.Next())];
+        // Copies: a host a proxy or handler decides is parsed from a request, never the object a rule set holds. Reusing
+        // the rule's own string let the probe's equality check compare a string with itself (memory already in cache).
+        Cold = [.. queries.OrderBy(_ => random.Next()).Select(q => new string(q.AsSpan()))];
         Warm = [.. Cold.Take(8)];
     }
 
