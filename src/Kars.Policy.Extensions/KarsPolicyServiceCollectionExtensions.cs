@@ -145,7 +145,7 @@ public static class KarsPolicyServiceCollectionExtensions
         {
             // The options were validated when they were resolved above; the trust material is what was validated.
             var (verifier, signer) = sp.GetRequiredService<KarsBundleTrust>().Get(bundle);
-            return new OciBundleEgressPolicySource(layout, verifier, signer, bundle.ManifestDigest, egress.Policy, fileSystem, sp.GetRequiredService<TimeProvider>());
+            return new OciBundleEgressPolicySource(layout, verifier, signer, bundle.ManifestDigest, egress.Policy, fileSystem, sp.GetRequiredService<TimeProvider>(), bundle.ExpectedName);
         }
 
         if (!egress.Enabled || string.IsNullOrWhiteSpace(egress.Path))

@@ -28,7 +28,7 @@ internal static class KarsPolicyConfigurationReader
     private static readonly string[] BundleKeys =
     [
         "Path", "PublicKeyPath", "TrustedRootPath", "CertificateIdentity", "CertificateIdentityRegex", "CertificateOidcIssuer",
-        "ManifestDigest", "StatePath", "RequireTransparencyLog", "RequireSignedCertificateTimestamp", "AllowedPredicateTypes",
+        "ManifestDigest", "ExpectedName", "StatePath", "RequireTransparencyLog", "RequireSignedCertificateTimestamp", "AllowedPredicateTypes",
     ];
 
     private static readonly string[] BudgetKeys = ["Mode", "PerRequestTokens", "LeaseDuration", "Limits", "Keys", "Store", "MaxCachedKeys"];
@@ -98,6 +98,7 @@ internal static class KarsPolicyConfigurationReader
         Text(section, "CertificateIdentityRegex", v => bundle.CertificateIdentityRegex = v);
         Text(section, "CertificateOidcIssuer", v => bundle.CertificateOidcIssuer = v);
         Text(section, "ManifestDigest", v => bundle.ManifestDigest = v);
+        Text(section, "ExpectedName", v => bundle.ExpectedName = v);
         Text(section, "StatePath", v => bundle.StatePath = v);
         Bool(section, "RequireTransparencyLog", v => bundle.RequireTransparencyLog = v, problems);
         Bool(section, "RequireSignedCertificateTimestamp", v => bundle.RequireSignedCertificateTimestamp = v, problems);

@@ -109,6 +109,13 @@ public sealed class KarsEgressBundleOptions
     /// <value>The default value is <see langword="null"/>.</value>
     public string? ManifestDigest { get; set; }
 
+    /// <summary>Gets or sets the name of the policy this host runs: the signed kars allowlist's <c>metadata.name</c> must
+    /// equal it, and a native JSON policy (which names nothing) is refused
+    /// (<see cref="Bundles.BundleFailureReason.IdentityMismatch"/>). Without it or <see cref="ManifestDigest"/>, whoever can
+    /// write the layout may put there any policy the signer ever signed (another sandbox's, staging's).</summary>
+    /// <value>The default value is <see langword="null"/> (no name is checked).</value>
+    public string? ExpectedName { get; set; }
+
     /// <summary>Gets or sets the state directory of the persisted last-known-good copy (the rollback floor across
     /// restarts). Keep it writable by the service account only; it must not be the layout directory.</summary>
     /// <value>The default value is <see langword="null"/>; required.</value>

@@ -177,6 +177,11 @@ internal sealed class KarsPolicyOptionsCustomValidator : IValidateOptions<KarsPo
             errors.Add($"{Where}:ManifestDigest '{digest}' is not sha256:<64 lower-case hex digits>.");
         }
 
+        if (bundle.ExpectedName is { } name && string.IsNullOrWhiteSpace(name))
+        {
+            errors.Add($"{Where}:ExpectedName is empty; remove it or name the policy this host runs.");
+        }
+
         foreach (string type in bundle.AllowedPredicateTypes)
         {
             if (string.IsNullOrWhiteSpace(type) || type.Trim().Length != type.Length)

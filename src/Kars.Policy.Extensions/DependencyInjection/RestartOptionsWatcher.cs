@@ -60,6 +60,7 @@ internal sealed class RestartOptionsWatcher : IDisposable
             Check(changed, "Kars:Egress:Bundle:CertificateIdentityRegex", string.Equals(x.CertificateIdentityRegex, y.CertificateIdentityRegex, StringComparison.Ordinal));
             Check(changed, "Kars:Egress:Bundle:CertificateOidcIssuer", string.Equals(x.CertificateOidcIssuer, y.CertificateOidcIssuer, StringComparison.Ordinal));
             Check(changed, "Kars:Egress:Bundle:ManifestDigest", string.Equals(x.ManifestDigest, y.ManifestDigest, StringComparison.Ordinal));
+            Check(changed, "Kars:Egress:Bundle:ExpectedName", string.Equals(x.ExpectedName, y.ExpectedName, StringComparison.Ordinal));
             Check(changed, "Kars:Egress:Bundle:StatePath", string.Equals(x.StatePath, y.StatePath, StringComparison.Ordinal));
             Check(changed, "Kars:Egress:Bundle:RequireTransparencyLog", x.RequireTransparencyLog == y.RequireTransparencyLog);
             Check(changed, "Kars:Egress:Bundle:RequireSignedCertificateTimestamp", x.RequireSignedCertificateTimestamp == y.RequireSignedCertificateTimestamp);

@@ -49,6 +49,7 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
     private readonly SigstoreVerifier _verifier;
     private readonly SignerPolicy _signer;
     private readonly string? _pinnedDigest;
+    private readonly string? _expectedName;
     private readonly EgressCompileSettings _settings;
     private readonly IFileSystem _fileSystem;
     private readonly DirectoryEgressPolicySource _watcher;
@@ -69,8 +70,14 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
     /// <see cref="KarsEgressOptions.WatchInterval"/>, <see cref="KarsEgressOptions.MaxDocumentBytes"/>); <see langword="null"/> for the defaults. Copied.</param>
     /// <param name="fileSystem">The file system to read from; <see langword="null"/> for the real one.</param>
     /// <param name="timeProvider">The clock that schedules the folder checks; <see langword="null"/> for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="expectedName">The policy this host must run: the signed kars allowlist's <c>metadata.name</c> must equal it
+    /// (ordinal), and a native JSON policy, which names nothing, is refused. A signature says who approved a policy, not
+    /// which sandbox it is for: without a name (or a pinned <paramref name="manifestDigest"/>) whoever can write the
+    /// layout may put there any policy the signer ever signed. Another name is <see cref="BundleFailureReason.IdentityMismatch"/>.
+    /// <see langword="null"/> checks no name.</param>
     /// <exception cref="ArgumentNullException">An argument is <see langword="null"/>.</exception>
-    /// <exception cref="ArgumentException">An option is invalid, or <paramref name="manifestDigest"/> is not <c>sha256:</c> and 64 lower-case hex digits.</exception>
+    /// <exception cref="ArgumentException">An option is invalid, <paramref name="manifestDigest"/> is not <c>sha256:</c> and 64
+    /// lower-case hex digits, or <paramref name="expectedName"/> is empty.</exception>
     public OciBundleEgressPolicySource(
         string layoutPath,
         SigstoreVerifier verifier,
@@ -78,8 +85,14 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
         string? manifestDigest = null,
         KarsEgressOptions? options = null,
         IFileSystem? fileSystem = null,
-        TimeProvider? timeProvider = null)
+        TimeProvider? timeProvider = null,
+        string? expectedName = null)
     {
+        if (expectedName is not null)
+        {
+            ArgumentException.ThrowIfNullOrWhiteSpace(expectedName);
+        }
+
         ArgumentNullException.ThrowIfNull(layoutPath);
         ArgumentNullException.ThrowIfNull(verifier);
         ArgumentNullException.ThrowIfNull(signer);
@@ -93,6 +106,7 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
         _verifier = verifier.AllowsAnyPredicateType ? verifier.WithPredicateTypes([CosignSignPredicateType]) : verifier;
         _signer = signer;
         _pinnedDigest = manifestDigest;
+        _expectedName = expectedName;
         _settings = EgressCompileSettings.From(options);
         _fileSystem = fileSystem ?? new FileSystem();
         _maxBytes = (int)Math.Clamp(options.MaxDocumentBytes, 1024, 256L * 1024 * 1024);
@@ -342,6 +356,13 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
                         BundleFailureReason.CanonicalFormViolation))]);
             }
 
+            if (_expectedName is not null && !string.Equals(parsed.Name, _expectedName, StringComparison.Ordinal))
+            {
+                throw Failure(BundleFailureReason.IdentityMismatch, parsed.Name is null
+                    ? $"the signed policy names no metadata.name; this host runs \"{_expectedName}\""
+                    : $"the signed policy is \"{parsed.Name}\"; this host runs \"{_expectedName}\"");
+            }
+
             var model = KarsAllowlistYaml.ToPolicyModel(parsed, bundle.ContentDigest, Name);
             if (_settings.OverbroadIsError && model.Warnings.Count > 0)
             {
@@ -349,6 +370,11 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
             }
 
             return EgressPolicySnapshot.FromCompiled(CompiledPolicy.Compile(model, [], _settings.PrivateAllow), _settings);
+        }
+
+        if (_expectedName is not null)
+        {
+            throw Failure(BundleFailureReason.IdentityMismatch, $"a native JSON policy names no policy; this host runs \"{_expectedName}\" (publish it as a kars allowlist with metadata.name)");
         }
 
         if (KarsPolicyReader.LooksLikeKarsAllowlist(bundle.Document))

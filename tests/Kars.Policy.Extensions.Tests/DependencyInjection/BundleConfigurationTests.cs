@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using Kars.Policy.Bundles;
 using Kars.Policy.DependencyInjection;
 using Kars.Policy.Egress;
+using Kars.Policy.Tests.Bundles;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -62,6 +63,45 @@ public sealed class BundleConfigurationTests : IDisposable
         monitor.State.IsLoaded.Should().BeFalse("the layout does not exist");
         monitor.State.Problems[0].BundleFailure.Should().Be(BundleFailureReason.NotFound);
         monitor.Evaluate("api.example.org", 443, null).Reason.Should().Be(EgressReason.NoPolicy);
+    }
+
+    [Theory]
+    [InlineData("sandbox-a", true)]
+    [InlineData("sandbox-b", false)]
+    public void Bundle_ExpectedName_LoadsOnlyTheSignedPolicyOfThatName(string published, bool loads)
+    {
+        var layout = new PolicyLayout(_fs, "/etc/kars/policy");
+        var (manifest, _) = layout.AddPolicy(PolicyLayout.NamedYaml(published, 4, "api.example.org"));
+        layout.SignWithKey(manifest, _key);
+        using var sp = Build(
+            ("Kars:Egress:Bundle:Path", "/etc/kars/policy"),
+            ("Kars:Egress:Bundle:PublicKeyPath", "/etc/kars/cosign.pub"),
+            ("Kars:Egress:Bundle:StatePath", "/var/lib/kars/egress"),
+            ("Kars:Egress:Bundle:RequireTransparencyLog", "false"),
+            ("Kars:Egress:Bundle:ExpectedName", "sandbox-a"));
+        sp.GetRequiredService<IStartupValidator>().Validate();
+
+        var monitor = sp.GetRequiredService<EgressPolicyMonitor>();
+
+        monitor.State.IsLoaded.Should().Be(loads);
+        monitor.Evaluate("api.example.org", 443, null).Reason.Should().Be(loads ? EgressReason.Allowlisted : EgressReason.NoPolicy);
+        if (!loads)
+        {
+            monitor.State.Problems[0].BundleFailure.Should().Be(BundleFailureReason.IdentityMismatch);
+        }
+    }
+
+    [Fact]
+    public void Bundle_ExpectedNameBlank_StartupError()
+    {
+        using var sp = Build(
+            ("Kars:Egress:Bundle:Path", "/etc/kars/policy"),
+            ("Kars:Egress:Bundle:PublicKeyPath", "/etc/kars/cosign.pub"),
+            ("Kars:Egress:Bundle:StatePath", "/var/lib/kars/egress"),
+            ("Kars:Egress:Bundle:RequireTransparencyLog", "false"),
+            ("Kars:Egress:Bundle:ExpectedName", " "));
+
+        Failures(sp).Should().Contain(f => f.Contains("ExpectedName", StringComparison.Ordinal));
     }
 
     [Fact]

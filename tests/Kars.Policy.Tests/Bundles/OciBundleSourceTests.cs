@@ -104,6 +104,37 @@ public sealed class OciBundleSourceTests : IDisposable
         LoadFailure(source).Should().Be(BundleFailureReason.CanonicalFormViolation);
     }
 
+    [Theory]
+    [InlineData("sandbox-a", null)]
+    [InlineData("sandbox-b", BundleFailureReason.IdentityMismatch)]
+    [InlineData(null, BundleFailureReason.IdentityMismatch)]
+    [InlineData("native", BundleFailureReason.IdentityMismatch)]
+    public void An_expected_name_admits_only_the_signed_policy_of_that_name(string? published, BundleFailureReason? expected)
+    {
+        // Every one of these is validly signed by the accepted key: only the name tells them apart.
+        string document = published switch
+        {
+            null => PolicyLayout.Yaml(3, "api.example.org"),
+            "native" => """{"schemaVersion":1,"generation":3,"allow":[{"host":"api.example.org","ports":[443]}]}""",
+            _ => PolicyLayout.NamedYaml(published, 3, "api.example.org"),
+        };
+        var (manifest, _) = _layout.AddPolicy(document, published == "native" ? PolicyLayout.Native : PolicyLayout.Kars);
+        _layout.SignWithKey(manifest, _key);
+        using var named = new OciBundleEgressPolicySource("/policy", NoTlog, KeySigner, fileSystem: _fs, expectedName: "sandbox-a");
+        using var unnamed = Source();
+
+        if (expected is null)
+        {
+            named.Load().Evaluate("api.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+        }
+        else
+        {
+            LoadFailure(named).Should().Be(expected);
+        }
+
+        unnamed.Load().Generation.Should().Be(3, "without an expected name any signed policy loads");
+    }
+
     [Fact]
     public void Unverified_bytes_are_never_parsed_an_unsigned_invalid_document_is_Unsigned_not_a_parse_error()
     {

@@ -44,6 +44,10 @@ internal sealed class PolicyLayout
         return text.ToString();
     }
 
+    /// <summary>The same allowlist with <c>metadata.name</c> (which comes first).</summary>
+    public static string NamedYaml(string name, long generation, params string[] hosts) =>
+        Yaml(generation, hosts).Replace("metadata:\n", $"metadata:\n  name: {name}\n", StringComparison.Ordinal);
+
     /// <summary>Pushes a policy artifact; with <paramref name="replace"/> the <c>policy</c> tag moves to it (the old manifest leaves the index).</summary>
     public (string Manifest, string Layer) AddPolicy(string document, string mediaType = Kars, bool replace = true, string refName = "policy")
     {
