@@ -47,8 +47,6 @@ internal sealed class GenAITokenUsage : IDisposable
             advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = s_buckets });
     }
 
-    public bool Enabled => _histogram.Enabled;
-
     /// <summary>Records the input and output counts that are known (a missing count is not recorded).</summary>
     public void Record(ChatUsage usage, string? provider, string? requestModel, string? responseModel)
     {

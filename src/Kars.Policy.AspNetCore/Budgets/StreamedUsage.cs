@@ -32,9 +32,6 @@ internal sealed class StreamedUsage
     /// charges when it exceeds the hold.</summary>
     public long? ObservedUsage => _usage.Any ? _usage.Charge : null;
 
-    /// <summary>Gets a value indicating whether the stream has already been found unclean.</summary>
-    public bool IsBroken => _broken;
-
     /// <summary>Handles one dispatched event's data.</summary>
     public void OnEvent(ReadOnlySpan<byte> data)
     {

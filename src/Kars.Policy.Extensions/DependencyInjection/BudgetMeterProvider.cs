@@ -57,9 +57,6 @@ internal sealed class BudgetMeterProvider : IDisposable
     /// <summary>Gets the meter in force.</summary>
     public BudgetMeter Current => Volatile.Read(ref _current);
 
-    /// <summary>Gets the problems of the last reload that was refused, or an empty list.</summary>
-    public IReadOnlyList<string> LastRejectedReload { get; private set; } = [];
-
     public void Dispose() => _subscription?.Dispose();
 
     private void Reload()
@@ -81,18 +78,15 @@ internal sealed class BudgetMeterProvider : IDisposable
             if (problems.Count == 0)
             {
                 Volatile.Write(ref _current, Build(options));
-                LastRejectedReload = [];
                 ExtensionsLog.BudgetOptionsReloaded(_logger);
                 return;
             }
 
-            LastRejectedReload = problems;
             ExtensionsLog.BudgetOptionsReloadRejected(_logger, problems.Count, problems[0]);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Never throw into the configuration's change callback; the meter in force stays.
-            LastRejectedReload = [ex.GetType().Name];
             ExtensionsLog.BudgetOptionsReloadRejected(_logger, 1, ex.GetType().Name);
         }
     }

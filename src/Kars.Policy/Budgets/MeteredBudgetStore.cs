@@ -43,9 +43,6 @@ internal sealed class MeteredBudgetStore : BudgetStore
         _storeType = inner.GetType().Name;
     }
 
-    /// <summary>Gets the store calls go to.</summary>
-    public BudgetStore Inner => _inner;
-
     /// <summary>Gets how many holds are tracked (tests).</summary>
     internal int TrackedLeases => _holds.Count;
 

@@ -134,12 +134,6 @@ internal sealed class KarsPolicyMetrics
         }
     }
 
-    /// <summary>Gets whether budget token counting is listened to.</summary>
-    public bool BudgetTokensEnabled => _budgetTokens.Enabled;
-
-    /// <summary>Gets whether store durations are listened to.</summary>
-    public bool StoreDurationEnabled => _storeDuration.Enabled;
-
     /// <summary>Records budget tokens.</summary>
     /// <param name="action">The constant action string (<see cref="Reserved"/>, <see cref="Charged"/>, <see cref="Released"/>).</param>
     /// <param name="tokens">The tokens (nothing is recorded for 0 or less).</param>
