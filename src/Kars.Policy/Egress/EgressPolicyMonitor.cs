@@ -35,6 +35,9 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
 {
     private readonly IEgressPolicySource _source;
     private readonly IEgressPolicyLastKnownGoodStore? _lastKnownGood;
+
+    // A signed bundle's generation is part of what was signed: a reused one is refused and problems carry a BundleFailure.
+    private readonly bool _signedGenerations;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly TimeSpan _reloadDelay;
@@ -85,6 +88,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         }
 
         _source = source;
+        _signedGenerations = source is Bundles.OciBundleEgressPolicySource;
         _lastKnownGood = lastKnownGood;
         _timeProvider = timeProvider ?? TimeProvider.System;
         _logger = (ILogger?)loggerFactory?.CreateLogger<EgressPolicyMonitor>() ?? NullLogger.Instance;
@@ -293,7 +297,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
                 held = lastKnownGood.Bind(_timeProvider, LearnedHosts);
                 heldSince = now;
             }
-            else if (held is null)
+            else
             {
                 LoadRecordedGeneration();
             }
@@ -311,7 +315,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
                     "$.generation",
                     refusal,
                     $"publish the policy with a generation above {floorGeneration}",
-                    _source is Bundles.OciBundleEgressPolicySource ? Bundles.BundleFailureReason.RollbackRejected : null),
+                    _signedGenerations ? Bundles.BundleFailureReason.RollbackRejected : null),
             ];
             loaded = null;
         }
@@ -373,7 +377,7 @@ public sealed class EgressPolicyMonitor : IEgressPolicy, IDisposable
         }
 
         if (loaded.Generation == generation
-            && _source is Bundles.OciBundleEgressPolicySource
+            && _signedGenerations
             && !string.Equals(loaded.Digest, digest, StringComparison.Ordinal))
         {
             return $"generation {loaded.Generation} is already {where} with another policy ({digest}); a different policy ({loaded.Digest}) under the same generation is refused";
