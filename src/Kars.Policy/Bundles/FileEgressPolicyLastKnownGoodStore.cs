@@ -74,18 +74,11 @@ public sealed class FileEgressPolicyLastKnownGoodStore : IEgressPolicyLastKnownG
     {
         lock (_gate)
         {
-            var read = BoundedFile.Read(_fileSystem, IndexPath, MaxIndexBytes);
-            if (read.Error == FileReadError.NotFound)
+            if (ReadRecord() is not { } recorded)
             {
                 return null;
             }
 
-            if (!read.IsSuccess)
-            {
-                throw Refused($"{IndexPath} {read.Message}");
-            }
-
-            var recorded = ReadAnnotations(read.Bytes!);
             EgressPolicySnapshot snapshot;
             VerifiedPolicyBundle bundle;
             try
@@ -119,20 +112,13 @@ public sealed class FileEgressPolicyLastKnownGoodStore : IEgressPolicyLastKnownG
     {
         lock (_gate)
         {
-            var read = BoundedFile.Read(_fileSystem, IndexPath, MaxIndexBytes);
-            if (read.Error == FileReadError.NotFound)
+            if (ReadRecord() is not { } recorded)
             {
                 generation = 0;
                 digest = null;
                 return false;
             }
 
-            if (!read.IsSuccess)
-            {
-                throw Refused($"{IndexPath} {read.Message}");
-            }
-
-            var recorded = ReadAnnotations(read.Bytes!);
             generation = recorded.Generation;
             digest = recorded.Digest;
             return true;
@@ -188,6 +174,19 @@ public sealed class FileEgressPolicyLastKnownGoodStore : IEgressPolicyLastKnownG
 
     private InvalidDataException Refused(string why) =>
         new($"the persisted last-known-good policy in {Directory} is refused and not used: {why}");
+
+    /// <summary>Reads and parses the record (<c>index.json</c>); <see langword="null"/> when none was saved. Caller holds <see cref="_gate"/>.</summary>
+    /// <exception cref="InvalidDataException">The record cannot be read or parsed.</exception>
+    private (string Manifest, string Digest, string MediaType, long Generation)? ReadRecord()
+    {
+        var read = BoundedFile.Read(_fileSystem, IndexPath, MaxIndexBytes);
+        if (read.Error == FileReadError.NotFound)
+        {
+            return null;
+        }
+
+        return read.IsSuccess ? ReadAnnotations(read.Bytes!) : throw Refused($"{IndexPath} {read.Message}");
+    }
 
     private (string Manifest, string Digest, string MediaType, long Generation) ReadAnnotations(byte[] bytes)
     {
