@@ -58,7 +58,8 @@ internal readonly record struct ChatUsage(long Charged, long? Input, long? Outpu
         return true;
     }
 
-    private static long Add(long a, long b)
+    /// <summary>Adds two non-negative counts, saturating at <see cref="long.MaxValue"/> (shared with <see cref="PromptTokenEstimate"/>).</summary>
+    internal static long Add(long a, long b)
     {
         long s = a + b;
         return s < 0 ? long.MaxValue : s;

@@ -79,9 +79,5 @@ internal static class PromptTokenEstimate
 
     private static long Bytes(string? text) => string.IsNullOrEmpty(text) ? 0 : Encoding.UTF8.GetByteCount(text);
 
-    private static long Add(long a, long b)
-    {
-        long s = a + b;
-        return s < 0 ? long.MaxValue : s;
-    }
+    private static long Add(long a, long b) => ChatUsage.Add(a, b);
 }
