@@ -64,7 +64,7 @@ internal sealed class BlocklistIndex
     {
         ulong key = Key(fingerprint);
         Entry[] entries = _entries;
-        int i = Home(key, entries.Length);
+        int i = NameIndex.Home(key, entries.Length);
         ref Entry first = ref MemoryMarshal.GetArrayDataReference(entries);
         while (true)
         {
@@ -112,10 +112,6 @@ internal sealed class BlocklistIndex
         return text;
     }
 
-    /// <summary>The home slot of a key: its high 32 bits scaled to the table length (multiply-shift).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Home(ulong key, int length) => (int)(((key >> 32) * (ulong)(uint)length) >> 32);
-
     /// <summary>A table slot: the stored fingerprint and, beside it, the cached rule text, so a hit reads one cache line
     /// after the filter.</summary>
     private struct Entry
@@ -128,8 +124,6 @@ internal sealed class BlocklistIndex
     /// builds the filter over the stored keys.</summary>
     internal sealed class Builder
     {
-        private const double LoadFactor = 0.8;
-
         private ulong[] _keys;
         private int[] _sources;
         private int _count;
@@ -138,27 +132,25 @@ internal sealed class BlocklistIndex
         /// <param name="expectedNames">An upper bound of the names (the table grows past it, at a cost).</param>
         public Builder(int expectedNames)
         {
-            int length = SlotsFor(expectedNames);
+            int length = NameIndex.SlotsFor(expectedNames);
             _keys = new ulong[length];
             _sources = new int[length];
         }
 
         public int Count => _count;
 
-        private static int SlotsFor(int names) => Math.Max(16, (int)Math.Min(Array.MaxLength, (long)Math.Ceiling(Math.Max(1, names) / LoadFactor) + 1));
-
         /// <summary>Lists a name by its fingerprint (<see cref="NameIndex.FingerprintOf"/>); the first source to list it
         /// is kept. Returns whether the fingerprint was new.</summary>
         public bool Add(ulong fingerprint, int source)
         {
             ObjectDisposedException.ThrowIf(_built, this);
-            if (_count + 1 > (long)_keys.Length * LoadFactor)
+            if (_count + 1 > (long)_keys.Length * NameIndex.Builder.LoadFactor)
             {
                 Grow();
             }
 
             ulong key = Key(fingerprint);
-            int i = Home(key, _keys.Length);
+            int i = NameIndex.Home(key, _keys.Length);
             while (_keys[i] != 0)
             {
                 if (_keys[i] == key)
@@ -202,7 +194,7 @@ internal sealed class BlocklistIndex
         {
             ulong[] oldKeys = _keys;
             int[] oldSources = _sources;
-            _keys = new ulong[SlotsFor(oldKeys.Length * 2)];
+            _keys = new ulong[NameIndex.SlotsFor(oldKeys.Length * 2)];
             _sources = new int[_keys.Length];
             for (int s = 0; s < oldKeys.Length; s++)
             {
@@ -212,7 +204,7 @@ internal sealed class BlocklistIndex
                     continue;
                 }
 
-                int i = Home(key, _keys.Length);
+                int i = NameIndex.Home(key, _keys.Length);
                 while (_keys[i] != 0)
                 {
                     if (++i == _keys.Length)

@@ -237,9 +237,14 @@ internal sealed class NameIndex
         }
     }
 
-    /// <summary>The home slot of a fingerprint: its high 32 bits scaled to the table length (multiply-shift).</summary>
+    /// <summary>The home slot of a fingerprint: its high 32 bits scaled to the table length (multiply-shift). Shared
+    /// with <see cref="BlocklistIndex"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Home(ulong fingerprint, int length) => (int)(((fingerprint >> 32) * (ulong)(uint)length) >> 32);
+    internal static int Home(ulong fingerprint, int length) => (int)(((fingerprint >> 32) * (ulong)(uint)length) >> 32);
+
+    /// <summary>The slots for <paramref name="names"/> entries at <see cref="Builder.LoadFactor"/> (at least 16), for both
+    /// open-addressing tables (this one and <see cref="BlocklistIndex"/>).</summary>
+    internal static int SlotsFor(int names) => Math.Max(16, (int)Math.Min(Array.MaxLength, (long)Math.Ceiling(Math.Max(1, names) / Builder.LoadFactor) + 1));
 
     /// <summary>Verifies the candidate: a name of up to <see cref="InlineLength"/> characters against the slot alone; a
     /// longer one, its first <see cref="SplitLength"/> characters against the slot and the rest against the tail blob.
@@ -331,7 +336,7 @@ internal sealed class NameIndex
     /// filter's construction state (about 23 bytes per name), all released after <see cref="Build"/> but the table.</summary>
     internal sealed class Builder
     {
-        private const double LoadFactor = 0.8;
+        internal const double LoadFactor = 0.8;
 
         private readonly char[] _chars = new char[256];
         private readonly List<RuleRef> _ruleRefs = [];
@@ -353,8 +358,6 @@ internal sealed class NameIndex
         }
 
         public int Count => _count;
-
-        private static int SlotsFor(int names) => Math.Max(16, (int)Math.Min(Array.MaxLength, (long)Math.Ceiling(Math.Max(1, names) / LoadFactor) + 1));
 
         /// <summary>Returns the handle of <paramref name="name"/> (canonical ASCII, at most 255 characters), adding it when new.</summary>
         public int GetOrAdd(ReadOnlySpan<byte> name)
