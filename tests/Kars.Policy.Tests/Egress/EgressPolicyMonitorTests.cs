@@ -305,8 +305,10 @@ public class EgressPolicyMonitorTests
         var failures = new System.Collections.Concurrent.ConcurrentQueue<string>();
         long evaluated = 0;
         var seen = new System.Collections.Concurrent.ConcurrentDictionary<long, byte>();
+        const int Workers = 3;
+        var rounds = new long[Workers];
 
-        void Evaluate()
+        void Evaluate(int worker)
         {
             long local = 0;
             while (!stop.IsCancellationRequested)
@@ -330,24 +332,45 @@ public class EgressPolicyMonitorTests
                 {
                     failures.Enqueue($"torn state: generation {state.Generation}, stale {state.IsStale}");
                 }
+
+                Interlocked.Increment(ref rounds[worker]);
             }
 
             Interlocked.Add(ref evaluated, local);
         }
 
-        var workers = Enumerable.Range(0, 3).Select(_ => Task.Factory.StartNew(Evaluate, TaskCreationOptions.LongRunning)).ToArray();
+        // Waits until every worker has run a whole round that began after this call, so each has evaluated against
+        // the state current now. Without it the outcome depended on scheduling: on a loaded machine the workers could
+        // start after the last reload, or after the stop, and see one generation or evaluate nothing. The deadline only
+        // turns a stuck worker into a failure; a slow machine waits longer.
+        void EveryWorkerRunsAWholeRound()
+        {
+            long[] from = [.. rounds.Select((_, w) => Interlocked.Read(ref rounds[w]))];
+            SpinWait.SpinUntil(() => Enumerable.Range(0, Workers).All(w => Interlocked.Read(ref rounds[w]) >= from[w] + 2), TimeSpan.FromSeconds(60))
+                .Should().BeTrue("every evaluator makes progress");
+        }
+
+        var workers = Enumerable.Range(0, Workers).Select(w => Task.Factory.StartNew(() => Evaluate(w), TaskCreationOptions.LongRunning)).ToArray();
+        EveryWorkerRunsAWholeRound();
         for (int g = 2; g <= Generations; g++)
         {
             source.Update(Doc(g));
             monitor.Reload();
+            if (g % 50 == 0)
+            {
+                // Reloads stay back to back in between (the race under test); this only keeps the workers in step.
+                EveryWorkerRunsAWholeRound();
+            }
         }
 
+        EveryWorkerRunsAWholeRound();
         stop.Cancel();
         await Task.WhenAll(workers).WaitAsync(TimeSpan.FromMinutes(2));
 
         failures.Should().BeEmpty();
         monitor.State.Generation.Should().Be(Generations);
         evaluated.Should().BeGreaterThan(0);
+        seen.Should().ContainKeys([1L, (long)Generations], "the evaluators saw the first and the last policy (and the changes between)");
         seen.Count.Should().BeGreaterThan(1, "the evaluators saw the policy change under them");
 
         static byte[] Doc(int g) =>
