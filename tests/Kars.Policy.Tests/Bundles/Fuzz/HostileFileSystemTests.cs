@@ -18,7 +18,8 @@ namespace Kars.Policy.Tests.Bundles.Fuzz;
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class HostileFileSystemTests : IDisposable
 {
-    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(30);
+    // A hang guard only (FuzzRun.Bounded): one load takes milliseconds; a blocked open never returns at all.
+    private static readonly TimeSpan Guard = TimeSpan.FromMinutes(2);
     private readonly string _folder = Path.Combine(Path.GetTempPath(), "kars-hostile-" + Guid.NewGuid().ToString("N"));
     private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
     private readonly IFileSystem _fs = new FileSystem();

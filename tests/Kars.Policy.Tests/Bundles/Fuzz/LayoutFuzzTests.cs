@@ -22,6 +22,7 @@ namespace Kars.Policy.Tests.Bundles.Fuzz;
 /// </summary>
 public sealed class LayoutFuzzTests(ITestOutputHelper output) : IDisposable
 {
+    // A hang guard only (FuzzRun.Bounded): the run fails when no case finishes for this long, never for being slow.
     private static readonly TimeSpan Guard = TimeSpan.FromMinutes(3);
     private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
     private readonly TestSigstore _sigstore = new();

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -14,6 +15,7 @@ namespace Kars.Policy.Tests.Bundles.Fuzz;
 /// </summary>
 internal static class FuzzRun
 {
+    private static readonly AsyncLocal<StrongBox<long>?> Progress = new();
     private static long _cases;
 
     public static int Scale { get; } =
@@ -26,25 +28,54 @@ internal static class FuzzRun
     public static int Cases(int seed, int baseline, Action<int, Random> body)
     {
         int count = baseline * Scale;
+        var progress = Progress.Value;
         for (int i = 0; i < count; i++)
         {
             body(i, new Random(seed + i));
             Interlocked.Increment(ref _cases);
+            if (progress is not null)
+            {
+                Interlocked.Increment(ref progress.Value);
+            }
         }
 
         return count;
     }
 
-    /// <summary>A safety net against a hang (never the assertion): runs <paramref name="body"/> on a worker and fails
-    /// the test when it has not finished after <paramref name="limit"/>.</summary>
+    /// <summary>A safety net against a hang, never the assertion and never a verdict on speed: runs
+    /// <paramref name="body"/> on a worker and fails the test only when it made no progress for
+    /// <paramref name="limit"/>, that is, when no case of <see cref="Cases"/> run by <paramref name="body"/> finished in
+    /// that time (or, for a body that runs no cases, when the one call has not returned). However many cases a run has
+    /// and however slow the machine is, a run that keeps finishing cases is waited for; only a blocked read (a FIFO that
+    /// is opened, a device that is read forever) stops finishing them.</summary>
     public static T Bounded<T>(Func<T> body, TimeSpan limit, Action? unblock = null)
     {
-        var run = Task.Run(body);
-        if (!((IAsyncResult)run).AsyncWaitHandle.WaitOne(limit))
+        var progress = new StrongBox<long>();
+        Task<T> run;
+        Progress.Value = progress; // flows to the worker with the execution context
+        try
         {
+            run = Task.Run(body);
+        }
+        finally
+        {
+            Progress.Value = null;
+        }
+
+        long finished = 0;
+        var done = ((IAsyncResult)run).AsyncWaitHandle;
+        while (!done.WaitOne(limit))
+        {
+            long now = Interlocked.Read(ref progress.Value);
+            if (now != finished)
+            {
+                finished = now;
+                continue;
+            }
+
             unblock?.Invoke();
-            ((IAsyncResult)run).AsyncWaitHandle.WaitOne(limit);
-            throw new Xunit.Sdk.XunitException($"the call did not return within {limit.TotalSeconds} s (a read that is not bounded, or a blocking open)");
+            done.WaitOne(limit);
+            throw new Xunit.Sdk.XunitException($"no progress for {limit.TotalSeconds} s after {finished} case(s) (a read that is not bounded, or a blocking open)");
         }
 
         return run.GetAwaiter().GetResult();

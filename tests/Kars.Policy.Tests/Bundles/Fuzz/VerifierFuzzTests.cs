@@ -18,6 +18,7 @@ namespace Kars.Policy.Tests.Bundles.Fuzz;
 /// </summary>
 public sealed class VerifierFuzzTests(ITestOutputHelper output)
 {
+    // A hang guard only (FuzzRun.Bounded): the run fails when no case finishes for this long, never for being slow.
     private static readonly TimeSpan Guard = TimeSpan.FromMinutes(3);
     private static readonly DateTimeOffset GenTime = TestSigstore.LeafStart.AddMinutes(2);
     private readonly TestSigstore _sigstore = new();
