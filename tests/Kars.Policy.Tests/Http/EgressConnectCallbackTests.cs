@@ -191,7 +191,9 @@ public sealed class EgressConnectCallbackTests
         var connect = connector.ConnectAsync("slow.test", 443, null, CancellationToken.None).AsTask();
         for (int i = 0; i < 2; i++)
         {
-            SpinWait.SpinUntil(() => Volatile.Read(ref attempts) == i + 1, TimeSpan.FromSeconds(10));
+            // Advance only once the attempt has started (its timeout timer exists); had the wait run out unnoticed, the
+            // advance would come too early and the connect would wait forever.
+            SpinWait.SpinUntil(() => Volatile.Read(ref attempts) == i + 1, TimeSpan.FromSeconds(60)).Should().BeTrue("attempt {0} starts", i + 1);
             time.Advance(TimeSpan.FromSeconds(2));
         }
 
