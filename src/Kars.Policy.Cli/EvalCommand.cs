@@ -42,7 +42,7 @@ internal static class EvalCommand
         command.SetAction(parse => Run(
             console,
             fileSystem,
-            bundle.Read(parse, parse.GetValue(json)),
+            bundle.Read(parse),
             parse.GetValue(policy)!,
             parse.GetValue(mode),
             parse.GetValue(at),
@@ -288,8 +288,7 @@ internal static class EvalCommand
     private static bool TryLoadBundle(CliConsole console, IFileSystem fileSystem, BundleValues bundle, string path, KarsEgressOptions options, out Loaded loaded)
     {
         loaded = null!;
-        var values = new VerifyCommands.CommonValues(null, bundle.TrustedRoot, bundle.Key, bundle.Identity, bundle.IdentityRegexp, bundle.Issuer, bundle.IgnoreTlog, bundle.Json);
-        if (!VerifyCommands.TryBuild(console, fileSystem, values, requireRoot: false, out var verifier, out var signer))
+        if (!VerifyCommands.TryBuild(console, fileSystem, bundle.Signer, requireRoot: false, out var verifier, out var signer))
         {
             return false;
         }
@@ -331,42 +330,25 @@ internal static class EvalCommand
     /// <summary>The policy being evaluated: a file or folder policy, or a verified bundle's snapshot.</summary>
     private sealed record Loaded(string Path, string? Digest, long Generation, EgressMode Mode, IReadOnlyList<EgressPolicyProblem> Warnings, TargetEvaluator EvaluateTarget, Func<string, EgressDecision> EvaluateText);
 
-    private sealed record BundleValues(string? Key, string? Identity, string? IdentityRegexp, string? Issuer, string? TrustedRoot, bool IgnoreTlog, string? Digest, bool Json)
+    private sealed record BundleValues(VerifyCommands.SignerValues Signer, string? Digest)
     {
-        public bool Any => Key is not null || Identity is not null || IdentityRegexp is not null || Issuer is not null || TrustedRoot is not null || IgnoreTlog || Digest is not null;
+        public bool Any => Signer.Any || Digest is not null;
     }
 
-    /// <summary>The verification options of <c>verify</c>, for an OCI layout policy (spelled as in cosign).</summary>
+    /// <summary>For an OCI layout policy: <c>verify</c>'s signer options (<see cref="VerifyCommands.SignerOptions"/>) and
+    /// the manifest pin.</summary>
     private sealed class BundleOptions
     {
-        private readonly Option<string?> _key = new("--key") { Description = "OCI layout: a PEM public key the bundle must be signed with." };
-        private readonly Option<string?> _identity = new("--certificate-identity") { Description = "OCI layout: the exact certificate identity (SAN) of a keyless signature." };
-        private readonly Option<string?> _identityRegexp = new("--certificate-identity-regexp") { Description = "OCI layout: a regular expression the whole SAN must match." };
-        private readonly Option<string?> _issuer = new("--certificate-oidc-issuer") { Description = "OCI layout: the exact OIDC issuer URL." };
-        private readonly Option<string?> _trustedRoot = new("--trusted-root") { Description = "OCI layout: a Sigstore trusted_root.json (the only trust anchors)." };
-        private readonly Option<bool> _ignoreTlog = new("--insecure-ignore-tlog") { Description = "OCI layout, key mode: accept a signature without transparency-log evidence." };
+        private readonly VerifyCommands.SignerOptions _signer = new("OCI layout");
         private readonly Option<string?> _digest = new("--digest") { Description = "OCI layout: the policy manifest to evaluate, sha256:<hex> (default: the one policy manifest)." };
 
         public void AddTo(Command command)
         {
-            command.Options.Add(_key);
-            command.Options.Add(_identity);
-            command.Options.Add(_identityRegexp);
-            command.Options.Add(_issuer);
-            command.Options.Add(_trustedRoot);
-            command.Options.Add(_ignoreTlog);
+            _signer.AddTo(command);
             command.Options.Add(_digest);
         }
 
-        public BundleValues Read(ParseResult parse, bool json) => new(
-            parse.GetValue(_key),
-            parse.GetValue(_identity),
-            parse.GetValue(_identityRegexp),
-            parse.GetValue(_issuer),
-            parse.GetValue(_trustedRoot),
-            parse.GetValue(_ignoreTlog),
-            parse.GetValue(_digest),
-            json);
+        public BundleValues Read(ParseResult parse) => new(_signer.Read(parse), parse.GetValue(_digest));
     }
 
     /// <summary>A clock stopped at one instant (for <c>--at</c>).</summary>

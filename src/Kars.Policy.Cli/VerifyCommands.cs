@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.IO.Abstractions;
 using System.Text.Json;
 using Kars.Policy.Bundles;
+using Kars.Policy.Internal;
 
 namespace Kars.Policy.Cli;
 
@@ -42,7 +43,7 @@ internal static class VerifyCommands
 
     private static int RunVerifyBlob(CliConsole console, IFileSystem fileSystem, string artifactText, string? signaturePath, CommonValues values)
     {
-        if (!TryBuild(console, fileSystem, values, requireRoot: signaturePath is null, out var verifier, out var signer))
+        if (!TryBuild(console, fileSystem, values.Signer, requireRoot: signaturePath is null, out var verifier, out var signer))
         {
             return ExitCodes.UsageError;
         }
@@ -110,7 +111,7 @@ internal static class VerifyCommands
 
     private static int RunVerify(CliConsole console, IFileSystem fileSystem, string layout, string digest, CommonValues values)
     {
-        if (!TryBuild(console, fileSystem, values, requireRoot: false, out var verifier, out var signer))
+        if (!TryBuild(console, fileSystem, values.Signer, requireRoot: false, out var verifier, out var signer))
         {
             return ExitCodes.UsageError;
         }
@@ -128,7 +129,7 @@ internal static class VerifyCommands
         return Report(console, verifier.VerifyOciLayout(fileSystem, layout, digest, signer), values.Json);
     }
 
-    internal static bool TryBuild(CliConsole console, IFileSystem fileSystem, CommonValues values, bool requireRoot, out SigstoreVerifier verifier, out SignerPolicy signer)
+    internal static bool TryBuild(CliConsole console, IFileSystem fileSystem, SignerValues values, bool requireRoot, out SigstoreVerifier verifier, out SignerPolicy signer)
     {
         verifier = null!;
         signer = null!;
@@ -244,8 +245,9 @@ internal static class VerifyCommands
         return ExitCodes.VerificationFailed;
     }
 
-    /// <summary>Reads an input named on the command line. The cap is checked while reading, never trusted from the
-    /// reported length: a device such as <c>/dev/zero</c> (or a link to one) reports 0 bytes and never ends. A pipe
+    /// <summary>Reads an input named on the command line with the engine's capped reader
+    /// (<see cref="BoundedFile.ReadCapped"/>, linked in): the cap is checked while reading, never trusted from the
+    /// reported length, since a device such as <c>/dev/zero</c> (or a link to one) reports 0 bytes and never ends. A pipe
     /// (<c>--bundle &lt;(…)</c>) is still accepted.</summary>
     private static bool TryRead(CliConsole console, IFileSystem fileSystem, string path, string what, out byte[] bytes, long maxBytes = MaxDocumentBytes)
     {
@@ -266,21 +268,14 @@ internal static class VerifyCommands
             }
 
             using var stream = fileSystem.FileStream.New(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            using var buffer = new MemoryStream();
-            byte[] chunk = new byte[81920];
-            int read;
-            while ((read = stream.Read(chunk, 0, chunk.Length)) > 0)
+            var read = BoundedFile.ReadCapped(stream, maxBytes);
+            if (!read.IsSuccess)
             {
-                if (buffer.Length + read > maxBytes)
-                {
-                    Usage(console, $"{what} {path} is larger than {maxBytes / (1024 * 1024)} MiB");
-                    return false;
-                }
-
-                buffer.Write(chunk, 0, read);
+                Usage(console, read.Error == FileReadError.TooLarge ? $"{what} {path} is larger than {maxBytes / (1024 * 1024)} MiB" : $"{what} {path} {read.Message}");
+                return false;
             }
 
-            bytes = buffer.ToArray();
+            bytes = read.Bytes!;
             return true;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
@@ -311,40 +306,73 @@ internal static class VerifyCommands
 
     private static string OneLine(string text) => text.ReplaceLineEndings(" ");
 
-    internal sealed record CommonValues(string? Bundle, string? TrustedRoot, string? Key, string? Identity, string? IdentityRegexp, string? Issuer, bool IgnoreTlog, bool Json);
+    internal sealed record CommonValues(string? Bundle, SignerValues Signer, bool Json);
 
-    /// <summary>The options shared by both commands, spelled as in cosign.</summary>
-    private sealed class CommonOptions
+    /// <summary>Who must have signed, and what to trust: the values of <see cref="SignerOptions"/>.</summary>
+    internal sealed record SignerValues(string? TrustedRoot, string? Key, string? Identity, string? IdentityRegexp, string? Issuer, bool IgnoreTlog)
     {
-        private readonly Option<string?> _bundle = new("--bundle") { Description = "A Sigstore bundle (.sigstore.json), or with --signature a legacy cosign bundle." };
-        private readonly Option<string?> _trustedRoot = new("--trusted-root") { Description = "A Sigstore trusted_root.json: the only trust anchors." };
-        private readonly Option<string?> _key = new("--key") { Description = "A PEM public key (ECDSA P-256/384/521, RSA, Ed25519)." };
-        private readonly Option<string?> _identity = new("--certificate-identity") { Description = "The exact certificate identity (SAN)." };
-        private readonly Option<string?> _identityRegexp = new("--certificate-identity-regexp") { Description = "A regular expression the whole SAN must match." };
-        private readonly Option<string?> _issuer = new("--certificate-oidc-issuer") { Description = "The exact OIDC issuer URL." };
-        private readonly Option<bool> _ignoreTlog = new("--insecure-ignore-tlog") { Description = "Key mode: accept a signature without transparency-log evidence (evidence present must still verify)." };
-        private readonly Option<bool> _json = new("--json") { Description = "Print the result as one JSON object." };
+        /// <summary>Gets a value indicating whether any of the options was given.</summary>
+        public bool Any => Key is not null || Identity is not null || IdentityRegexp is not null || Issuer is not null || TrustedRoot is not null || IgnoreTlog;
+    }
+
+    /// <summary>The signer and trust options, spelled as in cosign: one definition for <c>verify</c>, <c>verify-blob</c>
+    /// and <c>eval</c> on an OCI layout (which reads them with <see cref="TryBuild"/> too).</summary>
+    internal sealed class SignerOptions
+    {
+        private readonly Option<string?> _trustedRoot;
+        private readonly Option<string?> _key;
+        private readonly Option<string?> _identity;
+        private readonly Option<string?> _identityRegexp;
+        private readonly Option<string?> _issuer;
+        private readonly Option<bool> _ignoreTlog;
+
+        /// <param name="scope">When the options apply only to some inputs (eval: "OCI layout"), the help text says so first.</param>
+        public SignerOptions(string? scope = null)
+        {
+            _trustedRoot = new("--trusted-root") { Description = Scoped(scope, "A Sigstore trusted_root.json: the only trust anchors.") };
+            _key = new("--key") { Description = Scoped(scope, "A PEM public key (ECDSA P-256/384/521, RSA, Ed25519).") };
+            _identity = new("--certificate-identity") { Description = Scoped(scope, "The exact certificate identity (SAN).") };
+            _identityRegexp = new("--certificate-identity-regexp") { Description = Scoped(scope, "A regular expression the whole SAN must match.") };
+            _issuer = new("--certificate-oidc-issuer") { Description = Scoped(scope, "The exact OIDC issuer URL.") };
+            _ignoreTlog = new("--insecure-ignore-tlog") { Description = Scoped(scope, "Key mode: accept a signature without transparency-log evidence (evidence present must still verify).") };
+        }
 
         public void AddTo(Command command)
         {
-            command.Options.Add(_bundle);
             command.Options.Add(_trustedRoot);
             command.Options.Add(_key);
             command.Options.Add(_identity);
             command.Options.Add(_identityRegexp);
             command.Options.Add(_issuer);
             command.Options.Add(_ignoreTlog);
-            command.Options.Add(_json);
         }
 
-        public CommonValues Read(ParseResult parse) => new(
-            parse.GetValue(_bundle),
+        public SignerValues Read(ParseResult parse) => new(
             parse.GetValue(_trustedRoot),
             parse.GetValue(_key),
             parse.GetValue(_identity),
             parse.GetValue(_identityRegexp),
             parse.GetValue(_issuer),
-            parse.GetValue(_ignoreTlog),
-            parse.GetValue(_json));
+            parse.GetValue(_ignoreTlog));
+
+        private static string Scoped(string? scope, string text) =>
+            scope is null ? text : $"{scope}: {char.ToLowerInvariant(text[0])}{text[1..]}";
+    }
+
+    /// <summary>The options of <c>verify</c> and <c>verify-blob</c>: the signer options, <c>--bundle</c> and <c>--json</c>.</summary>
+    private sealed class CommonOptions
+    {
+        private readonly Option<string?> _bundle = new("--bundle") { Description = "A Sigstore bundle (.sigstore.json), or with --signature a legacy cosign bundle." };
+        private readonly SignerOptions _signer = new();
+        private readonly Option<bool> _json = new("--json") { Description = "Print the result as one JSON object." };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(_bundle);
+            _signer.AddTo(command);
+            command.Options.Add(_json);
+        }
+
+        public CommonValues Read(ParseResult parse) => new(parse.GetValue(_bundle), _signer.Read(parse), parse.GetValue(_json));
     }
 }
