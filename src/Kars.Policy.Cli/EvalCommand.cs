@@ -14,7 +14,8 @@ namespace Kars.Policy.Cli;
 /// <c>kars-policy eval --policy FILE|DIR [--mode Strict|Learn] [--at RFC3339] [--sandbox NAME] [--json] TARGET… | --stdin</c>
 /// (DESIGN §7): one decision per target. Exit 0 when every target was evaluated (whatever the verdicts), 2 on a usage
 /// error or when the policy does not load. For an OCI image layout, the options of <c>verify</c> say who must have
-/// signed it; a bundle that fails verification (or does not compile) is never evaluated: exit 2, the
+/// signed it, <c>--digest</c> pins the manifest and <c>--expected-name</c> the signed policy name; a bundle that fails
+/// verification, names another policy (or none) or does not compile is never evaluated: exit 2, the
 /// <see cref="BundleFailureReason"/> on stderr, nothing on stdout.
 /// </summary>
 internal static class EvalCommand
@@ -97,7 +98,7 @@ internal static class EvalCommand
         {
             if (bundle.Any)
             {
-                return Usage(console, "--key, --certificate-identity(-regexp), --certificate-oidc-issuer, --trusted-root, --insecure-ignore-tlog and --digest apply only to an OCI image layout");
+                return Usage(console, "--key, --certificate-identity(-regexp), --certificate-oidc-issuer, --trusted-root, --insecure-ignore-tlog, --digest and --expected-name apply only to an OCI image layout");
             }
 
             EgressPolicy policy;
@@ -299,7 +300,13 @@ internal static class EvalCommand
             return false;
         }
 
-        using var source = new OciBundleEgressPolicySource(path, verifier, signer, bundle.Digest, options, fileSystem);
+        if (bundle.ExpectedName is not null && string.IsNullOrWhiteSpace(bundle.ExpectedName))
+        {
+            Usage(console, "--expected-name must not be empty");
+            return false;
+        }
+
+        using var source = new OciBundleEgressPolicySource(path, verifier, signer, bundle.Digest, options, fileSystem, expectedName: bundle.ExpectedName);
         EgressPolicySnapshot snapshot;
         try
         {
@@ -330,25 +337,27 @@ internal static class EvalCommand
     /// <summary>The policy being evaluated: a file or folder policy, or a verified bundle's snapshot.</summary>
     private sealed record Loaded(string Path, string? Digest, long Generation, EgressMode Mode, IReadOnlyList<EgressPolicyProblem> Warnings, TargetEvaluator EvaluateTarget, Func<string, EgressDecision> EvaluateText);
 
-    private sealed record BundleValues(VerifyCommands.SignerValues Signer, string? Digest)
+    private sealed record BundleValues(VerifyCommands.SignerValues Signer, string? Digest, string? ExpectedName)
     {
-        public bool Any => Signer.Any || Digest is not null;
+        public bool Any => Signer.Any || Digest is not null || ExpectedName is not null;
     }
 
-    /// <summary>For an OCI layout policy: <c>verify</c>'s signer options (<see cref="VerifyCommands.SignerOptions"/>) and
-    /// the manifest pin.</summary>
+    /// <summary>For an OCI layout policy: <c>verify</c>'s signer options (<see cref="VerifyCommands.SignerOptions"/>), the
+    /// manifest pin and the expected policy name (<see cref="OciBundleEgressPolicySource"/>'s <c>expectedName</c>).</summary>
     private sealed class BundleOptions
     {
         private readonly VerifyCommands.SignerOptions _signer = new("OCI layout");
         private readonly Option<string?> _digest = new("--digest") { Description = "OCI layout: the policy manifest to evaluate, sha256:<hex> (default: the one policy manifest)." };
+        private readonly Option<string?> _expectedName = new("--expected-name") { Description = "OCI layout: the policy this sandbox runs: the signed kars metadata.name must equal it (another name, no name or a native JSON policy is IdentityMismatch)." };
 
         public void AddTo(Command command)
         {
             _signer.AddTo(command);
             command.Options.Add(_digest);
+            command.Options.Add(_expectedName);
         }
 
-        public BundleValues Read(ParseResult parse) => new(_signer.Read(parse), parse.GetValue(_digest));
+        public BundleValues Read(ParseResult parse) => new(_signer.Read(parse), parse.GetValue(_digest), parse.GetValue(_expectedName));
     }
 
     /// <summary>A clock stopped at one instant (for <c>--at</c>).</summary>

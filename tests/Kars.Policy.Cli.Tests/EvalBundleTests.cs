@@ -139,6 +139,42 @@ public sealed class EvalBundleTests : IDisposable
     }
 
     [Fact]
+    public void Expected_name_admits_only_the_signed_policy_of_that_name()
+    {
+        var (named, _) = AddSignedPolicy("apiVersion: kars.dev/v1alpha1\nkind: EgressAllowlist\nmetadata:\n  name: sandbox-a\n  generation: 5\nspec:\n  endpoints:\n    - host: b.example.org\n      port: 443\n");
+
+        var (code, output, error) = Run("eval", "--policy", Layout, "--key", Key, "--insecure-ignore-tlog", "--digest", named, "--expected-name", "sandbox-a", "--json", "b.example.org");
+        code.Should().Be(0, error);
+        output.Should().Contain("\"allowlisted\"");
+
+        (code, output, error) = Run("eval", "--policy", Layout, "--key", Key, "--insecure-ignore-tlog", "--digest", named, "--expected-name", "sandbox-b", "--json", "b.example.org");
+        code.Should().Be(2, "a validly signed policy of another sandbox is refused like any other bundle failure");
+        output.Should().BeEmpty("no decision is printed for a refused bundle");
+        error.Should().Contain("the bundle was refused: IdentityMismatch").And.NotContain("   at ");
+
+        // The first policy carries no metadata.name: with a name expected it is refused too.
+        (code, output, error) = Run("eval", "--policy", Layout, "--key", Key, "--insecure-ignore-tlog", "--digest", Manifest, "--expected-name", "sandbox-a", "api.example.org");
+        code.Should().Be(2);
+        output.Should().BeEmpty();
+        error.Should().Contain("IdentityMismatch");
+
+        // Without the option nothing changes: the unnamed policy evaluates.
+        Run("eval", "--policy", Layout, "--key", Key, "--insecure-ignore-tlog", "--digest", Manifest, "--json", "api.example.org").Out.Should().Contain("\"allowlisted\"");
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("  ")]
+    public void An_empty_expected_name_is_a_usage_error(string name)
+    {
+        var (code, output, error) = Run("eval", "--policy", Layout, "--key", Key, "--insecure-ignore-tlog", "--expected-name", name, "api.example.org");
+
+        code.Should().Be(2);
+        output.Should().BeEmpty();
+        error.Should().Contain("--expected-name must not be empty").And.NotContain("   at ");
+    }
+
+    [Fact]
     public void Verification_options_on_a_policy_file_are_a_usage_error()
     {
         string file = Path.Combine(_folder, "policy.json");
@@ -147,6 +183,11 @@ public sealed class EvalBundleTests : IDisposable
         var (code, output, error) = Run("eval", "--policy", file, "--key", Key, "api.example.org");
 
         code.Should().Be(2);
+        output.Should().BeEmpty();
+        error.Should().Contain("only to an OCI image layout");
+
+        (code, output, error) = Run("eval", "--policy", file, "--expected-name", "sandbox-a", "api.example.org");
+        code.Should().Be(2, "a plain policy file names nothing to check");
         output.Should().BeEmpty();
         error.Should().Contain("only to an OCI image layout");
     }
