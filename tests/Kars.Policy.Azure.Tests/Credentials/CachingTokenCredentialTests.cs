@@ -95,11 +95,11 @@ public sealed class CachingTokenCredentialTests
         var tokens = await Task.WhenAll(Enumerable.Range(0, 32).Select(_ => credential.GetTokenAsync(Ctx("s"), default).AsTask()));
 
         tokens.Should().OnlyContain(t => t.Token == first.Token, "the still-valid token is served while the refresh runs");
-        SpinWait.SpinUntil(() => inner.Calls == 2, TimeSpan.FromSeconds(10));
+        SpinWait.SpinUntil(() => inner.Calls == 2, TimeSpan.FromSeconds(60));
         inner.Calls.Should().Be(2, "one refresh in flight per scope");
 
         gate.SetResult(new AccessToken("fresh", time.GetUtcNow() + TimeSpan.FromHours(1)));
-        SpinWait.SpinUntil(() => !credential.IsRefreshing(Ctx("s")), TimeSpan.FromSeconds(10));
+        SpinWait.SpinUntil(() => !credential.IsRefreshing(Ctx("s")), TimeSpan.FromSeconds(60));
         (await credential.GetTokenAsync(Ctx("s"), default)).Token.Should().Be("fresh");
         inner.Calls.Should().Be(2);
     }
@@ -118,7 +118,7 @@ public sealed class CachingTokenCredentialTests
 
         time.Advance(TimeSpan.FromTicks(1));
         await credential.GetTokenAsync(Ctx("s"), default);
-        SpinWait.SpinUntil(() => inner.Calls == 2, TimeSpan.FromSeconds(10));
+        SpinWait.SpinUntil(() => inner.Calls == 2, TimeSpan.FromSeconds(60));
         inner.Calls.Should().Be(2);
     }
 
@@ -133,15 +133,15 @@ public sealed class CachingTokenCredentialTests
 
         time.Advance(TimeSpan.FromMinutes(31));
         (await credential.GetTokenAsync(Ctx("s"), default)).Token.Should().Be(first.Token);
-        SpinWait.SpinUntil(() => inner.Calls == 2, TimeSpan.FromSeconds(10));
-        SpinWait.SpinUntil(() => !credential.IsRefreshing(Ctx("s")), TimeSpan.FromSeconds(10));
+        SpinWait.SpinUntil(() => inner.Calls == 2, TimeSpan.FromSeconds(60));
+        SpinWait.SpinUntil(() => !credential.IsRefreshing(Ctx("s")), TimeSpan.FromSeconds(60));
         (await credential.GetTokenAsync(Ctx("s"), default)).Token.Should().Be(first.Token, "the failed refresh leaves the valid token in place");
         inner.Calls.Should().Be(2, "no new refresh inside the back-off");
 
         inner.Next = null;
         time.Advance(TimeSpan.FromSeconds(10));
         await credential.GetTokenAsync(Ctx("s"), default);
-        SpinWait.SpinUntil(() => inner.Calls == 3, TimeSpan.FromSeconds(10));
+        SpinWait.SpinUntil(() => inner.Calls == 3, TimeSpan.FromSeconds(60));
         inner.Calls.Should().Be(3);
     }
 
@@ -171,7 +171,7 @@ public sealed class CachingTokenCredentialTests
         var credential = new CachingTokenCredential(inner, new CachingTokenCredentialOptions { RefreshTimeout = TimeSpan.FromSeconds(5) }, time);
 
         var pending = credential.GetTokenAsync(Ctx("s"), default).AsTask();
-        SpinWait.SpinUntil(() => inner.Calls == 1, TimeSpan.FromSeconds(10));
+        SpinWait.SpinUntil(() => inner.Calls == 1, TimeSpan.FromSeconds(60));
         time.Advance(TimeSpan.FromSeconds(5) - TimeSpan.FromTicks(1));
         pending.IsCompleted.Should().BeFalse();
         time.Advance(TimeSpan.FromTicks(1));
@@ -213,7 +213,7 @@ public sealed class CachingTokenCredentialTests
         var credential = new CachingTokenCredential(inner, timeProvider: time);
 
         var callers = Enumerable.Range(0, 64).Select(_ => credential.GetTokenAsync(Ctx("s"), default).AsTask()).ToArray();
-        SpinWait.SpinUntil(() => inner.Calls == 1, TimeSpan.FromSeconds(10));
+        SpinWait.SpinUntil(() => inner.Calls == 1, TimeSpan.FromSeconds(60));
         gate.SetResult(new AccessToken("t", Start + TimeSpan.FromHours(1)));
         var tokens = await Task.WhenAll(callers);
 
