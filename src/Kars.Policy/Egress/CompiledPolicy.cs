@@ -178,7 +178,7 @@ internal sealed class CompiledPolicy
     {
         ulong dots = 0;
         if (host.Length is >= 1 and <= 64
-            ? !NameIndex.ScanShortName(host, out dots, out ulong hyphens) || !IsCanonicalShortName(host, dots, hyphens)
+            ? !CanonicalDnsName.ScanShortName(host, out dots, out ulong hyphens) || !IsCanonicalShortName(host, dots, hyphens)
             : !IsCanonicalLongName(host))
         {
             decision = default;
@@ -241,25 +241,79 @@ internal sealed class CompiledPolicy
 
     /// <param name="target">A valid DNS-name target.</param>
     /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotMask"/>) when it has at most 64 characters.</param>
+    /// <remarks>Every outcome goes through one <see cref="Decide"/> at the end: each inlined construction of a decision
+    /// is a stack temporary holding references, which the method's prologue must zero on every call.</remarks>
     private EgressDecision EvaluateName(in EgressTarget target, ulong dots, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
         learn = false;
         string host = target.Host;
+        EgressVerdict verdict = EgressVerdict.Deny;
+        EgressReason reason;
+        string? rule = null;
         if (IsLoopbackName(host))
         {
             // RFC 6761: localhost and every name below it resolve to loopback, so they are non-public in every mode
             // (without this, Learn mode would allow them).
             cacheable = true;
-            return Decide(target, EgressVerdict.Deny, EgressReason.NonPublicAddress, null, mode, false);
+            reason = EgressReason.NonPublicAddress;
+        }
+        else
+        {
+            var match = new Match(target.Port, clock);
+            Walk(host, dots, ref match);
+            cacheable = match.Now == long.MinValue && !match.ConsiderApprovals;
+            if ((match.BlockEntry >= 0 || match.FeedEntry >= 0) && !match.Excepted)
+            {
+                reason = EgressReason.Blocklisted;
+                rule = match.BlockEntry >= 0 ? BlockText(match.BlockEntry) : _blocklist.Text(match.FeedEntry, host.AsSpan(match.FeedStart), _blockSources);
+            }
+            else if (match.AllowRule >= 0)
+            {
+                verdict = EgressVerdict.Allow;
+                reason = EgressReason.Allowlisted;
+                rule = _rules[match.AllowRule].Text;
+            }
+            else if (match.ApprovalSlot >= 0)
+            {
+                verdict = EgressVerdict.Allow;
+                reason = EgressReason.Approved;
+                rule = _approvalHosts[match.ApprovalSlot].Text;
+            }
+            else if (mode == EgressMode.Learn)
+            {
+                learn = true;
+                cacheable = false;
+                verdict = EgressVerdict.Allow;
+                reason = EgressReason.Learned;
+            }
+            else if (match.OtherPortRule >= 0)
+            {
+                reason = EgressReason.PortNotAllowed;
+                rule = _rules[match.OtherPortRule].Text;
+            }
+            else if (match.OtherPortApproval >= 0)
+            {
+                reason = EgressReason.PortNotAllowed;
+                rule = _approvalHosts[match.OtherPortApproval].Text;
+            }
+            else
+            {
+                reason = EgressReason.NotAllowlisted;
+            }
         }
 
-        cacheable = false;
-        var match = new Match(target.Port, clock);
+        return Decide(target, verdict, reason, rule, mode, learn);
+    }
 
-        // One walk over the suffixes, right to left: "com", "example.com", "www.example.com". Label starts come from a
-        // dot bit mask (names up to 64 characters) or a backward search (longer names). Fingerprints are collected in
-        // batches of up to eight; each batch is checked against the filter at once (independent loads that overlap),
-        // and only the suffixes that may be present are probed in the table, still right to left.
+    /// <summary>
+    /// One walk over the suffixes of a name, right to left: "com", "example.com", "www.example.com". Label starts come
+    /// from a dot bit mask (names up to 64 characters) or a backward search (longer names). Fingerprints are collected in
+    /// batches of up to eight; each batch is checked against the filters at once (independent loads that overlap), and
+    /// only the suffixes that may be present are probed in the tables, still right to left.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Walk(string host, ulong dots, ref Match match)
+    {
         ReadOnlySpan<char> name = host;
         ref char first = ref MemoryMarshal.GetReference(name);
         int length = name.Length;
@@ -294,55 +348,10 @@ internal sealed class CompiledPolicy
                 count = 0;
                 if (start == 0)
                 {
-                    break;
+                    return;
                 }
             }
         }
-
-        int blockEntry = match.BlockEntry;
-        int feedEntry = match.FeedEntry;
-        bool excepted = match.Excepted;
-        int allowRule = match.AllowRule;
-        int otherPortRule = match.OtherPortRule;
-        int approvalSlot = match.ApprovalSlot;
-        int otherPortApproval = match.OtherPortApproval;
-        long now = match.Now;
-        bool considerApprovals = match.ConsiderApprovals;
-        cacheable = now == long.MinValue && !considerApprovals;
-        if ((blockEntry >= 0 || feedEntry >= 0) && !excepted)
-        {
-            string text = blockEntry >= 0 ? BlockText(blockEntry) : _blocklist.Text(feedEntry, name[match.FeedStart..], _blockSources);
-            return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, text, mode, false);
-        }
-
-        if (allowRule >= 0)
-        {
-            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _rules[allowRule].Text, mode, false);
-        }
-
-        if (approvalSlot >= 0)
-        {
-            return Decide(target, EgressVerdict.Allow, EgressReason.Approved, _approvalHosts[approvalSlot].Text, mode, false);
-        }
-
-        if (mode == EgressMode.Learn)
-        {
-            learn = true;
-            cacheable = false;
-            return Decide(target, EgressVerdict.Allow, EgressReason.Learned, null, mode, true);
-        }
-
-        if (otherPortRule >= 0)
-        {
-            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _rules[otherPortRule].Text, mode, false);
-        }
-
-        if (otherPortApproval >= 0)
-        {
-            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _approvalHosts[otherPortApproval].Text, mode, false);
-        }
-
-        return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
     }
 
     /// <summary>Checks a batch of suffix fingerprints (right to left) against both filters, then probes the name index

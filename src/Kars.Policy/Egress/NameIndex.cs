@@ -89,14 +89,29 @@ internal sealed class NameIndex
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong SuffixFingerprint(ulong hash, ref char name, int pos, int start, int length)
     {
-        ref byte b = ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, start));
-        ulong partial = (pos - start) switch
+        ulong partial;
+        int n = pos - start;
+        if (start + length >= 4)
         {
-            0 => 0UL,
-            1 => Unsafe.ReadUnaligned<ushort>(ref b),
-            2 => Unsafe.ReadUnaligned<uint>(ref b),
-            _ => Unsafe.ReadUnaligned<uint>(ref b) | ((ulong)Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, 4)) << 32),
-        };
+            // Without a branch on n (0–3, different for every suffix, so a switch on it mispredicts): read the word of
+            // four characters that ends at pos (or the name's first word when pos < 4), shift the n characters from
+            // start down to the low bits and mask off the rest. The same value as reading them one by one.
+            int word = Math.Max(pos - 4, 0);
+            ulong w = Unsafe.ReadUnaligned<ulong>(ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, word)));
+            partial = (w >> ((start - word) * 16)) & ((1UL << (n * 16)) - 1);
+        }
+        else
+        {
+            ref byte b = ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, start));
+            partial = n switch
+            {
+                0 => 0UL,
+                1 => Unsafe.ReadUnaligned<ushort>(ref b),
+                2 => Unsafe.ReadUnaligned<uint>(ref b),
+                _ => Unsafe.ReadUnaligned<uint>(ref b) | ((ulong)Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, 4)) << 32),
+            };
+        }
+
         ulong x = ((hash ^ partial) * P3) ^ (ulong)(uint)length;
         x ^= x >> 33;
         x *= 0xff51afd7ed558ccdUL;
@@ -126,72 +141,6 @@ internal sealed class NameIndex
         }
 
         return mask;
-    }
-
-    /// <summary>
-    /// One pass over a name of 1 to 64 characters that both validates its characters and finds its label boundaries:
-    /// false when a character is outside <c>[a-z0-9_.-]</c>; otherwise bit i of <paramref name="dots"/> is set when
-    /// <c>name[i] == '.'</c> and bit i of <paramref name="hyphens"/> when <c>name[i] == '-'</c>. Eight characters per
-    /// vector step; the last step overlaps the one before it rather than falling back to a scalar loop.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool ScanShortName(ReadOnlySpan<char> name, out ulong dots, out ulong hyphens)
-    {
-        int length = name.Length;
-        ref ushort r = ref Unsafe.As<char, ushort>(ref MemoryMarshal.GetReference(name));
-        ulong dotMask = 0;
-        ulong hyphenMask = 0;
-        if (Vector128.IsHardwareAccelerated && length >= 8)
-        {
-            uint bad = 0;
-            int i = 0;
-            while (true)
-            {
-                var v = Vector128.LoadUnsafe(ref r, (nuint)i);
-                var dot = Vector128.Equals(v, Vector128.Create((ushort)'.'));
-                var hyphen = Vector128.Equals(v, Vector128.Create((ushort)'-'));
-                var ok = Vector128.LessThanOrEqual(v - Vector128.Create((ushort)'a'), Vector128.Create((ushort)25))
-                    | Vector128.LessThanOrEqual(v - Vector128.Create((ushort)'0'), Vector128.Create((ushort)9))
-                    | Vector128.Equals(v, Vector128.Create((ushort)'_'))
-                    | dot
-                    | hyphen;
-                bad |= ~ok.ExtractMostSignificantBits() & 0xFF;
-                dotMask |= (ulong)dot.ExtractMostSignificantBits() << i;
-                hyphenMask |= (ulong)hyphen.ExtractMostSignificantBits() << i;
-                if (i + 8 == length)
-                {
-                    break;
-                }
-
-                i = Math.Min(i + 8, length - 8);
-            }
-
-            dots = dotMask;
-            hyphens = hyphenMask;
-            return bad == 0;
-        }
-
-        for (int i = 0; i < length; i++)
-        {
-            char c = name[i];
-            if (c == '.')
-            {
-                dotMask |= 1UL << i;
-            }
-            else if (c == '-')
-            {
-                hyphenMask |= 1UL << i;
-            }
-            else if (!char.IsAsciiLetterLower(c) && !char.IsAsciiDigit(c) && c != '_')
-            {
-                dots = hyphens = 0;
-                return false;
-            }
-        }
-
-        dots = dotMask;
-        hyphens = hyphenMask;
-        return true;
     }
 
     /// <summary>Fingerprint of a whole name, computed exactly as a lookup does for the suffix that starts at 0.</summary>
