@@ -15,10 +15,17 @@ internal sealed class CompiledPolicy
 {
     private static readonly System.Buffers.SearchValues<char> CanonicalNameChars = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
 
+    /// <summary>The filter class of a name in the name index.</summary>
+    private const byte NameClass = 1;
+
+    /// <summary>The filter class of a name in the blocklist index.</summary>
+    private const byte BlocklistClass = 2;
+
     private static long s_lastIdentity;
 
     private readonly NameIndex _index;
     private readonly BlocklistIndex _blocklist;
+    private readonly BinaryFuseFilter _filter;
     private readonly RuleInfo[] _rules;
     private readonly CidrRule[] _cidrRules;
     private readonly ApprovalSlot[] _approvalHosts;
@@ -32,6 +39,7 @@ internal sealed class CompiledPolicy
         PolicyModel model,
         NameIndex index,
         BlocklistIndex blocklist,
+        BinaryFuseFilter filter,
         int nameCount,
         ApprovalSlot[] approvalHosts,
         string[] blockSources,
@@ -43,6 +51,7 @@ internal sealed class CompiledPolicy
         Warnings = [.. model.Warnings];
         _index = index;
         _blocklist = blocklist;
+        _filter = filter;
         NameCount = nameCount;
         _rules = [.. model.NameRules.Select(r => new RuleInfo(r.Ports, r.Text))];
         _cidrRules = [.. model.CidrRules];
@@ -138,7 +147,27 @@ internal sealed class CompiledPolicy
             }
         }
 
-        return new CompiledPolicy(model, index, blocklist.Build(), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
+        var blocklistIndex = blocklist.Build();
+        return new CompiledPolicy(model, index, blocklistIndex, BuildFilter(index, blocklistIndex), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
+    }
+
+    /// <summary>One filter in front of both tables, so a suffix costs one filter query: class bit 0 when the name index
+    /// may hold it, bit 1 when the blocklist may. Keys are <see cref="BlocklistIndex.Key"/> of the fingerprint for both
+    /// (a name in both tables, or two names whose fingerprints differ only in bit 0, get both bits; the tables decide).</summary>
+    private static BinaryFuseFilter BuildFilter(NameIndex index, BlocklistIndex blocklist)
+    {
+        ulong[] names = index.TakeFingerprints();
+        ulong[] keys = new ulong[blocklist.Count + names.Length];
+        byte[] classes = new byte[keys.Length];
+        int n = blocklist.CopyKeysTo(keys);
+        classes.AsSpan(0, n).Fill(BlocklistClass);
+        foreach (ulong fingerprint in names)
+        {
+            keys[n] = BlocklistIndex.Key(fingerprint);
+            classes[n++] = NameClass;
+        }
+
+        return BinaryFuseFilter.Build(keys, classes, n);
     }
 
     /// <summary>Evaluates a valid target (DESIGN §2.3 steps 3–7). <paramref name="now"/> is read only when an approval is a candidate.</summary>
@@ -242,7 +271,10 @@ internal sealed class CompiledPolicy
     /// <param name="target">A valid DNS-name target.</param>
     /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotMask"/>) when it has at most 64 characters.</param>
     /// <remarks>Every outcome goes through one <see cref="Decide"/> at the end: each inlined construction of a decision
-    /// is a stack temporary holding references, which the method's prologue must zero on every call.</remarks>
+    /// is a stack temporary holding references, which the method's prologue must zero on every call. Not inlined into
+    /// its callers: as an inlinee it used up the caller's inlining budget, and the filter checks and probes it must
+    /// inline became calls.</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private EgressDecision EvaluateName(in EgressTarget target, ulong dots, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
         learn = false;
@@ -308,7 +340,7 @@ internal sealed class CompiledPolicy
     /// <summary>
     /// One walk over the suffixes of a name, right to left: "com", "example.com", "www.example.com". Label starts come
     /// from a dot bit mask (names up to 64 characters) or a backward search (longer names). Fingerprints are collected in
-    /// batches of up to eight; each batch is checked against the filters at once (independent loads that overlap), and
+    /// batches of up to eight; each batch is checked against the filter at once (independent loads that overlap), and
     /// only the suffixes that may be present are probed in the tables, still right to left.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -354,7 +386,7 @@ internal sealed class CompiledPolicy
         }
     }
 
-    /// <summary>Checks a batch of suffix fingerprints (right to left) against both filters, then probes the name index
+    /// <summary>Checks a batch of suffix fingerprints (right to left) against the filter, then probes the name index
     /// and the blocklist for the ones that may be present, suffix by suffix, right to left. At one suffix the name index
     /// comes first, so a name in <c>blocklist.domains</c> and in a feed shows <c>blocklist: …</c> as before; the shortest
     /// blocklisted suffix gives the rule text, and once one is found the blocklist is not probed again.</summary>
@@ -363,10 +395,12 @@ internal sealed class CompiledPolicy
     {
         uint maybeName = 0;
         uint maybeBlocked = 0;
+        BinaryFuseFilter filter = _filter;
         for (int k = 0; k < count; k++)
         {
-            maybeName |= _index.MayContain(fingerprints[k]) << k;
-            maybeBlocked |= _blocklist.MayContain(fingerprints[k]) << k;
+            uint classes = filter.Classes(BlocklistIndex.Key(fingerprints[k]));
+            maybeName |= (classes & NameClass) << k;
+            maybeBlocked |= (classes >> 1) << k;
         }
 
         uint maybe = maybeName | maybeBlocked;
