@@ -52,8 +52,8 @@ internal sealed class BinaryFuseFilter
     public static BinaryFuseFilter Build(ulong[] keyArray, int count) => Build(keyArray, null, count);
 
     /// <summary>Builds a filter over the first <paramref name="count"/> keys with their classes (see <see cref="Classes"/>).</summary>
-    /// <param name="keyArray">The keys (well-mixed 64-bit hashes). Sorted in place (with their classes) when classes are
-    /// given, and a key listed more than once gets the union of its classes.</param>
+    /// <param name="keyArray">The keys (well-mixed 64-bit hashes), preferably distinct. When a key is listed more than once
+    /// the keys are sorted in place (with their classes) and each key is kept once with the union of its classes.</param>
     /// <param name="classArray">Each key's class, 1–3 (bit 0 and bit 1 name two tables), or <see langword="null"/> for
     /// class 1 throughout.</param>
     /// <param name="count">How many keys to use.</param>
@@ -62,28 +62,6 @@ internal sealed class BinaryFuseFilter
     {
         Span<ulong> keys = keyArray.AsSpan(0, count);
         Span<byte> classes = classArray is null ? default : classArray.AsSpan(0, count);
-        if (classArray is not null)
-        {
-            // Distinct keys first: dropping a repeated key inside the peeling (below) would drop its class.
-            keys.Sort(classes);
-            int unique = 0;
-            for (int i = 0; i < keys.Length; i++)
-            {
-                if (unique > 0 && keys[i] == keys[unique - 1])
-                {
-                    classes[unique - 1] |= classes[i];
-                    continue;
-                }
-
-                keys[unique] = keys[i];
-                classes[unique] = classes[i];
-                unique++;
-            }
-
-            keys = keys[..unique];
-            classes = classes[..unique];
-        }
-
         int size = keys.Length;
         uint segmentLength = size == 0 ? 4 : (uint)Math.Min(1 << 18, 1 << (int)Math.Floor((Math.Log(size) / Math.Log(3.33)) + 2.25));
         double sizeFactor = size <= 1 ? 0 : Math.Max(1.125, 0.875 + (0.25 * Math.Log(1_000_000) / Math.Log(size)));
@@ -116,21 +94,45 @@ internal sealed class BinaryFuseFilter
                 return filter;
             }
 
-            if (attempt == 0 && classArray is null)
+            if (attempt == 0)
             {
-                // Most failures are a bad seed, but a key held three times, or twice among other keys, never peels:
-                // drop duplicates once (sorting in place), then keep trying seeds.
-                keys.Sort();
-                int unique = keys.IsEmpty ? 0 : 1;
-                for (int i = 1; i < keys.Length; i++)
+                // Most failures are a bad seed, but a key held three times, or twice among other keys, never peels, and a
+                // repeated key with classes fails on purpose (dropping the repeat would drop its class): sort once, keep
+                // each key once with the union of its classes, then keep trying seeds. Callers pass distinct keys, so
+                // the usual load never pays for the sort.
+                if (classes.IsEmpty)
                 {
-                    if (keys[i] != keys[unique - 1])
+                    keys.Sort();
+                }
+                else
+                {
+                    keys.Sort(classes);
+                }
+
+                int unique = 0;
+                for (int i = 0; i < keys.Length; i++)
+                {
+                    if (unique > 0 && keys[i] == keys[unique - 1])
                     {
-                        keys[unique++] = keys[i];
+                        if (!classes.IsEmpty)
+                        {
+                            classes[unique - 1] |= classes[i];
+                        }
+
+                        continue;
                     }
+
+                    keys[unique] = keys[i];
+                    if (!classes.IsEmpty)
+                    {
+                        classes[unique] = classes[i];
+                    }
+
+                    unique++;
                 }
 
                 keys = keys[..unique];
+                classes = classes.IsEmpty ? classes : classes[..unique];
             }
 
             Array.Clear(count2);
@@ -215,6 +217,11 @@ internal sealed class BinaryFuseFilter
             if ((xorHash[h0] & xorHash[h1] & xorHash[h2]) == 0
                 && ((xorHash[h0] == 0 && count2[h0] == 8) || (xorHash[h1] == 0 && count2[h1] == 8) || (xorHash[h2] == 0 && count2[h2] == 8)))
             {
+                if (!classes.IsEmpty)
+                {
+                    return false;
+                }
+
                 duplicates++;
                 xorClass[h0] ^= keyClass;
                 xorClass[h1] ^= keyClass;

@@ -156,14 +156,20 @@ internal sealed class CompiledPolicy
     /// (a name in both tables, or two names whose fingerprints differ only in bit 0, get both bits; the tables decide).</summary>
     private static BinaryFuseFilter BuildFilter(NameIndex index, BlocklistIndex blocklist)
     {
-        ulong[] names = index.TakeFingerprints();
-        ulong[] keys = new ulong[blocklist.Count + names.Length];
+        // Distinct keys, so the filter need not sort 340,000 of them: the blocklist's keys are distinct by construction;
+        // a name key that is also a blocklist key marks that key with both classes instead of being listed again.
+        var nameKeys = new HashSet<ulong>(index.TakeFingerprints().Select(BlocklistIndex.Key));
+        ulong[] keys = new ulong[blocklist.Count + nameKeys.Count];
         byte[] classes = new byte[keys.Length];
         int n = blocklist.CopyKeysTo(keys);
-        classes.AsSpan(0, n).Fill(BlocklistClass);
-        foreach (ulong fingerprint in names)
+        for (int i = 0; i < n; i++)
         {
-            keys[n] = BlocklistIndex.Key(fingerprint);
+            classes[i] = nameKeys.Remove(keys[i]) ? (byte)(BlocklistClass | NameClass) : BlocklistClass;
+        }
+
+        foreach (ulong key in nameKeys)
+        {
+            keys[n] = key;
             classes[n++] = NameClass;
         }
 
