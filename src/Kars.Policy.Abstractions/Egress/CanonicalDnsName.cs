@@ -1,4 +1,8 @@
 using System.Buffers;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Kars.Policy.Egress;
 
@@ -36,6 +40,29 @@ internal static class CanonicalDnsName
     public static bool HasCanonicalShape(ReadOnlySpan<char> name, out bool hasAceLabel)
     {
         hasAceLabel = false;
+        if (name.Length is >= 1 and <= 64 && ScanShortName(name, out ulong dots, out ulong hyphens))
+        {
+            // The usual case, read from the masks of one vectorised pass: no empty label (no dot first, last or next to
+            // another), no label over 63 characters (only possible for 64 characters without a dot), and a last label
+            // that is a number only if it starts with a digit. Two hyphens in a row may start an xn-- label: the
+            // general path below finds it.
+            int length = name.Length;
+            if ((hyphens & (hyphens >> 1)) == 0)
+            {
+                if ((dots & 1) != 0 || ((dots >> (length - 1)) & 1) != 0 || (dots & (dots >> 1)) != 0 || (length == 64 && dots == 0))
+                {
+                    return false;
+                }
+
+                int lastLabel = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+                return !char.IsAsciiDigit(name[lastLabel]) || !EndsInNumber(name);
+            }
+        }
+        else if (name.Length is >= 1 and <= 64)
+        {
+            return false;
+        }
+
         if (name.IsEmpty || name.Length > MaxNameLength || name.ContainsAnyExcept(CanonicalChars))
         {
             return false;
@@ -65,6 +92,72 @@ internal static class CanonicalDnsName
         }
 
         return !EndsInNumber(name);
+    }
+
+    /// <summary>
+    /// One pass over a name of 1 to 64 characters that both validates its characters and finds its label boundaries:
+    /// false when a character is outside <c>[a-z0-9_.-]</c>; otherwise bit i of <paramref name="dots"/> is set when
+    /// <c>name[i] == '.'</c> and bit i of <paramref name="hyphens"/> when <c>name[i] == '-'</c>. Eight characters per
+    /// vector step; the last step overlaps the one before it rather than falling back to a scalar loop.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool ScanShortName(ReadOnlySpan<char> name, out ulong dots, out ulong hyphens)
+    {
+        int length = name.Length;
+        ref ushort r = ref Unsafe.As<char, ushort>(ref MemoryMarshal.GetReference(name));
+        ulong dotMask = 0;
+        ulong hyphenMask = 0;
+        if (Vector128.IsHardwareAccelerated && length >= 8)
+        {
+            uint bad = 0;
+            int i = 0;
+            while (true)
+            {
+                var v = Vector128.LoadUnsafe(ref r, (nuint)i);
+                var dot = Vector128.Equals(v, Vector128.Create((ushort)'.'));
+                var hyphen = Vector128.Equals(v, Vector128.Create((ushort)'-'));
+                var ok = Vector128.LessThanOrEqual(v - Vector128.Create((ushort)'a'), Vector128.Create((ushort)25))
+                    | Vector128.LessThanOrEqual(v - Vector128.Create((ushort)'0'), Vector128.Create((ushort)9))
+                    | Vector128.Equals(v, Vector128.Create((ushort)'_'))
+                    | dot
+                    | hyphen;
+                bad |= ~ok.ExtractMostSignificantBits() & 0xFF;
+                dotMask |= (ulong)dot.ExtractMostSignificantBits() << i;
+                hyphenMask |= (ulong)hyphen.ExtractMostSignificantBits() << i;
+                if (i + 8 == length)
+                {
+                    break;
+                }
+
+                i = Math.Min(i + 8, length - 8);
+            }
+
+            dots = dotMask;
+            hyphens = hyphenMask;
+            return bad == 0;
+        }
+
+        for (int i = 0; i < length; i++)
+        {
+            char c = name[i];
+            if (c == '.')
+            {
+                dotMask |= 1UL << i;
+            }
+            else if (c == '-')
+            {
+                hyphenMask |= 1UL << i;
+            }
+            else if (!char.IsAsciiLetterLower(c) && !char.IsAsciiDigit(c) && c != '_')
+            {
+                dots = hyphens = 0;
+                return false;
+            }
+        }
+
+        dots = dotMask;
+        hyphens = hyphenMask;
+        return true;
     }
 
     /// <summary>Returns whether the last label of <paramref name="name"/> is a number in the WHATWG sense: all

@@ -4,11 +4,16 @@ using System.Runtime.CompilerServices;
 namespace Kars.Policy.Egress;
 
 /// <summary>
-/// An immutable binary fuse filter with 8-bit fingerprints (Graf and Lemire, "Binary Fuse Filters: Fast and Smaller Than
-/// Xor Filters", ACM JEA 2022) over 64-bit keys: about 9 bits per key and a false-positive rate of about 1/256, never a
-/// false negative.
+/// An immutable binary fuse filter with 8-bit cells (Graf and Lemire, "Binary Fuse Filters: Fast and Smaller Than Xor
+/// Filters", ACM JEA 2022) over 64-bit keys, each key carrying a 2-bit class: about 9 bits per key. A query returns the
+/// key's class (1–3) or 0 when the key is certainly absent, never 0 for a key in the set.
 /// </summary>
 /// <remarks>
+/// <para>The three cells of a key xor to an 8-bit fingerprint of the key xor its class, so one query both filters
+/// and tells which of several tables may hold the key (the compiled policy keeps its name index and its blocklist behind
+/// one filter: one query per suffix instead of two). An absent key comes back as some class with probability 3/256 and
+/// as one given class with probability 1/256; the tables behind the filter decide, so a false positive costs a probe,
+/// never a wrong answer.</para>
 /// <para>A query reads three bytes, all within a window of a few segments, so for a few hundred thousand keys the whole
 /// filter (about 370 KB for 330,000 keys) stays in the L2 cache and a negative answer costs no memory round trip.</para>
 /// <para>The keys must already be well-mixed 64-bit hashes (the name index's fingerprints); the filter remixes them with a
@@ -39,14 +44,24 @@ internal sealed class BinaryFuseFilter
     /// <summary>Gets the size of the fingerprint array in bytes.</summary>
     public int SizeInBytes => _fingerprints.Length;
 
-    /// <summary>Builds a filter over the first <paramref name="count"/> keys.</summary>
+    /// <summary>Builds a filter over the first <paramref name="count"/> keys, all of class 1 (see <see cref="MayContain"/>).</summary>
     /// <param name="keyArray">The keys (well-mixed 64-bit hashes). Reordered (sorted) when the set holds duplicates
     /// that the first attempt could not drop.</param>
     /// <param name="count">How many keys to use.</param>
     /// <returns>The filter.</returns>
-    public static BinaryFuseFilter Build(ulong[] keyArray, int count)
+    public static BinaryFuseFilter Build(ulong[] keyArray, int count) => Build(keyArray, null, count);
+
+    /// <summary>Builds a filter over the first <paramref name="count"/> keys with their classes (see <see cref="Classes"/>).</summary>
+    /// <param name="keyArray">The keys (well-mixed 64-bit hashes), preferably distinct. When a key is listed more than once
+    /// the keys are sorted in place (with their classes) and each key is kept once with the union of its classes.</param>
+    /// <param name="classArray">Each key's class, 1–3 (bit 0 and bit 1 name two tables), or <see langword="null"/> for
+    /// class 1 throughout.</param>
+    /// <param name="count">How many keys to use.</param>
+    /// <returns>The filter.</returns>
+    public static BinaryFuseFilter Build(ulong[] keyArray, byte[]? classArray, int count)
     {
         Span<ulong> keys = keyArray.AsSpan(0, count);
+        Span<byte> classes = classArray is null ? default : classArray.AsSpan(0, count);
         int size = keys.Length;
         uint segmentLength = size == 0 ? 4 : (uint)Math.Min(1 << 18, 1 << (int)Math.Floor((Math.Log(size) / Math.Log(3.33)) + 2.25));
         double sizeFactor = size <= 1 ? 0 : Math.Max(1.125, 0.875 + (0.25 * Math.Log(1_000_000) / Math.Log(size)));
@@ -65,6 +80,7 @@ internal sealed class BinaryFuseFilter
         // Construction state, released when this method returns (about 14 bytes per slot plus 9 per key).
         var count2 = new byte[arrayLength];
         var xorHash = new ulong[arrayLength];
+        var xorClass = new byte[arrayLength];
         var alone = new uint[arrayLength];
         var stack = new ulong[size];
         var stackSlot = new byte[size];
@@ -73,58 +89,99 @@ internal sealed class BinaryFuseFilter
         {
             ulong seed = SplitMix(ref rng);
             var filter = new BinaryFuseFilter(fingerprints, seed, segmentLength, segmentCountLength);
-            if (filter.TryPopulate(keys, count2, xorHash, alone, stack, stackSlot))
+            if (filter.TryPopulate(keys, classes, count2, xorHash, xorClass, alone, stack, stackSlot))
             {
                 return filter;
             }
 
             if (attempt == 0)
             {
-                // Most failures are a bad seed, but a key held three times, or twice among other keys, never peels:
-                // drop duplicates once (sorting in place), then keep trying seeds.
-                keys.Sort();
-                int unique = keys.IsEmpty ? 0 : 1;
-                for (int i = 1; i < keys.Length; i++)
+                // Most failures are a bad seed, but a key held three times, or twice among other keys, never peels, and a
+                // repeated key with classes fails on purpose (dropping the repeat would drop its class): sort once, keep
+                // each key once with the union of its classes, then keep trying seeds. Callers pass distinct keys, so
+                // the usual load never pays for the sort.
+                if (classes.IsEmpty)
                 {
-                    if (keys[i] != keys[unique - 1])
+                    keys.Sort();
+                }
+                else
+                {
+                    keys.Sort(classes);
+                }
+
+                int unique = 0;
+                for (int i = 0; i < keys.Length; i++)
+                {
+                    if (unique > 0 && keys[i] == keys[unique - 1])
                     {
-                        keys[unique++] = keys[i];
+                        if (!classes.IsEmpty)
+                        {
+                            classes[unique - 1] |= classes[i];
+                        }
+
+                        continue;
                     }
+
+                    keys[unique] = keys[i];
+                    if (!classes.IsEmpty)
+                    {
+                        classes[unique] = classes[i];
+                    }
+
+                    unique++;
                 }
 
                 keys = keys[..unique];
+                classes = classes.IsEmpty ? classes : classes[..unique];
             }
 
             Array.Clear(count2);
             Array.Clear(xorHash);
+            Array.Clear(xorClass);
         }
 
         throw new InvalidOperationException("the binary fuse filter could not be built (the keys do not peel)");
     }
 
-    /// <summary>Whether <paramref name="key"/> may be in the set: 1 when it may, 0 when it certainly is not. Branch-free,
-    /// so the checks for several keys overlap.</summary>
+    /// <summary>Whether <paramref name="key"/> may be in a filter built without classes: 1 when it may, 0 when it
+    /// certainly is not (an absent key gives 1 with probability 1/256). Branch-free.</summary>
     /// <param name="key">The key.</param>
     /// <returns>1 or 0.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint MayContain(ulong key)
+    public uint MayContain(ulong key) => Classes(key) == 1 ? 1u : 0u;
+
+    /// <summary>The class of <paramref name="key"/>: its class (1–3) when it is in the set, 0 when it certainly is not;
+    /// an absent key gives a class with probability 3/256. Branch-free, so the checks for several keys overlap.</summary>
+    /// <param name="key">The key.</param>
+    /// <returns>0–3.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint Classes(ulong key)
     {
-        ulong hash = Mix(key + _seed);
-        uint h0 = (uint)Math.BigMul(hash, _segmentCountLength, out _);
+        ulong hash = Hash(key, _seed);
+        uint h0 = (uint)(((hash >> 32) * _segmentCountLength) >> 32);
         uint h1 = h0 + _segmentLength;
         uint h2 = h1 + _segmentLength;
         h1 ^= (uint)(hash >> 18) & _segmentLengthMask;
         h2 ^= (uint)hash & _segmentLengthMask;
         ref byte f = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_fingerprints);
-        uint x = (uint)(byte)(hash ^ (hash >> 32)) ^ Unsafe.Add(ref f, h0) ^ Unsafe.Add(ref f, h1) ^ Unsafe.Add(ref f, h2);
-        return ((x & 0xFF) - 1) >> 31;
+        uint x = Tag(hash) ^ Unsafe.Add(ref f, h0) ^ Unsafe.Add(ref f, h1) ^ Unsafe.Add(ref f, h2);
+
+        // x is the class when the fingerprint bits cancel (x < 4), and anything from 4 to 255 otherwise.
+        return x & (uint)((int)(x - 4) >> 31);
     }
+
+    /// <summary>The 8-bit fingerprint of a hash. A key's cells xor to its fingerprint xor its class, so for a key in the
+    /// set the query's xor leaves the class (1–3); for an absent key all eight bits are random (a fingerprint with its low
+    /// two bits fixed left those bits to the classes alone, which are far from uniform, and doubled the rate at which an
+    /// absent key matched one class).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Tag(ulong hash) => (uint)(byte)(hash ^ (hash >> 32));
 
     /// <summary>The three positions of a hash (0: the segment, 1 and 2: the next two segments, each scrambled).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint Position(int which, ulong hash)
     {
-        uint h = (uint)Math.BigMul(hash, _segmentCountLength, out _) + ((uint)which * _segmentLength);
+        uint h = (uint)(((hash >> 32) * _segmentCountLength) >> 32) + ((uint)which * _segmentLength);
         return which switch
         {
             0 => h,
@@ -134,15 +191,19 @@ internal sealed class BinaryFuseFilter
     }
 
     /// <summary>Peels the 3-hypergraph of the keys; on success writes the fingerprints.</summary>
-    private bool TryPopulate(ReadOnlySpan<ulong> keys, byte[] count2, ulong[] xorHash, uint[] alone, ulong[] stack, byte[] stackSlot)
+    private bool TryPopulate(ReadOnlySpan<ulong> keys, ReadOnlySpan<byte> classes, byte[] count2, ulong[] xorHash, byte[] xorClass, uint[] alone, ulong[] stack, byte[] stackSlot)
     {
         // count2[i]: (number of keys at slot i) << 2 | (xor of which-position indices 0..2), so a slot with one key
         // knows which of the key's three positions it is.
         int duplicates = 0;
-        foreach (ulong key in keys)
+        for (int k = 0; k < keys.Length; k++)
         {
-            ulong hash = Mix(key + _seed);
+            ulong hash = Hash(keys[k], _seed);
+            byte keyClass = classes.IsEmpty ? (byte)1 : classes[k];
             uint h0 = Position(0, hash), h1 = Position(1, hash), h2 = Position(2, hash);
+            xorClass[h0] ^= keyClass;
+            xorClass[h1] ^= keyClass;
+            xorClass[h2] ^= keyClass;
             count2[h0] += 4;
             xorHash[h0] ^= hash;
             count2[h1] += 4;
@@ -156,7 +217,15 @@ internal sealed class BinaryFuseFilter
             if ((xorHash[h0] & xorHash[h1] & xorHash[h2]) == 0
                 && ((xorHash[h0] == 0 && count2[h0] == 8) || (xorHash[h1] == 0 && count2[h1] == 8) || (xorHash[h2] == 0 && count2[h2] == 8)))
             {
+                if (!classes.IsEmpty)
+                {
+                    return false;
+                }
+
                 duplicates++;
+                xorClass[h0] ^= keyClass;
+                xorClass[h1] ^= keyClass;
+                xorClass[h2] ^= keyClass;
                 count2[h0] -= 4;
                 xorHash[h0] ^= hash;
                 count2[h1] -= 4;
@@ -192,13 +261,14 @@ internal sealed class BinaryFuseFilter
             }
 
             ulong hash = xorHash[index];
+            byte keyClass = xorClass[index];
             int found = count2[index] & 3;
             positions[0] = Position(0, hash);
             positions[1] = Position(1, hash);
             positions[2] = Position(2, hash);
             positions[3] = positions[0];
             positions[4] = positions[1];
-            stackSlot[stackSize] = (byte)found;
+            stackSlot[stackSize] = (byte)(found | (keyClass << 2));
             stack[stackSize] = hash;
             stackSize++;
             for (int other = 1; other <= 2; other++)
@@ -209,6 +279,7 @@ internal sealed class BinaryFuseFilter
                 count2[o] -= 4;
                 count2[o] ^= (byte)((found + other) % 3);
                 xorHash[o] ^= hash;
+                xorClass[o] ^= keyClass;
             }
         }
 
@@ -221,28 +292,31 @@ internal sealed class BinaryFuseFilter
         for (int i = stackSize - 1; i >= 0; i--)
         {
             ulong hash = stack[i];
-            int found = stackSlot[i];
+            int found = stackSlot[i] & 3;
+            uint target = Tag(hash) ^ (uint)(stackSlot[i] >> 2);
             positions[0] = Position(0, hash);
             positions[1] = Position(1, hash);
             positions[2] = Position(2, hash);
             positions[3] = positions[0];
             positions[4] = positions[1];
-            _fingerprints[positions[found]] = (byte)((byte)(hash ^ (hash >> 32)) ^ _fingerprints[positions[found + 1]] ^ _fingerprints[positions[found + 2]]);
+            _fingerprints[positions[found]] = (byte)(target ^ _fingerprints[positions[found + 1]] ^ _fingerprints[positions[found + 2]]);
         }
 
         return true;
     }
 
-    /// <summary>The murmur3 64-bit finaliser.</summary>
+    /// <summary>
+    /// The seeded hash of a key: the seed xor-ed in, one multiplication by an odd constant, and one xor-shift that brings
+    /// high bits down into the low bits the third position and the fingerprint read. Both steps are bijections, so
+    /// distinct keys keep distinct hashes (duplicate detection relies on it). The keys are already well-mixed 64-bit
+    /// fingerprints, so one multiplication is enough to re-randomise them per seed; a full finaliser (two more
+    /// multiplications in a dependent chain) cost a measurable share of every lookup, twice per suffix.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Mix(ulong h)
+    private static ulong Hash(ulong key, ulong seed)
     {
-        h ^= h >> 33;
-        h *= 0xFF51AFD7ED558CCDUL;
-        h ^= h >> 33;
-        h *= 0xC4CEB9FE1A85EC53UL;
-        h ^= h >> 33;
-        return h;
+        ulong h = (key ^ seed) * 0x9E3779B97F4A7C15UL;
+        return h ^ (h >> 29);
     }
 
     private static ulong SplitMix(ref ulong state)

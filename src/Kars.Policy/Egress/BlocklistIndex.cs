@@ -4,8 +4,8 @@ using System.Runtime.InteropServices;
 namespace Kars.Policy.Egress;
 
 /// <summary>
-/// The blocklist feeds' names as 64-bit suffix fingerprints (8 bytes a name), with a binary fuse filter in front: a
-/// membership test that can only ever deny.
+/// The blocklist feeds' names as 64-bit suffix fingerprints (8 bytes a name): a membership test that can only ever deny.
+/// The compiled policy's binary fuse filter, shared with <see cref="NameIndex"/>, sits in front of it.
 /// </summary>
 /// <remarks>
 /// <para>A feed entry is stored as the fingerprint <see cref="NameIndex"/> computes for the same characters in its
@@ -20,7 +20,7 @@ namespace Kars.Policy.Egress;
 /// <para>Each slot is 16 bytes: the key and the slot's cached rule text (<c>blocklist &lt;feed&gt;: &lt;name&gt;</c>,
 /// built from the matched suffix of the target the first time the slot is hit), so a blocklist hit reads one cache line
 /// after the filter; the source of each slot (4 bytes) is read only to build the text. For 330,000 entries that is about
-/// 8 MB with the filter (about 370 KB), against about 19 MB for 32-byte slots with inline text, a tail blob and a
+/// 8 MB (and about 370 KB of the shared filter), against about 19 MB for 32-byte slots with inline text, a tail blob and a
 /// separate rule-text array before.</para>
 /// <para>Immutable after <see cref="Builder.Build"/> apart from the rule-text cache (written with
 /// <see cref="Volatile"/>; two threads building the same text is harmless); safe for concurrent readers.</para>
@@ -29,9 +29,8 @@ internal sealed class BlocklistIndex
 {
     private readonly Entry[] _entries;
     private readonly int[] _sources;
-    private readonly BinaryFuseFilter _filter;
 
-    private BlocklistIndex(ulong[] keys, int[] sources, BinaryFuseFilter filter, int count)
+    private BlocklistIndex(ulong[] keys, int[] sources, int count)
     {
         _entries = new Entry[keys.Length];
         for (int i = 0; i < keys.Length; i++)
@@ -40,25 +39,38 @@ internal sealed class BlocklistIndex
         }
 
         _sources = sources;
-        _filter = filter;
         Count = count;
     }
 
     /// <summary>Gets the number of distinct fingerprints (distinct names, barring a 63-bit collision among them).</summary>
     public int Count { get; }
 
-    /// <summary>Gets the bytes the index holds (table, sources, filter, rule-text references), for the memory figures.</summary>
-    public long SizeInBytes => ((long)_entries.Length * (Unsafe.SizeOf<Entry>() + sizeof(int))) + _filter.SizeInBytes;
+    /// <summary>Gets the bytes the index holds (table, sources, rule-text references), for the memory figures.</summary>
+    public long SizeInBytes => (long)_entries.Length * (Unsafe.SizeOf<Entry>() + sizeof(int));
 
-    /// <summary>The stored form of a fingerprint: bit 0 set, so 0 marks an empty slot.</summary>
+    /// <summary>The stored form of a fingerprint: bit 0 set, so 0 marks an empty slot. Also the key of the compiled
+    /// policy's filter, for this table and the name index alike.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Key(ulong fingerprint) => fingerprint | 1;
+    public static ulong Key(ulong fingerprint) => fingerprint | 1;
 
-    /// <summary>The filter's answer alone, without a branch: 1 when the fingerprint may be listed, 0 when it is not.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint MayContain(ulong fingerprint) => _filter.MayContain(Key(fingerprint));
+    /// <summary>Copies the stored keys (<see cref="Key"/> of each listed fingerprint) to the front of
+    /// <paramref name="destination"/>, for the filter the compiled policy builds in front of this table.</summary>
+    /// <returns>How many keys were copied (<see cref="Count"/>).</returns>
+    public int CopyKeysTo(Span<ulong> destination)
+    {
+        int n = 0;
+        foreach (ref readonly Entry entry in _entries.AsSpan())
+        {
+            if (entry.Key != 0)
+            {
+                destination[n++] = entry.Key;
+            }
+        }
 
-    /// <summary>The slot of a listed fingerprint (after a positive <see cref="MayContain"/>), or -1.</summary>
+        return n;
+    }
+
+    /// <summary>The slot of a listed fingerprint (after the compiled policy's filter said it may be listed), or -1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int Probe(ulong fingerprint)
     {
@@ -89,8 +101,7 @@ internal sealed class BlocklistIndex
     /// <summary>Whether a name is listed: the fingerprint lookup alone, as the suffix walk does it.</summary>
     public bool Contains(ReadOnlySpan<char> name)
     {
-        ulong fingerprint = NameIndex.FingerprintOf(name);
-        return MayContain(fingerprint) != 0 && Probe(fingerprint) >= 0;
+        return Probe(NameIndex.FingerprintOf(name)) >= 0;
     }
 
     /// <summary>The index of the source (in the compiled policy's source names) that listed a slot first.</summary>
@@ -120,8 +131,7 @@ internal sealed class BlocklistIndex
         public string? Text;
     }
 
-    /// <summary>Adds fingerprints into the final table (sized from the expected number of names; grows past it), then
-    /// builds the filter over the stored keys.</summary>
+    /// <summary>Adds fingerprints into the final table (sized from the expected number of names; grows past it).</summary>
     internal sealed class Builder
     {
         private ulong[] _keys;
@@ -176,18 +186,7 @@ internal sealed class BlocklistIndex
         {
             ObjectDisposedException.ThrowIf(_built, this);
             _built = true;
-            ulong[] keys = new ulong[_count];
-            int n = 0;
-            foreach (ulong key in _keys)
-            {
-                if (key != 0)
-                {
-                    keys[n++] = key;
-                }
-            }
-
-            var filter = BinaryFuseFilter.Build(keys, n);
-            return new BlocklistIndex(_keys, _sources, filter, _count);
+            return new BlocklistIndex(_keys, _sources, _count);
         }
 
         private void Grow()

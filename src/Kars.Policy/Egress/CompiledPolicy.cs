@@ -15,10 +15,17 @@ internal sealed class CompiledPolicy
 {
     private static readonly System.Buffers.SearchValues<char> CanonicalNameChars = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
 
+    /// <summary>The filter class of a name in the name index.</summary>
+    private const byte NameClass = 1;
+
+    /// <summary>The filter class of a name in the blocklist index.</summary>
+    private const byte BlocklistClass = 2;
+
     private static long s_lastIdentity;
 
     private readonly NameIndex _index;
     private readonly BlocklistIndex _blocklist;
+    private readonly BinaryFuseFilter _filter;
     private readonly RuleInfo[] _rules;
     private readonly CidrRule[] _cidrRules;
     private readonly ApprovalSlot[] _approvalHosts;
@@ -32,6 +39,7 @@ internal sealed class CompiledPolicy
         PolicyModel model,
         NameIndex index,
         BlocklistIndex blocklist,
+        BinaryFuseFilter filter,
         int nameCount,
         ApprovalSlot[] approvalHosts,
         string[] blockSources,
@@ -43,6 +51,7 @@ internal sealed class CompiledPolicy
         Warnings = [.. model.Warnings];
         _index = index;
         _blocklist = blocklist;
+        _filter = filter;
         NameCount = nameCount;
         _rules = [.. model.NameRules.Select(r => new RuleInfo(r.Ports, r.Text))];
         _cidrRules = [.. model.CidrRules];
@@ -138,7 +147,33 @@ internal sealed class CompiledPolicy
             }
         }
 
-        return new CompiledPolicy(model, index, blocklist.Build(), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
+        var blocklistIndex = blocklist.Build();
+        return new CompiledPolicy(model, index, blocklistIndex, BuildFilter(index, blocklistIndex), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
+    }
+
+    /// <summary>One filter in front of both tables, so a suffix costs one filter query: class bit 0 when the name index
+    /// may hold it, bit 1 when the blocklist may. Keys are <see cref="BlocklistIndex.Key"/> of the fingerprint for both
+    /// (a name in both tables, or two names whose fingerprints differ only in bit 0, get both bits; the tables decide).</summary>
+    private static BinaryFuseFilter BuildFilter(NameIndex index, BlocklistIndex blocklist)
+    {
+        // Distinct keys, so the filter need not sort 340,000 of them: the blocklist's keys are distinct by construction;
+        // a name key that is also a blocklist key marks that key with both classes instead of being listed again.
+        var nameKeys = new HashSet<ulong>(index.TakeFingerprints().Select(BlocklistIndex.Key));
+        ulong[] keys = new ulong[blocklist.Count + nameKeys.Count];
+        byte[] classes = new byte[keys.Length];
+        int n = blocklist.CopyKeysTo(keys);
+        for (int i = 0; i < n; i++)
+        {
+            classes[i] = nameKeys.Remove(keys[i]) ? (byte)(BlocklistClass | NameClass) : BlocklistClass;
+        }
+
+        foreach (ulong key in nameKeys)
+        {
+            keys[n] = key;
+            classes[n++] = NameClass;
+        }
+
+        return BinaryFuseFilter.Build(keys, classes, n);
     }
 
     /// <summary>Evaluates a valid target (DESIGN §2.3 steps 3–7). <paramref name="now"/> is read only when an approval is a candidate.</summary>
@@ -178,7 +213,7 @@ internal sealed class CompiledPolicy
     {
         ulong dots = 0;
         if (host.Length is >= 1 and <= 64
-            ? !NameIndex.ScanShortName(host, out dots, out ulong hyphens) || !IsCanonicalShortName(host, dots, hyphens)
+            ? !CanonicalDnsName.ScanShortName(host, out dots, out ulong hyphens) || !IsCanonicalShortName(host, dots, hyphens)
             : !IsCanonicalLongName(host))
         {
             decision = default;
@@ -241,25 +276,82 @@ internal sealed class CompiledPolicy
 
     /// <param name="target">A valid DNS-name target.</param>
     /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotMask"/>) when it has at most 64 characters.</param>
+    /// <remarks>Every outcome goes through one <see cref="Decide"/> at the end: each inlined construction of a decision
+    /// is a stack temporary holding references, which the method's prologue must zero on every call. Not inlined into
+    /// its callers: as an inlinee it used up the caller's inlining budget, and the filter checks and probes it must
+    /// inline became calls.</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private EgressDecision EvaluateName(in EgressTarget target, ulong dots, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
         learn = false;
         string host = target.Host;
+        EgressVerdict verdict = EgressVerdict.Deny;
+        EgressReason reason;
+        string? rule = null;
         if (IsLoopbackName(host))
         {
             // RFC 6761: localhost and every name below it resolve to loopback, so they are non-public in every mode
             // (without this, Learn mode would allow them).
             cacheable = true;
-            return Decide(target, EgressVerdict.Deny, EgressReason.NonPublicAddress, null, mode, false);
+            reason = EgressReason.NonPublicAddress;
+        }
+        else
+        {
+            var match = new Match(target.Port, clock);
+            Walk(host, dots, ref match);
+            cacheable = match.Now == long.MinValue && !match.ConsiderApprovals;
+            if ((match.BlockEntry >= 0 || match.FeedEntry >= 0) && !match.Excepted)
+            {
+                reason = EgressReason.Blocklisted;
+                rule = match.BlockEntry >= 0 ? BlockText(match.BlockEntry) : _blocklist.Text(match.FeedEntry, host.AsSpan(match.FeedStart), _blockSources);
+            }
+            else if (match.AllowRule >= 0)
+            {
+                verdict = EgressVerdict.Allow;
+                reason = EgressReason.Allowlisted;
+                rule = _rules[match.AllowRule].Text;
+            }
+            else if (match.ApprovalSlot >= 0)
+            {
+                verdict = EgressVerdict.Allow;
+                reason = EgressReason.Approved;
+                rule = _approvalHosts[match.ApprovalSlot].Text;
+            }
+            else if (mode == EgressMode.Learn)
+            {
+                learn = true;
+                cacheable = false;
+                verdict = EgressVerdict.Allow;
+                reason = EgressReason.Learned;
+            }
+            else if (match.OtherPortRule >= 0)
+            {
+                reason = EgressReason.PortNotAllowed;
+                rule = _rules[match.OtherPortRule].Text;
+            }
+            else if (match.OtherPortApproval >= 0)
+            {
+                reason = EgressReason.PortNotAllowed;
+                rule = _approvalHosts[match.OtherPortApproval].Text;
+            }
+            else
+            {
+                reason = EgressReason.NotAllowlisted;
+            }
         }
 
-        cacheable = false;
-        var match = new Match(target.Port, clock);
+        return Decide(target, verdict, reason, rule, mode, learn);
+    }
 
-        // One walk over the suffixes, right to left: "com", "example.com", "www.example.com". Label starts come from a
-        // dot bit mask (names up to 64 characters) or a backward search (longer names). Fingerprints are collected in
-        // batches of up to eight; each batch is checked against the filter at once (independent loads that overlap),
-        // and only the suffixes that may be present are probed in the table, still right to left.
+    /// <summary>
+    /// One walk over the suffixes of a name, right to left: "com", "example.com", "www.example.com". Label starts come
+    /// from a dot bit mask (names up to 64 characters) or a backward search (longer names). Fingerprints are collected in
+    /// batches of up to eight; each batch is checked against the filter at once (independent loads that overlap), and
+    /// only the suffixes that may be present are probed in the tables, still right to left.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Walk(string host, ulong dots, ref Match match)
+    {
         ReadOnlySpan<char> name = host;
         ref char first = ref MemoryMarshal.GetReference(name);
         int length = name.Length;
@@ -294,58 +386,13 @@ internal sealed class CompiledPolicy
                 count = 0;
                 if (start == 0)
                 {
-                    break;
+                    return;
                 }
             }
         }
-
-        int blockEntry = match.BlockEntry;
-        int feedEntry = match.FeedEntry;
-        bool excepted = match.Excepted;
-        int allowRule = match.AllowRule;
-        int otherPortRule = match.OtherPortRule;
-        int approvalSlot = match.ApprovalSlot;
-        int otherPortApproval = match.OtherPortApproval;
-        long now = match.Now;
-        bool considerApprovals = match.ConsiderApprovals;
-        cacheable = now == long.MinValue && !considerApprovals;
-        if ((blockEntry >= 0 || feedEntry >= 0) && !excepted)
-        {
-            string text = blockEntry >= 0 ? BlockText(blockEntry) : _blocklist.Text(feedEntry, name[match.FeedStart..], _blockSources);
-            return Decide(target, EgressVerdict.Deny, EgressReason.Blocklisted, text, mode, false);
-        }
-
-        if (allowRule >= 0)
-        {
-            return Decide(target, EgressVerdict.Allow, EgressReason.Allowlisted, _rules[allowRule].Text, mode, false);
-        }
-
-        if (approvalSlot >= 0)
-        {
-            return Decide(target, EgressVerdict.Allow, EgressReason.Approved, _approvalHosts[approvalSlot].Text, mode, false);
-        }
-
-        if (mode == EgressMode.Learn)
-        {
-            learn = true;
-            cacheable = false;
-            return Decide(target, EgressVerdict.Allow, EgressReason.Learned, null, mode, true);
-        }
-
-        if (otherPortRule >= 0)
-        {
-            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _rules[otherPortRule].Text, mode, false);
-        }
-
-        if (otherPortApproval >= 0)
-        {
-            return Decide(target, EgressVerdict.Deny, EgressReason.PortNotAllowed, _approvalHosts[otherPortApproval].Text, mode, false);
-        }
-
-        return Decide(target, EgressVerdict.Deny, EgressReason.NotAllowlisted, null, mode, false);
     }
 
-    /// <summary>Checks a batch of suffix fingerprints (right to left) against both filters, then probes the name index
+    /// <summary>Checks a batch of suffix fingerprints (right to left) against the filter, then probes the name index
     /// and the blocklist for the ones that may be present, suffix by suffix, right to left. At one suffix the name index
     /// comes first, so a name in <c>blocklist.domains</c> and in a feed shows <c>blocklist: …</c> as before; the shortest
     /// blocklisted suffix gives the rule text, and once one is found the blocklist is not probed again.</summary>
@@ -354,10 +401,12 @@ internal sealed class CompiledPolicy
     {
         uint maybeName = 0;
         uint maybeBlocked = 0;
+        BinaryFuseFilter filter = _filter;
         for (int k = 0; k < count; k++)
         {
-            maybeName |= _index.MayContain(fingerprints[k]) << k;
-            maybeBlocked |= _blocklist.MayContain(fingerprints[k]) << k;
+            uint classes = filter.Classes(BlocklistIndex.Key(fingerprints[k]));
+            maybeName |= (classes & NameClass) << k;
+            maybeBlocked |= (classes >> 1) << k;
         }
 
         uint maybe = maybeName | maybeBlocked;

@@ -7,8 +7,8 @@ using System.Text;
 namespace Kars.Policy.Egress;
 
 /// <summary>
-/// One open-addressing table from 64-bit suffix fingerprints to name records, with a cache-resident binary fuse filter
-/// in front of it: the names that can allow, lift a deny or choose a rule (allow rules, blocklist exceptions, approval
+/// One open-addressing table from 64-bit suffix fingerprints to name records, behind the compiled policy's cache-resident
+/// binary fuse filter: the names that can allow, lift a deny or choose a rule (allow rules, blocklist exceptions, approval
 /// hosts) and the policy document's own <c>blocklist.domains</c>, every one verified against its characters. The feeds'
 /// names, which can only deny, live in <see cref="BlocklistIndex"/>, so this table stays small (a few hundred kilobytes
 /// for 10,000 rules) and an allow hit does not leave the cache.
@@ -16,8 +16,10 @@ namespace Kars.Policy.Egress;
 /// <remarks>
 /// <para>A lookup walks the target's labels once, right to left; each label is hashed a machine word (four characters)
 /// at a time and folded into a running suffix hash, so <c>com</c>, <c>example.com</c> and <c>www.example.com</c> each get
-/// a fingerprint without rehashing. Each fingerprint is checked against the filter (<see cref="BinaryFuseFilter"/>, about
-/// 9 bits per name, stays in L2) and only a suffix that may be present is probed in the table.</para>
+/// a fingerprint without rehashing. Each fingerprint is checked once against the filter the compiled policy keeps for
+/// this table and <see cref="BlocklistIndex"/> together (<see cref="BinaryFuseFilter"/>, about 9 bits per name, stays
+/// in L2; its answer says which of the two tables may hold the suffix), and only a suffix that may be present is probed
+/// here.</para>
 /// <para>The table has 32-byte slots (two to a cache line): a 32-bit tag, flags, blocklist source, rule reference and
 /// a name of up to 20 characters (a longer one: its first 16, the rest in a tail blob). A tag hit is always verified
 /// against the name's characters: a hash alone is never trusted. The table is sized exactly for the names it holds
@@ -40,14 +42,14 @@ internal sealed class NameIndex
     private const ulong P3 = 0xD6E8FEB86659FD93UL;
 
     private readonly Slot[] _slots;
-    private readonly BinaryFuseFilter _filter;
     private readonly byte[] _tails;
     private readonly RuleRef[] _ruleRefs;
+    private ulong[] _fingerprints;
 
-    private NameIndex(Slot[] slots, BinaryFuseFilter filter, byte[] tails, RuleRef[] ruleRefs, int count)
+    private NameIndex(Slot[] slots, ulong[] fingerprints, byte[] tails, RuleRef[] ruleRefs, int count)
     {
         _slots = slots;
-        _filter = filter;
+        _fingerprints = fingerprints;
         _tails = tails;
         _ruleRefs = ruleRefs;
         Count = count;
@@ -59,8 +61,8 @@ internal sealed class NameIndex
     /// <summary>Gets the exclusive upper bound of the handles <see cref="Probe"/> returns (for per-handle side tables).</summary>
     public int HandleCapacity => _slots.Length;
 
-    /// <summary>Gets the bytes the index holds (table, filter, tails, rule references), for the memory figures.</summary>
-    public long SizeInBytes => ((long)_slots.Length * Unsafe.SizeOf<Slot>()) + _filter.SizeInBytes + _tails.Length + ((long)_ruleRefs.Length * Unsafe.SizeOf<RuleRef>());
+    /// <summary>Gets the bytes the index holds (table, tails, rule references), for the memory figures.</summary>
+    public long SizeInBytes => ((long)_slots.Length * Unsafe.SizeOf<Slot>()) + _tails.Length + ((long)_ruleRefs.Length * Unsafe.SizeOf<RuleRef>());
 
     public static ulong StartHash => Seed;
 
@@ -89,14 +91,29 @@ internal sealed class NameIndex
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong SuffixFingerprint(ulong hash, ref char name, int pos, int start, int length)
     {
-        ref byte b = ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, start));
-        ulong partial = (pos - start) switch
+        ulong partial;
+        int n = pos - start;
+        if (start + length >= 4)
         {
-            0 => 0UL,
-            1 => Unsafe.ReadUnaligned<ushort>(ref b),
-            2 => Unsafe.ReadUnaligned<uint>(ref b),
-            _ => Unsafe.ReadUnaligned<uint>(ref b) | ((ulong)Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, 4)) << 32),
-        };
+            // Without a branch on n (0–3, different for every suffix, so a switch on it mispredicts): read the word of
+            // four characters that ends at pos (or the name's first word when pos < 4), shift the n characters from
+            // start down to the low bits and mask off the rest. The same value as reading them one by one.
+            int word = Math.Max(pos - 4, 0);
+            ulong w = Unsafe.ReadUnaligned<ulong>(ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, word)));
+            partial = (w >> ((start - word) * 16)) & ((1UL << (n * 16)) - 1);
+        }
+        else
+        {
+            ref byte b = ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, start));
+            partial = n switch
+            {
+                0 => 0UL,
+                1 => Unsafe.ReadUnaligned<ushort>(ref b),
+                2 => Unsafe.ReadUnaligned<uint>(ref b),
+                _ => Unsafe.ReadUnaligned<uint>(ref b) | ((ulong)Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, 4)) << 32),
+            };
+        }
+
         ulong x = ((hash ^ partial) * P3) ^ (ulong)(uint)length;
         x ^= x >> 33;
         x *= 0xff51afd7ed558ccdUL;
@@ -128,72 +145,6 @@ internal sealed class NameIndex
         return mask;
     }
 
-    /// <summary>
-    /// One pass over a name of 1 to 64 characters that both validates its characters and finds its label boundaries:
-    /// false when a character is outside <c>[a-z0-9_.-]</c>; otherwise bit i of <paramref name="dots"/> is set when
-    /// <c>name[i] == '.'</c> and bit i of <paramref name="hyphens"/> when <c>name[i] == '-'</c>. Eight characters per
-    /// vector step; the last step overlaps the one before it rather than falling back to a scalar loop.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool ScanShortName(ReadOnlySpan<char> name, out ulong dots, out ulong hyphens)
-    {
-        int length = name.Length;
-        ref ushort r = ref Unsafe.As<char, ushort>(ref MemoryMarshal.GetReference(name));
-        ulong dotMask = 0;
-        ulong hyphenMask = 0;
-        if (Vector128.IsHardwareAccelerated && length >= 8)
-        {
-            uint bad = 0;
-            int i = 0;
-            while (true)
-            {
-                var v = Vector128.LoadUnsafe(ref r, (nuint)i);
-                var dot = Vector128.Equals(v, Vector128.Create((ushort)'.'));
-                var hyphen = Vector128.Equals(v, Vector128.Create((ushort)'-'));
-                var ok = Vector128.LessThanOrEqual(v - Vector128.Create((ushort)'a'), Vector128.Create((ushort)25))
-                    | Vector128.LessThanOrEqual(v - Vector128.Create((ushort)'0'), Vector128.Create((ushort)9))
-                    | Vector128.Equals(v, Vector128.Create((ushort)'_'))
-                    | dot
-                    | hyphen;
-                bad |= ~ok.ExtractMostSignificantBits() & 0xFF;
-                dotMask |= (ulong)dot.ExtractMostSignificantBits() << i;
-                hyphenMask |= (ulong)hyphen.ExtractMostSignificantBits() << i;
-                if (i + 8 == length)
-                {
-                    break;
-                }
-
-                i = Math.Min(i + 8, length - 8);
-            }
-
-            dots = dotMask;
-            hyphens = hyphenMask;
-            return bad == 0;
-        }
-
-        for (int i = 0; i < length; i++)
-        {
-            char c = name[i];
-            if (c == '.')
-            {
-                dotMask |= 1UL << i;
-            }
-            else if (c == '-')
-            {
-                hyphenMask |= 1UL << i;
-            }
-            else if (!char.IsAsciiLetterLower(c) && !char.IsAsciiDigit(c) && c != '_')
-            {
-                dots = hyphens = 0;
-                return false;
-            }
-        }
-
-        dots = dotMask;
-        hyphens = hyphenMask;
-        return true;
-    }
-
     /// <summary>Fingerprint of a whole name, computed exactly as a lookup does for the suffix that starts at 0.</summary>
     public static ulong FingerprintOf(ReadOnlySpan<char> name)
     {
@@ -204,14 +155,18 @@ internal sealed class NameIndex
     }
 
     /// <summary>Finds the record for exactly <paramref name="name"/>, given its fingerprint; -1 when absent.</summary>
-    public int Find(ulong fingerprint, ReadOnlySpan<char> name) => MayContain(fingerprint) != 0 ? Probe(fingerprint, name) : -1;
+    public int Find(ulong fingerprint, ReadOnlySpan<char> name) => Probe(fingerprint, name);
 
-    /// <summary>The filter's answer alone, without a branch (so several suffixes' checks overlap in the pipeline): 1 when
-    /// the name may be present, 0 when it is certainly absent.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint MayContain(ulong fingerprint) => _filter.MayContain(fingerprint);
+    /// <summary>Hands over the fingerprints of the names (once, for the filter the compiled policy builds in front of this
+    /// table and the blocklist; the index does not keep them).</summary>
+    public ulong[] TakeFingerprints()
+    {
+        ulong[] fingerprints = _fingerprints;
+        _fingerprints = [];
+        return fingerprints;
+    }
 
-    /// <summary>Looks the name up in the table (after a positive <see cref="MayContain"/>); -1 when absent.</summary>
+    /// <summary>Looks the name up in the table (after the compiled policy's filter said it may be present); -1 when absent.</summary>
     public int Probe(ulong fingerprint, ReadOnlySpan<char> name)
     {
         Slot[] slots = _slots;
@@ -458,10 +413,10 @@ internal sealed class NameIndex
                 }
             }
 
-            var filter = BinaryFuseFilter.Build(fingerprints, n);
+            Array.Resize(ref fingerprints, n);
             _fingerprints = [];
             Array.Resize(ref _tails, _tailsLength);
-            return new NameIndex(_slots, filter, _tails, [.. _ruleRefs], _count);
+            return new NameIndex(_slots, fingerprints, _tails, [.. _ruleRefs], _count);
         }
 
         private bool NameEquals(in Slot slot, ReadOnlySpan<byte> name)

@@ -86,6 +86,34 @@ public class BinaryFuseFilterTests
     }
 
     [Fact]
+    public void Classes_KeysWithClasses_EachKeyGivesItsClassAndAbsentKeysRarelyAny()
+    {
+        // The compiled policy keeps its name index (class 1) and blocklist (class 2) behind one filter; a key in both
+        // is listed twice and must come back with both bits. Never a wrong class for a key in the set (that would skip
+        // the table that holds it); absent keys give a class with probability 3/256.
+        ulong[] keys = RandomKeys(100_000, 21);
+        byte[] classes = [.. keys.Select((_, i) => (byte)((i % 3) + 1))];
+        ulong[] both = [.. keys.Take(500)];
+        var expected = keys.Select((k, i) => (k, c: classes[i])).ToDictionary(x => x.k, x => x.c);
+        foreach (ulong k in both)
+        {
+            expected[k] |= 2;
+        }
+
+        ulong[] input = [.. keys, .. both];
+        byte[] inputClasses = [.. classes, .. both.Select(_ => (byte)2)];
+        var filter = BinaryFuseFilter.Build(input, inputClasses, input.Length);
+
+        foreach (var (key, keyClass) in expected)
+        {
+            filter.Classes(key).Should().Be(keyClass, "key {0:x}", key);
+        }
+
+        long positives = RandomKeys(1_000_000, 22).Where(k => !expected.ContainsKey(k)).Count(k => filter.Classes(k) != 0);
+        ((double)positives / 1_000_000).Should().BeInRange(0.0105, 0.0130, "3/256 = 1.17%");
+    }
+
+    [Fact]
     public void SizeInBytes_LargeSet_AboutNineBitsPerKey()
     {
         ulong[] keys = RandomKeys(330_000, 8);

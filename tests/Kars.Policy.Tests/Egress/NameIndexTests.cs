@@ -1,4 +1,5 @@
 using System.Text;
+using CsCheck;
 using Kars.Policy.Egress;
 
 namespace Kars.Policy.Tests.Egress;
@@ -35,6 +36,10 @@ public class NameIndexTests
     [InlineData("abcde")]
     [InlineData("abcdefghi")]
     [InlineData("x.y")]
+    [InlineData("ab.cd")]
+    [InlineData("a.bc.def.ghij.k")]
+    [InlineData("abc.de.f")]
+    [InlineData("abcd.e")]
     [InlineData("very-long-label-with-many-characters-in-it.example-domain.co")]
     public void FingerprintOf_IncrementalSuffixHash_MatchesWholeNameHash(string name)
     {
@@ -57,6 +62,58 @@ public class NameIndexTests
         }
 
         last.Should().Be(NameIndex.FingerprintOf(name));
+    }
+
+    [Fact]
+    public void SuffixFingerprint_RandomNames_MatchesAReferenceThatReadsOneCharacterAtATime()
+    {
+        // The suffix walk reads the 0-3 characters left over before a label start as one masked word (no branch on their
+        // number); the reference below hashes the same words and leftovers the plain way. Every suffix of every name,
+        // every leftover count and every position of the word must agree, or an indexed name would not be found.
+        Gen.String[Gen.Char["ab.z9-_"], 1, 80].Where(n => !n.StartsWith('.') && !n.EndsWith('.')).Sample(name =>
+        {
+            ref char first = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(name.AsSpan());
+            int pos = name.Length;
+            ulong hash = NameIndex.StartHash;
+            for (int start = name.Length - 1; start >= 0; start--)
+            {
+                if (start > 0 && name[start - 1] != '.')
+                {
+                    continue;
+                }
+
+                hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+                ulong walked = NameIndex.SuffixFingerprint(hash, ref first, pos, start, name.Length - start);
+                walked.Should().Be(ReferenceFingerprint(name.AsSpan(start)), "suffix {0} of {1}", name[start..], name);
+                walked.Should().Be(NameIndex.FingerprintOf(name.AsSpan(start)));
+            }
+        });
+    }
+
+    /// <summary>The fingerprint as documented: whole four-character words right to left from the end, then the 0-3
+    /// characters before them little-endian, each read one character at a time.</summary>
+    private static ulong ReferenceFingerprint(ReadOnlySpan<char> name)
+    {
+        ulong hash = NameIndex.StartHash;
+        int pos = name.Length;
+        while (pos - 4 >= 0)
+        {
+            pos -= 4;
+            ulong word = name[pos] | ((ulong)name[pos + 1] << 16) | ((ulong)name[pos + 2] << 32) | ((ulong)name[pos + 3] << 48);
+            hash = (hash ^ word) * 0x165667B19E3779F9UL;
+        }
+
+        ulong partial = 0;
+        for (int i = 0; i < pos; i++)
+        {
+            partial |= (ulong)name[i] << (16 * i);
+        }
+
+        ulong x = ((hash ^ partial) * 0xD6E8FEB86659FD93UL) ^ (ulong)(uint)name.Length;
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdUL;
+        x ^= x >> 33;
+        return x;
     }
 
     [Fact]
