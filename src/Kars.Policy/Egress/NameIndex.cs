@@ -93,11 +93,15 @@ internal sealed class NameIndex
     {
         ulong partial;
         int n = pos - start;
-        if (start + length >= 4)
+        System.Diagnostics.Debug.Assert(n is >= 0 and <= 3, "ConsumeWords leaves 0-3 characters");
+        if (BitConverter.IsLittleEndian && start + length >= 4)
         {
             // Without a branch on n (0–3, different for every suffix, so a switch on it mispredicts): read the word of
             // four characters that ends at pos (or the name's first word when pos < 4), shift the n characters from
-            // start down to the low bits and mask off the rest. The same value as reading them one by one.
+            // start down to the low bits and mask off the rest. The same value as reading them one by one, on a
+            // little-endian machine only: the word is aligned to the whole name here but to the suffix alone when
+            // FingerprintOf lists it, and only little-endian order puts the character at start in the same low bits
+            // either way (big-endian takes the reads below, which start at start; the JIT drops the dead branch).
             int word = Math.Max(pos - 4, 0);
             ulong w = Unsafe.ReadUnaligned<ulong>(ref Unsafe.As<char, byte>(ref Unsafe.Add(ref name, word)));
             partial = (w >> ((start - word) * 16)) & ((1UL << (n * 16)) - 1);
@@ -286,9 +290,10 @@ internal sealed class NameIndex
         private byte _first;
     }
 
-    /// <summary>Accumulates names directly into the final table (sized from the expected number of names), then builds
-    /// the filter. Peak memory while building: the table, the names' tails, 8 bytes per slot of fingerprints and the
-    /// filter's construction state (about 23 bytes per name), all released after <see cref="Build"/> but the table.</summary>
+    /// <summary>Accumulates names directly into the final table (sized from the expected number of names); the compiled
+    /// policy then builds its filter from their fingerprints. Peak memory while building: the table, the names' tails and 8 bytes per slot of
+    /// fingerprints, all released after <see cref="Build"/> but the table (the fingerprints go to the compiled policy's
+    /// filter through <see cref="NameIndex.TakeFingerprints"/>).</summary>
     internal sealed class Builder
     {
         internal const double LoadFactor = 0.8;
