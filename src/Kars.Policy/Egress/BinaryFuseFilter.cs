@@ -27,14 +27,16 @@ internal sealed class BinaryFuseFilter
     private const int MaxAttempts = 100;
 
     private readonly byte[] _fingerprints;
+    private readonly uint _tagMask;
     private readonly ulong _seed;
     private readonly uint _segmentLength;
     private readonly uint _segmentLengthMask;
     private readonly uint _segmentCountLength;
 
-    private BinaryFuseFilter(byte[] fingerprints, ulong seed, uint segmentLength, uint segmentCountLength)
+    private BinaryFuseFilter(byte[] fingerprints, ulong seed, uint segmentLength, uint segmentCountLength, uint tagMask = 0xFF)
     {
         _fingerprints = fingerprints;
+        _tagMask = tagMask;
         _seed = seed;
         _segmentLength = segmentLength;
         _segmentLengthMask = segmentLength - 1;
@@ -58,10 +60,26 @@ internal sealed class BinaryFuseFilter
     /// class 1 throughout.</param>
     /// <param name="count">How many keys to use.</param>
     /// <returns>The filter.</returns>
-    public static BinaryFuseFilter Build(ulong[] keyArray, byte[]? classArray, int count)
+    public static BinaryFuseFilter Build(ulong[] keyArray, byte[]? classArray, int count) => Build(keyArray, classArray, count, MaxAttempts);
+
+    /// <summary>As <see cref="Build(ulong[], byte[], int)"/>, with the number of seeds to try (tests use fewer).</summary>
+    internal static BinaryFuseFilter Build(ulong[] keyArray, byte[]? classArray, int count, int maxAttempts)
     {
         Span<ulong> keys = keyArray.AsSpan(0, count);
         Span<byte> classes = classArray is null ? default : classArray.AsSpan(0, count);
+        byte allClasses = 1;
+        if (!classes.IsEmpty)
+        {
+            // A class outside 1–3 would make its key read as absent (0) or as another class: refuse it.
+            allClasses = 0;
+            foreach (byte keyClass in classes)
+            {
+                ArgumentOutOfRangeException.ThrowIfZero(keyClass, nameof(classArray));
+                ArgumentOutOfRangeException.ThrowIfGreaterThan(keyClass, (byte)3, nameof(classArray));
+                allClasses |= keyClass;
+            }
+        }
+
         int size = keys.Length;
         uint segmentLength = size == 0 ? 4 : (uint)Math.Min(1 << 18, 1 << (int)Math.Floor((Math.Log(size) / Math.Log(3.33)) + 2.25));
         double sizeFactor = size <= 1 ? 0 : Math.Max(1.125, 0.875 + (0.25 * Math.Log(1_000_000) / Math.Log(size)));
@@ -85,7 +103,7 @@ internal sealed class BinaryFuseFilter
         var stack = new ulong[size];
         var stackSlot = new byte[size];
         ulong rng = 0x726B2B9D438B9D4DUL;
-        for (int attempt = 0; attempt < MaxAttempts; attempt++)
+        for (int attempt = 0; attempt < maxAttempts; attempt++)
         {
             ulong seed = SplitMix(ref rng);
             var filter = new BinaryFuseFilter(fingerprints, seed, segmentLength, segmentCountLength);
@@ -140,11 +158,17 @@ internal sealed class BinaryFuseFilter
             Array.Clear(xorClass);
         }
 
-        throw new InvalidOperationException("the binary fuse filter could not be built (the keys do not peel)");
+        // No seed peeled the keys. With well-mixed keys this does not happen, but the seeds are fixed and public, so a
+        // feed could be crafted (names whose keys collide under every seed) to get here. Never fail the load for it:
+        // answer "may be present, in every class listed" for every key (cells of that value xor to it; the fingerprint
+        // is masked off), so every suffix is probed in the tables, which decide as always. Slower, never wrong.
+        Array.Fill(fingerprints, allClasses);
+        return new BinaryFuseFilter(fingerprints, 0, segmentLength, segmentCountLength, tagMask: 0);
     }
 
-    /// <summary>Whether <paramref name="key"/> may be in a filter built without classes: 1 when it may, 0 when it
-    /// certainly is not (an absent key gives 1 with probability 1/256). Branch-free.</summary>
+    /// <summary>Whether <paramref name="key"/> may be in a filter built without classes (every key class 1): 1 when it
+    /// may, 0 when it certainly is not (an absent key gives 1 with probability 1/256). Branch-free. Not for a filter
+    /// built with classes: a key of class 2 or 3 would read as absent there (use <see cref="Classes"/>).</summary>
     /// <param name="key">The key.</param>
     /// <returns>1 or 0.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -164,7 +188,7 @@ internal sealed class BinaryFuseFilter
         h1 ^= (uint)(hash >> 18) & _segmentLengthMask;
         h2 ^= (uint)hash & _segmentLengthMask;
         ref byte f = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_fingerprints);
-        uint x = Tag(hash) ^ Unsafe.Add(ref f, h0) ^ Unsafe.Add(ref f, h1) ^ Unsafe.Add(ref f, h2);
+        uint x = (Tag(hash) & _tagMask) ^ Unsafe.Add(ref f, h0) ^ Unsafe.Add(ref f, h1) ^ Unsafe.Add(ref f, h2);
 
         // x is the class when the fingerprint bits cancel (x < 4), and anything from 4 to 255 otherwise.
         return x & (uint)((int)(x - 4) >> 31);

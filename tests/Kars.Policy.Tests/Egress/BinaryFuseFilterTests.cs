@@ -114,6 +114,47 @@ public class BinaryFuseFilterTests
     }
 
     [Fact]
+    public void Build_NoSeedPeels_AnswersMayBePresentInEveryListedClassInsteadOfThrowing()
+    {
+        // A repeated key with classes fails the first seed on purpose (it is merged before the next one); with one seed
+        // allowed the construction gives up there. It must not throw (a feed crafted against the fixed seeds would
+        // otherwise fail every load): it answers "may be present, in every listed class" for every key, so every suffix
+        // goes to the tables, which decide.
+        ulong[] others = RandomKeys(1_000, 31);
+        ulong repeated = others[0];
+        ulong[] keys = [repeated, repeated, .. others];
+        byte[] classes = [2, 1, .. others.Select(_ => (byte)1)];
+
+        var filter = BinaryFuseFilter.Build(keys, classes, keys.Length, maxAttempts: 1);
+
+        filter.Classes(repeated).Should().Be(3);
+        others.Should().OnlyContain(k => filter.Classes(k) == 3);
+        RandomKeys(1_000, 33).Should().OnlyContain(k => filter.Classes(k) == 3, "no key can be ruled out");
+
+        // The same keys with the usual number of seeds: a real filter again (absent keys mostly ruled out).
+        ulong[] again = [repeated, repeated, .. others];
+        var real = BinaryFuseFilter.Build(again, [2, 1, .. others.Select(_ => (byte)1)], again.Length);
+        real.Classes(repeated).Should().Be(3);
+        others.Skip(1).Should().OnlyContain(k => real.Classes(k) == 1);
+        RandomKeys(1_000, 33).Count(k => real.Classes(k) != 0).Should().BeLessThan(50);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(4)]
+    [InlineData(255)]
+    public void Build_ClassOutsideOneToThree_Refused(byte badClass)
+    {
+        ulong[] keys = RandomKeys(100, 34);
+        byte[] classes = [.. keys.Select(_ => (byte)1)];
+        classes[50] = badClass;
+
+        var build = () => BinaryFuseFilter.Build(keys, classes, keys.Length);
+
+        build.Should().Throw<ArgumentOutOfRangeException>();
+    }
+
+    [Fact]
     public void SizeInBytes_LargeSet_AboutNineBitsPerKey()
     {
         ulong[] keys = RandomKeys(330_000, 8);
