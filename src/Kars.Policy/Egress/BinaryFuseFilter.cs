@@ -18,7 +18,7 @@ namespace Kars.Policy.Egress;
 /// filter (about 370 KB for 330,000 keys) stays in the L2 cache and a negative answer costs no memory round trip.</para>
 /// <para>The keys must already be well-mixed 64-bit hashes (the name index's fingerprints); the filter remixes them with a
 /// seed that construction changes until the keys peel, which succeeds on the first or second seed with overwhelming
-/// probability. Duplicate keys are allowed and stored once.</para>
+/// probability. Duplicate keys are allowed and stored once, with the union of their classes.</para>
 /// <para>Written for this library from the paper's description; the parameters (segment length, size factor) follow the
 /// paper's recommendations for arity 3.</para>
 /// </remarks>
@@ -46,38 +46,27 @@ internal sealed class BinaryFuseFilter
     /// <summary>Gets the size of the fingerprint array in bytes.</summary>
     public int SizeInBytes => _fingerprints.Length;
 
-    /// <summary>Builds a filter over the first <paramref name="count"/> keys, all of class 1 (see <see cref="MayContain"/>).</summary>
-    /// <param name="keyArray">The keys (well-mixed 64-bit hashes). Reordered (sorted) when the set holds duplicates
-    /// that the first attempt could not drop.</param>
-    /// <param name="count">How many keys to use.</param>
-    /// <returns>The filter.</returns>
-    public static BinaryFuseFilter Build(ulong[] keyArray, int count) => Build(keyArray, null, count);
-
     /// <summary>Builds a filter over the first <paramref name="count"/> keys with their classes (see <see cref="Classes"/>).</summary>
     /// <param name="keyArray">The keys (well-mixed 64-bit hashes), preferably distinct. When a key is listed more than once
     /// the keys are sorted in place (with their classes) and each key is kept once with the union of its classes.</param>
-    /// <param name="classArray">Each key's class, 1–3 (bit 0 and bit 1 name two tables), or <see langword="null"/> for
-    /// class 1 throughout.</param>
+    /// <param name="classArray">Each key's class, 1–3 (bit 0 and bit 1 name two tables).</param>
     /// <param name="count">How many keys to use.</param>
     /// <returns>The filter.</returns>
-    public static BinaryFuseFilter Build(ulong[] keyArray, byte[]? classArray, int count) => Build(keyArray, classArray, count, MaxAttempts);
+    public static BinaryFuseFilter Build(ulong[] keyArray, byte[] classArray, int count) => Build(keyArray, classArray, count, MaxAttempts);
 
     /// <summary>As <see cref="Build(ulong[], byte[], int)"/>, with the number of seeds to try (tests use fewer).</summary>
-    internal static BinaryFuseFilter Build(ulong[] keyArray, byte[]? classArray, int count, int maxAttempts)
+    internal static BinaryFuseFilter Build(ulong[] keyArray, byte[] classArray, int count, int maxAttempts)
     {
         Span<ulong> keys = keyArray.AsSpan(0, count);
-        Span<byte> classes = classArray is null ? default : classArray.AsSpan(0, count);
-        byte allClasses = 1;
-        if (!classes.IsEmpty)
+        Span<byte> classes = classArray.AsSpan(0, count);
+
+        // A class outside 1–3 would make its key read as absent (0) or as another class: refuse it.
+        byte allClasses = 0;
+        foreach (byte keyClass in classes)
         {
-            // A class outside 1–3 would make its key read as absent (0) or as another class: refuse it.
-            allClasses = 0;
-            foreach (byte keyClass in classes)
-            {
-                ArgumentOutOfRangeException.ThrowIfZero(keyClass, nameof(classArray));
-                ArgumentOutOfRangeException.ThrowIfGreaterThan(keyClass, (byte)3, nameof(classArray));
-                allClasses |= keyClass;
-            }
+            ArgumentOutOfRangeException.ThrowIfZero(keyClass, nameof(classArray));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(keyClass, (byte)3, nameof(classArray));
+            allClasses |= keyClass;
         }
 
         int size = keys.Length;
@@ -114,43 +103,26 @@ internal sealed class BinaryFuseFilter
 
             if (attempt == 0)
             {
-                // Most failures are a bad seed, but a key held three times, or twice among other keys, never peels, and a
-                // repeated key with classes fails on purpose (dropping the repeat would drop its class): sort once, keep
-                // each key once with the union of its classes, then keep trying seeds. Callers pass distinct keys, so
-                // the usual load never pays for the sort.
-                if (classes.IsEmpty)
-                {
-                    keys.Sort();
-                }
-                else
-                {
-                    keys.Sort(classes);
-                }
-
+                // Most failures are a bad seed, but a repeated key never peels (its copies share all three cells): sort
+                // once, keep each key once with the union of its classes, then keep trying seeds. Callers pass distinct
+                // keys, so the usual load never pays for the sort.
+                keys.Sort(classes);
                 int unique = 0;
                 for (int i = 0; i < keys.Length; i++)
                 {
                     if (unique > 0 && keys[i] == keys[unique - 1])
                     {
-                        if (!classes.IsEmpty)
-                        {
-                            classes[unique - 1] |= classes[i];
-                        }
-
+                        classes[unique - 1] |= classes[i];
                         continue;
                     }
 
                     keys[unique] = keys[i];
-                    if (!classes.IsEmpty)
-                    {
-                        classes[unique] = classes[i];
-                    }
-
+                    classes[unique] = classes[i];
                     unique++;
                 }
 
                 keys = keys[..unique];
-                classes = classes.IsEmpty ? classes : classes[..unique];
+                classes = classes[..unique];
             }
 
             Array.Clear(count2);
@@ -165,14 +137,6 @@ internal sealed class BinaryFuseFilter
         Array.Fill(fingerprints, allClasses);
         return new BinaryFuseFilter(fingerprints, 0, segmentLength, segmentCountLength, tagMask: 0);
     }
-
-    /// <summary>Whether <paramref name="key"/> may be in a filter built without classes (every key class 1): 1 when it
-    /// may, 0 when it certainly is not (an absent key gives 1 with probability 1/256). Branch-free. Not for a filter
-    /// built with classes: a key of class 2 or 3 would read as absent there (use <see cref="Classes"/>).</summary>
-    /// <param name="key">The key.</param>
-    /// <returns>1 or 0.</returns>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint MayContain(ulong key) => Classes(key) == 1 ? 1u : 0u;
 
     /// <summary>The class of <paramref name="key"/>: its class (1–3) when it is in the set, 0 when it certainly is not;
     /// an absent key gives a class with probability 3/256. Branch-free, so the checks for several keys overlap.</summary>
@@ -219,11 +183,10 @@ internal sealed class BinaryFuseFilter
     {
         // count2[i]: (number of keys at slot i) << 2 | (xor of which-position indices 0..2), so a slot with one key
         // knows which of the key's three positions it is.
-        int duplicates = 0;
         for (int k = 0; k < keys.Length; k++)
         {
             ulong hash = Hash(keys[k], _seed);
-            byte keyClass = classes.IsEmpty ? (byte)1 : classes[k];
+            byte keyClass = classes[k];
             uint h0 = Position(0, hash), h1 = Position(1, hash), h2 = Position(2, hash);
             xorClass[h0] ^= keyClass;
             xorClass[h1] ^= keyClass;
@@ -236,29 +199,6 @@ internal sealed class BinaryFuseFilter
             count2[h2] += 4;
             count2[h2] ^= 2;
             xorHash[h2] ^= hash;
-
-            // The same key twice: both copies sit alone together in a slot with a zero xor. Drop the second copy.
-            if ((xorHash[h0] & xorHash[h1] & xorHash[h2]) == 0
-                && ((xorHash[h0] == 0 && count2[h0] == 8) || (xorHash[h1] == 0 && count2[h1] == 8) || (xorHash[h2] == 0 && count2[h2] == 8)))
-            {
-                if (!classes.IsEmpty)
-                {
-                    return false;
-                }
-
-                duplicates++;
-                xorClass[h0] ^= keyClass;
-                xorClass[h1] ^= keyClass;
-                xorClass[h2] ^= keyClass;
-                count2[h0] -= 4;
-                xorHash[h0] ^= hash;
-                count2[h1] -= 4;
-                count2[h1] ^= 1;
-                xorHash[h1] ^= hash;
-                count2[h2] -= 4;
-                count2[h2] ^= 2;
-                xorHash[h2] ^= hash;
-            }
 
             // A byte counter overflows past 63 keys in one slot: retry with another seed.
             if (count2[h0] < 4 || count2[h1] < 4 || count2[h2] < 4)
@@ -307,7 +247,7 @@ internal sealed class BinaryFuseFilter
             }
         }
 
-        if (stackSize + duplicates != keys.Length)
+        if (stackSize != keys.Length)
         {
             return false;
         }
