@@ -127,7 +127,7 @@ internal sealed class CompiledPolicy
             }
         }
 
-        var index = builder.Build();
+        var index = builder.Build(out ulong[] nameFingerprints);
         var sources = new List<string> { "blocklist" };
         var blocklist = new BlocklistIndex.Builder(feeds.Sum(f => f.Count));
         int alsoInIndex = 0;
@@ -148,17 +148,17 @@ internal sealed class CompiledPolicy
         }
 
         var blocklistIndex = blocklist.Build();
-        return new CompiledPolicy(model, index, blocklistIndex, BuildFilter(index, blocklistIndex), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
+        return new CompiledPolicy(model, index, blocklistIndex, BuildFilter(nameFingerprints, blocklistIndex), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
     }
 
     /// <summary>One filter in front of both tables, so a suffix costs one filter query: class bit 0 when the name index
     /// may hold it, bit 1 when the blocklist may. Keys are <see cref="BlocklistIndex.Key"/> of the fingerprint for both
     /// (a name in both tables, or two names whose fingerprints differ only in bit 0, get both bits; the tables decide).</summary>
-    private static BinaryFuseFilter BuildFilter(NameIndex index, BlocklistIndex blocklist)
+    private static BinaryFuseFilter BuildFilter(ulong[] nameFingerprints, BlocklistIndex blocklist)
     {
         // Distinct keys, so the filter need not sort 340,000 of them: the blocklist's keys are distinct by construction;
         // a name key that is also a blocklist key marks that key with both classes instead of being listed again.
-        var nameKeys = new HashSet<ulong>(index.TakeFingerprints().Select(BlocklistIndex.Key));
+        var nameKeys = new HashSet<ulong>(nameFingerprints.Select(BlocklistIndex.Key));
         ulong[] keys = new ulong[blocklist.Count + nameKeys.Count];
         byte[] classes = new byte[keys.Length];
         int n = blocklist.CopyKeysTo(keys);
@@ -233,7 +233,7 @@ internal sealed class CompiledPolicy
     private static bool IsCanonicalShortName(string host, ulong dots, ulong hyphens)
     {
         int length = host.Length;
-        if ((dots & 1) != 0 || ((dots >> (length - 1)) & 1) != 0 || (dots & (dots >> 1)) != 0)
+        if (!CanonicalDnsName.LabelsNonEmpty(dots, length))
         {
             return false;
         }
@@ -248,8 +248,7 @@ internal sealed class CompiledPolicy
             return false;
         }
 
-        int lastLabel = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
-        return !char.IsAsciiDigit(host[lastLabel]);
+        return !char.IsAsciiDigit(host[CanonicalDnsName.LastLabelStart(dots)]);
     }
 
     /// <summary>The canonical-name rules for a name longer than 64 characters (or empty): the same rules as
@@ -367,7 +366,7 @@ internal sealed class CompiledPolicy
             int start;
             if (shortName)
             {
-                start = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
+                start = CanonicalDnsName.LastLabelStart(dots);
                 dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
             }
             else

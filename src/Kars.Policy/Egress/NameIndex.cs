@@ -44,12 +44,10 @@ internal sealed class NameIndex
     private readonly Slot[] _slots;
     private readonly byte[] _tails;
     private readonly RuleRef[] _ruleRefs;
-    private ulong[] _fingerprints;
 
-    private NameIndex(Slot[] slots, ulong[] fingerprints, byte[] tails, RuleRef[] ruleRefs, int count)
+    private NameIndex(Slot[] slots, byte[] tails, RuleRef[] ruleRefs, int count)
     {
         _slots = slots;
-        _fingerprints = fingerprints;
         _tails = tails;
         _ruleRefs = ruleRefs;
         Count = count;
@@ -160,15 +158,6 @@ internal sealed class NameIndex
 
     /// <summary>Finds the record for exactly <paramref name="name"/>, given its fingerprint; -1 when absent.</summary>
     public int Find(ulong fingerprint, ReadOnlySpan<char> name) => Probe(fingerprint, name);
-
-    /// <summary>Hands over the fingerprints of the names (once, for the filter the compiled policy builds in front of this
-    /// table and the blocklist; the index does not keep them).</summary>
-    public ulong[] TakeFingerprints()
-    {
-        ulong[] fingerprints = _fingerprints;
-        _fingerprints = [];
-        return fingerprints;
-    }
 
     /// <summary>Looks the name up in the table (after the compiled policy's filter said it may be present); -1 when absent.</summary>
     public int Probe(ulong fingerprint, ReadOnlySpan<char> name)
@@ -293,7 +282,7 @@ internal sealed class NameIndex
     /// <summary>Accumulates names directly into the final table (sized from the expected number of names); the compiled
     /// policy then builds its filter from their fingerprints. Peak memory while building: the table, the names' tails and 8 bytes per slot of
     /// fingerprints, all released after <see cref="Build"/> but the table (the fingerprints go to the compiled policy's
-    /// filter through <see cref="NameIndex.TakeFingerprints"/>).</summary>
+    /// filter through <see cref="Build"/>).</summary>
     internal sealed class Builder
     {
         internal const double LoadFactor = 0.8;
@@ -402,13 +391,15 @@ internal sealed class NameIndex
             return ref CollectionsMarshal.AsSpan(_ruleRefs)[slot.RuleRef];
         }
 
-        public NameIndex Build()
+        /// <param name="fingerprints">The fingerprints of the names, for the filter the compiled policy builds in front of
+        /// this table and the blocklist (the index does not keep them).</param>
+        public NameIndex Build(out ulong[] fingerprints)
         {
             ObjectDisposedException.ThrowIf(_built, this);
             _built = true;
 
             // The filter takes the fingerprints of the names: compact them to the front of their array.
-            ulong[] fingerprints = _fingerprints;
+            fingerprints = _fingerprints;
             int n = 0;
             for (int i = 0; i < fingerprints.Length; i++)
             {
@@ -421,7 +412,7 @@ internal sealed class NameIndex
             Array.Resize(ref fingerprints, n);
             _fingerprints = [];
             Array.Resize(ref _tails, _tailsLength);
-            return new NameIndex(_slots, fingerprints, _tails, [.. _ruleRefs], _count);
+            return new NameIndex(_slots, _tails, [.. _ruleRefs], _count);
         }
 
         private bool NameEquals(in Slot slot, ReadOnlySpan<byte> name)

@@ -14,7 +14,7 @@ public class NameIndexTests
             builder.MarkBlocked(builder.GetOrAdd(name), 0);
         }
 
-        return builder.Build();
+        return builder.Build(out _);
     }
 
     [Fact]
@@ -170,7 +170,7 @@ public class NameIndexTests
         }
 
         builder.GetOrAdd(names[17]).Should().Be(builder.GetOrAdd(names[17]));
-        var index = builder.Build();
+        var index = builder.Build(out _);
 
         index.Count.Should().Be(names.Length);
         foreach (string name in names)
@@ -191,7 +191,7 @@ public class NameIndexTests
         builder.MarkBlocked(builder.GetOrAdd("b.example.com"), 2);
         builder.MarkBlocked(builder.GetOrAdd("b.example.com"), 3);
         builder.MarkException(builder.GetOrAdd("c.example.com"));
-        var index = builder.Build();
+        var index = builder.Build(out _);
 
         int a = index.Find(NameIndex.FingerprintOf("a.example.com"), "a.example.com");
         int b = index.Find(NameIndex.FingerprintOf("b.example.com"), "b.example.com");
