@@ -40,27 +40,25 @@ internal static class CanonicalDnsName
     public static bool HasCanonicalShape(ReadOnlySpan<char> name, out bool hasAceLabel)
     {
         hasAceLabel = false;
-        if (name.Length is >= 1 and <= 64 && ScanShortName(name, out ulong dots, out ulong hyphens))
+        if (name.Length is >= 1 and <= 64)
         {
-            // The usual case, read from the masks of one vectorised pass: no empty label (no dot first, last or next to
-            // another), no label over 63 characters (only possible for 64 characters without a dot), and a last label
-            // that is a number only if it starts with a digit. Two hyphens in a row may start an xn-- label: the
-            // general path below finds it.
-            int length = name.Length;
+            if (!ScanShortName(name, out ulong dots, out ulong hyphens))
+            {
+                return false;
+            }
+
+            // The usual case, read from the masks of one vectorised pass: no empty label, no label over 63 characters
+            // (only possible for 64 characters without a dot), and a last label that is a number only if it starts with
+            // a digit. Two hyphens in a row may start an xn-- label: the general path below finds it.
             if ((hyphens & (hyphens >> 1)) == 0)
             {
-                if ((dots & 1) != 0 || ((dots >> (length - 1)) & 1) != 0 || (dots & (dots >> 1)) != 0 || (length == 64 && dots == 0))
+                if (!LabelsNonEmpty(dots, name.Length) || (name.Length == 64 && dots == 0))
                 {
                     return false;
                 }
 
-                int lastLabel = dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
-                return !char.IsAsciiDigit(name[lastLabel]) || !EndsInNumber(name);
+                return !char.IsAsciiDigit(name[LastLabelStart(dots)]) || !EndsInNumber(name);
             }
-        }
-        else if (name.Length is >= 1 and <= 64)
-        {
-            return false;
         }
 
         if (name.IsEmpty || name.Length > MaxNameLength || name.ContainsAnyExcept(CanonicalChars))
@@ -159,6 +157,16 @@ internal static class CanonicalDnsName
         hyphens = hyphenMask;
         return true;
     }
+
+    /// <summary>From the dot mask of a name of <paramref name="length"/> (1–64) characters: no dot first, last or next to
+    /// another, so no label is empty.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool LabelsNonEmpty(ulong dots, int length) =>
+        (dots & 1) == 0 && ((dots >> (length - 1)) & 1) == 0 && (dots & (dots >> 1)) == 0;
+
+    /// <summary>From the dot mask of a name of at most 64 characters: where its last label starts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int LastLabelStart(ulong dots) => dots == 0 ? 0 : 64 - BitOperations.LeadingZeroCount(dots);
 
     /// <summary>Returns whether the last label of <paramref name="name"/> is a number in the WHATWG sense: all
     /// ASCII digits, or <c>0x</c>/<c>0X</c> followed by zero or more hex digits.</summary>
