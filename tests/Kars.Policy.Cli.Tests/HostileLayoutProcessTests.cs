@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using Kars.Policy.Tests.Shared.Files;
 
 namespace Kars.Policy.Cli.Tests;
 
@@ -8,17 +9,21 @@ namespace Kars.Policy.Cli.Tests;
 /// The real built <c>kars-policy</c> process (not <see cref="Program.Run"/> in the test host) on hostile OCI layouts
 /// and hostile bundle files (issue 10): <c>verify</c>, <c>verify-blob</c> and <c>eval --policy &lt;layout&gt;</c>
 /// exit 1 or 2 with a one-line reason, never a stack trace or an unhandled exception, print no decision, and return
-/// (the kill after the time guard is a safety net that fails the test, never the assertion).
+/// (the kill after the time guard is a safety net that fails the test, never the assertion). The hostile files are
+/// made by <see cref="HostileFiles"/> (tests/Shared, also used by the library's <c>HostileFileSystemTests</c>).
 /// </summary>
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class HostileLayoutProcessTests : IDisposable
 {
     private static readonly TimeSpan Guard = TimeSpan.FromSeconds(90);
     private readonly string _folder = Path.Combine(Path.GetTempPath(), "kars-cli-hostile-" + Guid.NewGuid().ToString("N"));
     private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
     private readonly Dictionary<string, string> _blobs = [];
+    private readonly HostileFiles _hostile;
 
     public HostileLayoutProcessTests()
     {
+        _hostile = new HostileFiles(_folder);
         Directory.CreateDirectory(Path.Combine(Layout, "blobs", "sha256"));
         File.WriteAllText(Path.Combine(Layout, "oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}");
         File.WriteAllText(Key, _key.ExportSubjectPublicKeyInfoPem());
@@ -43,6 +48,7 @@ public sealed class HostileLayoutProcessTests : IDisposable
     public void Dispose()
     {
         _key.Dispose();
+        _hostile.Dispose();
         Directory.Delete(_folder, recursive: true);
     }
 
@@ -63,53 +69,16 @@ public sealed class HostileLayoutProcessTests : IDisposable
     [InlineData("manifest", "link-dev-zero")]
     [InlineData("layer", "link-dev-urandom")]
     [InlineData("signature-manifest", "directory")]
+    [InlineData("signature-manifest", "empty-directory")]
     [InlineData("index.json", "sparse-100MB")]
     [InlineData("index.json", "garbage")]
     [InlineData("index.json", "deep-nesting")]
     [InlineData("layer", "fifo")]
-    [InlineData("oci-layout", "link-outside")]
+    [InlineData("oci-layout", "link-outside-same-bytes")]
     public void A_hostile_layout_exits_1_or_2_with_no_stack_trace_and_no_decision(string target, string hostile)
     {
         string path = target is "index.json" or "oci-layout" ? Path.Combine(Layout, target) : _blobs[target];
-        File.Delete(path);
-        switch (hostile)
-        {
-            case "fifo":
-                using (var mkfifo = Process.Start(new ProcessStartInfo("mkfifo", [path]) { UseShellExecute = false })!)
-                {
-                    mkfifo.WaitForExit();
-                    mkfifo.ExitCode.Should().Be(0);
-                }
-
-                break;
-            case "link-dev-zero":
-                File.CreateSymbolicLink(path, "/dev/zero");
-                break;
-            case "link-dev-urandom":
-                File.CreateSymbolicLink(path, "/dev/urandom");
-                break;
-            case "directory":
-                Directory.CreateDirectory(path);
-                break;
-            case "sparse-100MB":
-                using (var stream = File.Create(path))
-                {
-                    stream.SetLength(100L * 1024 * 1024);
-                }
-
-                break;
-            case "garbage":
-                File.WriteAllBytes(path, [0x7b, 0x22, 0xff, 0x00, 0x5b]);
-                break;
-            case "deep-nesting":
-                File.WriteAllText(path, "{\"manifests\":" + new string('[', 100_000) + new string(']', 100_000) + "}");
-                break;
-            default:
-                string outside = Path.Combine(_folder, "outside-oci-layout");
-                File.WriteAllText(outside, "{\"imageLayoutVersion\":\"1.0.0\"}");
-                File.CreateSymbolicLink(path, outside);
-                break;
-        }
+        _hostile.Replace(path, hostile);
 
         // The signature check never reads the policy layer; eval does.
         bool verifyReads = target != "layer";

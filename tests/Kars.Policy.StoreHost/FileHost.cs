@@ -1,12 +1,16 @@
 using System.Globalization;
 using Kars.Policy.Budgets;
+using NodaTime;
+using NodaTime.Text;
 
 namespace Kars.Policy.StoreHost;
 
 /// <summary>
-/// <c>file DIR [CALLERS] [TOKENS]</c>: opens a <see cref="FileBudgetStore"/> on the real file system in DIR and
+/// <c>file DIR [CALLERS] [TOKENS] [AT]</c>: opens a <see cref="FileBudgetStore"/> on the real file system in DIR and
 /// admits requests on key <c>crash</c> from CALLERS concurrent loops (default 16), TOKENS tokens each (default 3),
 /// printing <c>ack LEASEID TOKENS</c> after each admission is acknowledged, until the process is killed.
+/// AT (an ISO instant such as <c>2100-01-01T12:00:00Z</c>) is passed as every request's instant, so the day window
+/// and the lease expiry are the caller's and not the wall clock's; without it the store's clock (the system's) decides.
 /// Prints <c>ready</c> once the store is open, or <c>in-use DIR</c> and exits 3 when another store owns DIR.
 /// </summary>
 internal static class FileHost
@@ -15,12 +19,13 @@ internal static class FileHost
     {
         if (args.Length < 1)
         {
-            await Console.Error.WriteLineAsync("usage: file DIR [CALLERS] [TOKENS]").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync("usage: file DIR [CALLERS] [TOKENS] [AT]").ConfigureAwait(false);
             return 2;
         }
 
         int callers = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 16;
         long tokens = args.Length > 2 ? long.Parse(args[2], CultureInfo.InvariantCulture) : 3;
+        Instant? at = args.Length > 3 ? InstantPattern.ExtendedIso.Parse(args[3]).Value : null;
         var level = new BudgetLevel("crash", new BudgetLimits(day: long.MaxValue / 4));
         var output = TextWriter.Synchronized(Console.Out);
         FileBudgetStore opened;
@@ -43,7 +48,7 @@ internal static class FileHost
         {
             while (true)
             {
-                BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, tokens, TimeSpan.FromHours(1))).ConfigureAwait(false);
+                BudgetDecision decision = await store.TryReserveAsync(new BudgetRequest(level, tokens, TimeSpan.FromHours(1), at: at)).ConfigureAwait(false);
                 if (decision.IsAdmitted)
                 {
                     await output.WriteLineAsync($"ack {decision.Lease.Id.ToString(CultureInfo.InvariantCulture)} {tokens.ToString(CultureInfo.InvariantCulture)}").ConfigureAwait(false);

@@ -11,10 +11,21 @@ namespace Kars.Policy.Tests.Budgets;
 /// compaction interval), kills it with SIGKILL after a random number of operations, reopens the directory and checks
 /// the invariant: every acknowledged admission and settlement is counted exactly once, and the one operation that was
 /// in flight at the kill is counted once or not at all. Rounds continue on the same directory, so recovery runs on
-/// the state earlier crashes left. The seed is printed and named in every failure.
+/// the state earlier crashes left.
 /// </summary>
+/// <remarks>
+/// One seed drives everything random here (the child's operations, the kill points, the compaction intervals). It is
+/// <see cref="DefaultSeed"/> unless the environment variable <c>KARS_CRASH_SEED</c> is set: an integer replays that
+/// seed, <c>random</c> draws a new one (for a longer local search). The seed is printed, and every failure names it as
+/// <c>KARS_CRASH_SEED=N</c>. A replay repeats the operation sequence exactly; where the kill lands depends on how
+/// far the child got before the signal, so it repeats approximately.
+/// </remarks>
 public sealed class FileBudgetStoreCrashPropertyTests(ITestOutputHelper output) : IDisposable
 {
+    /// <summary>The seed CI runs, so every CI run checks the same sequences and a failure there can be replayed.</summary>
+    public const int DefaultSeed = 20_261_201;
+
+    private const string SeedVariable = "KARS_CRASH_SEED";
     private const int Rounds = 6;
     private static readonly BudgetLevel Parent = new("t", new BudgetLimits(day: 1_000_000_000));
     private static readonly BudgetLevel Key = new("k", new BudgetLimits(day: 1_000_000_000));
@@ -32,14 +43,62 @@ public sealed class FileBudgetStoreCrashPropertyTests(ITestOutputHelper output) 
     [Fact]
     public async Task RandomOperationsKilledAtRandomPoints_EveryAcknowledgedOperationCountedExactlyOnce()
     {
-        int seed = Random.Shared.Next();
-        output.WriteLine($"seed {seed}");
+        int seed = Seed(Environment.GetEnvironmentVariable(SeedVariable));
+        output.WriteLine($"{SeedVariable}={seed}");
+        try
+        {
+            await RunAsync(seed);
+        }
+        catch (Exception ex) when (!ex.Message.Contains($"{SeedVariable}={seed}", StringComparison.Ordinal))
+        {
+            throw new Xunit.Sdk.XunitException($"{SeedVariable}={seed} (set it to replay this run): {ex.Message}", ex);
+        }
+    }
+
+    [Theory]
+    [InlineData(null, DefaultSeed)]
+    [InlineData("", DefaultSeed)]
+    [InlineData("42", 42)]
+    [InlineData(" 7 ", 7)]
+    public void Seed_IsTheDefaultOrTheVariable(string? variable, int expected) => Seed(variable).Should().Be(expected);
+
+    [Theory]
+    [InlineData("x")]
+    [InlineData("4.2")]
+    [InlineData("99999999999")]
+    public void Seed_NotAnInteger_FailsInsteadOfRunningAnotherSeed(string variable)
+    {
+        var act = () => Seed(variable);
+
+        act.Should().Throw<InvalidOperationException>().WithMessage($"*{SeedVariable}*");
+    }
+
+    /// <summary>The seed for a run: <see cref="DefaultSeed"/>, the integer in the variable, or a new one for <c>random</c>.</summary>
+    internal static int Seed(string? variable)
+    {
+        if (string.IsNullOrWhiteSpace(variable))
+        {
+            return DefaultSeed;
+        }
+
+        if (variable.Trim() == "random")
+        {
+            return Random.Shared.Next();
+        }
+
+        return int.TryParse(variable, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int seed)
+            ? seed
+            : throw new InvalidOperationException($"{SeedVariable} must be an integer seed or 'random', not '{variable}'.");
+    }
+
+    private async Task RunAsync(int seed)
+    {
         var random = new Random(seed);
         var model = new Model();
 
         for (int round = 0; round < Rounds; round++)
         {
-            string because = $"seed {seed}, round {round}";
+            string because = $"{SeedVariable}={seed}, round {round}";
             int killAfter = random.Next(4, 400);
             using (var child = StoreHost.Start("fuzz", _dir, random.Next().ToString(), round.ToString(), random.Next(2, 60).ToString()))
             {
@@ -94,7 +153,7 @@ public sealed class FileBudgetStoreCrashPropertyTests(ITestOutputHelper output) 
         }
 
         await using var final = await FileBudgetStore.OpenAsync(_dir, null, new FileSystem(), TimeProvider.System);
-        (await CountersAsync(final)).Should().Be((model.Used, model.Held), $"seed {seed}, after the last reopen");
+        (await CountersAsync(final)).Should().Be((model.Used, model.Held), $"{SeedVariable}={seed}, after the last reopen");
         output.WriteLine($"{model.Acknowledged} acknowledged operations, {model.InFlightApplied} of {model.InFlight} in-flight operations applied");
     }
 

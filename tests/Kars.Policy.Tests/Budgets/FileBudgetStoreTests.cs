@@ -5,6 +5,7 @@ using System.Text;
 using Kars.Policy.Budgets;
 using Microsoft.Extensions.Time.Testing;
 using NodaTime;
+using NodaTime.Text;
 
 namespace Kars.Policy.Tests.Budgets;
 
@@ -559,16 +560,21 @@ public sealed class FileBudgetStoreTests
         await act.Should().ThrowAsync<ObjectDisposedException>();
     }
 
+    /// <summary>A real child process admits from 16 loops and is killed mid-write; every admission it acknowledged is
+    /// counted after the reopen and can still be settled. Child and parent use one fixed instant (passed to the child
+    /// as its AT argument), so the day window the parent reads is the one the child wrote whatever the wall clock
+    /// does: with the real clock a run across UTC midnight read the new, empty day and failed.</summary>
     [Fact]
     public async Task ChildProcessKilled_EveryAcknowledgedAdmissionSurvives()
     {
+        var at = Instant.FromUtc(2100, 1, 1, 12, 0);
         string dir = Path.Combine(Path.GetTempPath(), "kars-crash-" + Guid.NewGuid().ToString("N"));
         string host = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "Kars.Policy.StoreHost", "bin",
             new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name, "net10.0", "Kars.Policy.StoreHost.dll");
         File.Exists(host).Should().BeTrue($"the store host is built next to the tests ({host})");
         var acked = new List<(long Id, long Tokens)>();
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string arg in new[] { host, "file", dir, "16", "3" })
+        foreach (string arg in new[] { host, "file", dir, "16", "3", InstantPattern.ExtendedIso.Format(at) })
         {
             start.ArgumentList.Add(arg);
         }
@@ -597,14 +603,14 @@ public sealed class FileBudgetStoreTests
                 await child.WaitForExitAsync();
             }
 
-            await using var store = await FileBudgetStore.OpenAsync(dir, options: null, new FileSystem(), TimeProvider.System);
+            await using var store = await FileBudgetStore.OpenAsync(dir, options: null, new FileSystem(), new FakeTimeProvider(at.ToDateTimeOffset()));
             var level = new BudgetLevel("crash", new BudgetLimits(day: long.MaxValue / 4));
-            var status = await store.GetStatusAsync(level);
+            var status = await store.GetStatusAsync(level, at: at);
             var day = status.Windows.Single();
             (day.Used + day.Held).Should().BeGreaterThanOrEqualTo(acked.Sum(a => a.Tokens));
             foreach (var (id, _) in acked.Take(50).Concat(acked.TakeLast(50)))
             {
-                (await store.SettleAsync(id, 3)).Status.Should().Be(BudgetSettlementStatus.Settled, $"acknowledged lease {id} must survive the crash");
+                (await store.SettleAsync(id, 3, at)).Status.Should().Be(BudgetSettlementStatus.Settled, $"acknowledged lease {id} must survive the crash");
             }
         }
         finally

@@ -1,9 +1,9 @@
-using System.Diagnostics;
 using System.IO.Abstractions;
 using System.Security.Cryptography;
 using Kars.Policy.Bundles;
 using Kars.Policy.Egress;
 using Kars.Policy.Tests.Egress;
+using Kars.Policy.Tests.Shared.Files;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Kars.Policy.Tests.Bundles.Fuzz;
@@ -11,8 +11,9 @@ namespace Kars.Policy.Tests.Bundles.Fuzz;
 /// <summary>
 /// The OCI layout reader and the last-known-good store on the real file system, with hostile files in place of a
 /// layout's files: a symbolic link out of the layout (to a copy of the same bytes, to <c>/etc/passwd</c>, to
-/// <c>/dev/zero</c> or <c>/dev/urandom</c>), a FIFO, a directory, a 10 GiB sparse file, a missing file, an unreadable
-/// file (a no-op when the tests run as root). Each load must return the valid policy or fail with its typed error, and
+/// <c>/dev/zero</c> or <c>/dev/urandom</c>), a FIFO, a directory, a 10 GiB or 100 MB sparse file, a missing file, an
+/// unreadable file (a no-op when the tests run as root), garbage bytes, deeply nested JSON: every kind of
+/// <see cref="HostileFiles"/> (tests/Shared, also used by the CLI's process tests). Each load must return the valid policy or fail with its typed error, and
 /// must return at all: the time guard is a safety net that turns a blocked read into a failure, not the assertion.
 /// </summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
@@ -23,17 +24,16 @@ public sealed class HostileFileSystemTests : IDisposable
     private readonly string _folder = Path.Combine(Path.GetTempPath(), "kars-hostile-" + Guid.NewGuid().ToString("N"));
     private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
     private readonly IFileSystem _fs = new FileSystem();
-    private readonly List<string> _fifos = [];
-    private readonly List<string> _unreadable = [];
+    private readonly HostileFiles _hostile;
 
-    public HostileFileSystemTests() => Directory.CreateDirectory(_folder);
+    public HostileFileSystemTests() => _hostile = new HostileFiles(_folder);
 
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
         foreach (string target in new[] { "index.json", "oci-layout", "manifest", "layer", "signature-manifest", "payload" })
         {
-            foreach (string hostile in new[] { "link-outside-same-bytes", "link-etc-passwd", "fifo", "directory", "link-dev-zero", "link-dev-urandom", "sparse-10GiB", "missing", "unreadable", "link-to-fifo" })
+            foreach (string hostile in HostileFiles.Kinds)
             {
                 data.Add(target, hostile);
             }
@@ -45,11 +45,7 @@ public sealed class HostileFileSystemTests : IDisposable
     public void Dispose()
     {
         _key.Dispose();
-        foreach (string file in _unreadable)
-        {
-            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-
+        _hostile.Dispose();
         Directory.Delete(_folder, recursive: true);
     }
 
@@ -58,7 +54,7 @@ public sealed class HostileFileSystemTests : IDisposable
     public void A_hostile_file_in_the_layout_is_refused_with_a_reason_and_never_blocks(string target, string hostile)
     {
         var (root, manifest, files, expected) = SignedLayout("layout");
-        MakeHostile(files[target], hostile);
+        _hostile.Replace(files[target], hostile);
         var (verifier, signer) = Trust();
 
         var outcome = FuzzRun.Bounded(
@@ -76,8 +72,8 @@ public sealed class HostileFileSystemTests : IDisposable
                 }
             },
             Guard,
-            ReleaseAll);
-        var verified = FuzzRun.Bounded(() => verifier.VerifyOciLayout(_fs, root, manifest, signer), Guard, ReleaseAll);
+            _hostile.ReleaseFifos);
+        var verified = FuzzRun.Bounded(() => verifier.VerifyOciLayout(_fs, root, manifest, signer), Guard, _hostile.ReleaseFifos);
 
         if (!outcome.StartsWith("refused", StringComparison.Ordinal))
         {
@@ -152,7 +148,7 @@ public sealed class HostileFileSystemTests : IDisposable
             "index.json" or "oci-layout" => Path.Combine(state, target),
             _ => Path.Combine(state, "blobs", "sha256", Path.GetFileName(files[target])),
         };
-        MakeHostile(path, hostile);
+        _hostile.Replace(path, hostile);
 
         string outcome = FuzzRun.Bounded(
             () =>
@@ -168,7 +164,7 @@ public sealed class HostileFileSystemTests : IDisposable
                 }
             },
             Guard,
-            ReleaseAll);
+            _hostile.ReleaseFifos);
 
         if (!outcome.StartsWith("refused", StringComparison.Ordinal))
         {
@@ -193,7 +189,7 @@ public sealed class HostileFileSystemTests : IDisposable
         {
             if (hostile == "fifo")
             {
-                MakeFifo(temp);
+                _hostile.MakeFifo(temp);
             }
             else
             {
@@ -211,7 +207,7 @@ public sealed class HostileFileSystemTests : IDisposable
                 return true;
             },
             Guard,
-            ReleaseAll);
+            _hostile.ReleaseFifos);
 
         File.ReadAllText(victim).Should().Be("not yours", "a link at a temporary name is replaced, never written through");
         using var restarted = new OciBundleEgressPolicySource(root, verifier, signer, null, null, _fs, time);
@@ -247,83 +243,4 @@ public sealed class HostileFileSystemTests : IDisposable
         files.Values.Should().OnlyContain(f => File.Exists(f));
         return (root, manifest, files, expected);
     }
-
-    private void MakeHostile(string path, string hostile)
-    {
-        byte[] original = File.ReadAllBytes(path);
-        File.Delete(path);
-        switch (hostile)
-        {
-            case "link-outside-same-bytes":
-                string outside = Path.Combine(_folder, "outside-" + Guid.NewGuid().ToString("N"));
-                File.WriteAllBytes(outside, original);
-                File.CreateSymbolicLink(path, outside);
-                break;
-            case "link-etc-passwd":
-                File.CreateSymbolicLink(path, "/etc/passwd");
-                break;
-            case "fifo":
-                MakeFifo(path);
-                break;
-            case "link-to-fifo":
-                string fifo = Path.Combine(_folder, "fifo-" + Guid.NewGuid().ToString("N"));
-                MakeFifo(fifo);
-                File.CreateSymbolicLink(path, fifo);
-                break;
-            case "directory":
-                Directory.CreateDirectory(path);
-                File.WriteAllBytes(Path.Combine(path, "inside"), original);
-                break;
-            case "link-dev-zero":
-                File.CreateSymbolicLink(path, "/dev/zero");
-                break;
-            case "link-dev-urandom":
-                File.CreateSymbolicLink(path, "/dev/urandom");
-                break;
-            case "sparse-10GiB":
-                using (var stream = File.Create(path))
-                {
-                    stream.Write(original);
-                    stream.SetLength(10L * 1024 * 1024 * 1024);
-                }
-
-                break;
-            case "missing":
-                break;
-            default:
-                File.WriteAllBytes(path, original);
-                File.SetUnixFileMode(path, UnixFileMode.None);
-                _unreadable.Add(path);
-                break;
-        }
-    }
-
-    private void MakeFifo(string path)
-    {
-        using var mkfifo = Process.Start(new ProcessStartInfo("mkfifo", [path]) { UseShellExecute = false })!;
-        mkfifo.WaitForExit();
-        mkfifo.ExitCode.Should().Be(0);
-        _fifos.Add(path);
-    }
-
-    private void ReleaseAll()
-    {
-        foreach (string fifo in _fifos)
-        {
-            Release(fifo);
-        }
-    }
-
-    /// <summary>Opens the FIFO for writing and closes it, which releases a reader blocked in open() (on a worker, so
-    /// that a FIFO nobody reads never blocks the test).</summary>
-    private static void Release(string fifo) => _ = Task.Run(() =>
-    {
-        try
-        {
-            using var writer = new FileStream(fifo, FileMode.Open, FileAccess.Write);
-        }
-        catch (IOException)
-        {
-        }
-    });
 }
