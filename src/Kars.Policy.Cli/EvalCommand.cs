@@ -119,7 +119,7 @@ internal static class EvalCommand
                 return ExitCodes.UsageError;
             }
 
-            loaded = new Loaded(policy.PolicyPath, policy.Digest, policy.Generation, policy.Mode, policy.Warnings, (in EgressTarget t, string? s) => policy.Evaluate(t, s), policy.Evaluate);
+            loaded = new Loaded(policy.PolicyPath, policy.Digest, policy.Generation, policy.Mode, policy.Warnings, policy);
         }
 
         // Warnings do not stop evaluation, but an operator must see them: a skipped approval file, a feed kept at its
@@ -135,8 +135,8 @@ internal static class EvalCommand
         foreach (string input in inputs)
         {
             var decision = EgressTargetParser.TryParse(input, out var target, out _)
-                ? loaded.EvaluateTarget(target, sandbox)
-                : loaded.EvaluateText(input);
+                ? loaded.Policy.Evaluate(target, sandbox)
+                : loaded.Policy.Evaluate(input, null);
             if (json)
             {
                 console.Out.WriteLine(ToJson(input, decision));
@@ -322,7 +322,7 @@ internal static class EvalCommand
             return false;
         }
 
-        loaded = new Loaded(path, snapshot.Digest, snapshot.Generation, snapshot.Mode, snapshot.Warnings, (in EgressTarget t, string? s) => snapshot.Evaluate(t, s), text => snapshot.Evaluate(text, null));
+        loaded = new Loaded(path, snapshot.Digest, snapshot.Generation, snapshot.Mode, snapshot.Warnings, snapshot);
         return true;
     }
 
@@ -332,10 +332,8 @@ internal static class EvalCommand
         return ExitCodes.UsageError;
     }
 
-    private delegate EgressDecision TargetEvaluator(in EgressTarget target, string? sandbox);
-
     /// <summary>The policy being evaluated: a file or folder policy, or a verified bundle's snapshot.</summary>
-    private sealed record Loaded(string Path, string? Digest, long Generation, EgressMode Mode, IReadOnlyList<EgressPolicyProblem> Warnings, TargetEvaluator EvaluateTarget, Func<string, EgressDecision> EvaluateText);
+    private sealed record Loaded(string Path, string? Digest, long Generation, EgressMode Mode, IReadOnlyList<EgressPolicyProblem> Warnings, IEgressPolicy Policy);
 
     private sealed record BundleValues(VerifyCommands.SignerValues Signer, string? Digest, string? ExpectedName)
     {

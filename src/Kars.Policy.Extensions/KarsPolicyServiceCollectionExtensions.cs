@@ -92,10 +92,12 @@ public static class KarsPolicyServiceCollectionExtensions
         var source = ServiceDescriptor.Singleton<IEgressPolicySource>(static sp => CreateSource(sp));
         ours.Add(source);
         services.TryAdd(source);
+        // A configuration reload is read once, here, and handed to the watcher and the budget meter provider.
+        services.TryAddSingleton(static sp => new KarsPolicyConfigurationReloads(sp.GetService<KarsPolicyConfigurationSection>()));
         // Logs a reload that changes an option read only at start (event 6002); built with the monitor or the store.
         services.TryAddSingleton(static sp => new RestartOptionsWatcher(
             sp.GetRequiredService<IOptions<KarsPolicyOptions>>().Value,
-            sp.GetService<KarsPolicyConfigurationSection>(),
+            sp.GetRequiredService<KarsPolicyConfigurationReloads>(),
             sp.GetService<ILoggerFactory>()));
         services.TryAddSingleton(static sp =>
         {
@@ -128,7 +130,7 @@ public static class KarsPolicyServiceCollectionExtensions
         services.TryAddSingleton(static sp => new BudgetMeterProvider(
             sp.GetRequiredService<BudgetStore>(),
             sp.GetRequiredService<IOptions<KarsPolicyOptions>>().Value,
-            sp.GetService<KarsPolicyConfigurationSection>(),
+            sp.GetRequiredService<KarsPolicyConfigurationReloads>(),
             sp.GetServices<IValidateOptions<KarsPolicyOptions>>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetService<IMeterFactory>(),

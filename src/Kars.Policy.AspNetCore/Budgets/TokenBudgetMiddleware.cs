@@ -233,17 +233,9 @@ internal sealed class TokenBudgetMiddleware
             long? observed = null;
             try
             {
-                if (completed && !context.RequestAborted.IsCancellationRequested)
-                {
-                    usage = capture.ReadUsage();
-                }
-
-                if (usage is null)
-                {
-                    // No clean evidence: the hold is charged, or what the upstream already reported if that is more
-                    // (the hold's prompt part is an estimate, so it can be below a reported input count).
-                    observed = capture.ObservedUsage();
-                }
+                // One parse of the body. Without clean evidence the hold is charged, or what the upstream already
+                // reported if that is more (the hold's prompt part is an estimate, so it can be below a reported input count).
+                (usage, observed) = capture.ReadUsage(cleanEnd: completed && !context.RequestAborted.IsCancellationRequested);
             }
             catch (Exception ex) when (ex is InvalidOperationException or System.Text.Json.JsonException)
             {

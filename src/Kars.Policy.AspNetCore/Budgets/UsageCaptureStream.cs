@@ -63,42 +63,32 @@ internal sealed class UsageCaptureStream : Stream
         set => throw new NotSupportedException();
     }
 
-    /// <summary>Reads the usage of the complete response, under strict evidence.</summary>
-    /// <returns>The tokens to charge, or <see langword="null"/> when the response carries no trustworthy usage.</returns>
-    public long? ReadUsage()
+    /// <summary>Reads the usage of the response once: the body is parsed at most once, whatever the end.</summary>
+    /// <param name="cleanEnd">Whether the response ended cleanly (the upstream finished and the client did not abort):
+    /// only then can the usage be <see cref="UsageReading.Clean"/>.</param>
+    /// <returns>The clean usage under strict evidence (a clean end, a complete stream or body, no error, a usage
+    /// object), or else the usage the upstream reported so far (<see cref="UsageReading.Observed"/>: for a response that
+    /// ended without that evidence, so that the charge is never below what the upstream already reported).</returns>
+    public UsageReading ReadUsage(bool cleanEnd)
     {
         switch (_mode)
         {
             case Mode.Events:
-                return _sse!.Overflowed ? null : _streamed!.CleanUsage;
-            case Mode.Json:
-                if (_bodyOverflowed || !UsageJson.TryRead(_body.AsSpan(0, _bodyLength), out UsageFacts facts) || facts.HasError || !facts.Usage.Any)
+                if (cleanEnd && !_sse!.Overflowed && _streamed!.CleanUsage is { } clean)
                 {
-                    return null;
+                    return new UsageReading(clean, null);
                 }
 
-                return facts.Usage.Charge;
-            default:
-                return null;
-        }
-    }
-
-    /// <summary>Reads the usage seen so far, without the evidence <see cref="ReadUsage"/> demands (a clean end): for a
-    /// response that ended without it (client abort, cut stream, error event, exception), so that the charge is never
-    /// below what the upstream already reported.</summary>
-    /// <returns>The reported tokens so far, or <see langword="null"/> when none were seen.</returns>
-    public long? ObservedUsage()
-    {
-        switch (_mode)
-        {
-            case Mode.Events:
-                return _streamed!.ObservedUsage;
+                return new UsageReading(null, _streamed!.ObservedUsage);
             case Mode.Json:
-                return !_bodyOverflowed && UsageJson.TryRead(_body.AsSpan(0, _bodyLength), out UsageFacts facts) && facts.Usage.Any
-                    ? facts.Usage.Charge
-                    : null;
+                if (_bodyOverflowed || !UsageJson.TryRead(_body.AsSpan(0, _bodyLength), out UsageFacts facts) || !facts.Usage.Any)
+                {
+                    return default;
+                }
+
+                return cleanEnd && !facts.HasError ? new UsageReading(facts.Usage.Charge, null) : new UsageReading(null, facts.Usage.Charge);
             default:
-                return null;
+                return default;
         }
     }
 
@@ -213,3 +203,9 @@ internal sealed class UsageCaptureStream : Stream
         }
     }
 }
+
+/// <summary>The usage of one response, read once.</summary>
+/// <param name="Clean">The tokens to charge under strict evidence, or <see langword="null"/>.</param>
+/// <param name="Observed">When <paramref name="Clean"/> is <see langword="null"/>: the tokens the upstream reported so
+/// far, or <see langword="null"/> when none were seen.</param>
+internal readonly record struct UsageReading(long? Clean, long? Observed);

@@ -4,14 +4,13 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.Primitives;
 
 namespace Kars.Policy.DependencyInjection;
 
 /// <summary>
 /// Holds the <see cref="BudgetMeter"/> for the current budget options. When the configuration section given to
-/// <c>AddKarsPolicy(IConfiguration)</c> reloads, the section is read again into a fresh <see cref="KarsPolicyOptions"/>,
-/// checked by the same validators as at start-up, compiled into a new <see cref="BudgetPolicy"/>, and a new meter over
+/// <c>AddKarsPolicy(IConfiguration)</c> reloads, the fresh <see cref="KarsPolicyOptions"/> read once by
+/// <see cref="KarsPolicyConfigurationReloads"/> is checked by the same validators as at start-up, compiled into a new <see cref="BudgetPolicy"/>, and a new meter over
 /// the same store is swapped in with one write. A reload with any problem keeps the meter in force and logs why.
 /// </summary>
 /// <remarks>
@@ -26,16 +25,15 @@ internal sealed class BudgetMeterProvider : IDisposable
     private readonly BudgetStore _store;
     private readonly TimeProvider _time;
     private readonly IMeterFactory? _meterFactory;
-    private readonly IConfiguration? _section;
     private readonly IValidateOptions<KarsPolicyOptions>[] _validators;
     private readonly ILogger _logger;
-    private readonly IDisposable? _subscription;
+    private readonly IDisposable _subscription;
     private BudgetMeter _current;
 
     public BudgetMeterProvider(
         BudgetStore store,
         KarsPolicyOptions initial,
-        KarsPolicyConfigurationSection? section,
+        KarsPolicyConfigurationReloads reloads,
         IEnumerable<IValidateOptions<KarsPolicyOptions>> validators,
         TimeProvider time,
         IMeterFactory? meterFactory,
@@ -44,27 +42,28 @@ internal sealed class BudgetMeterProvider : IDisposable
         _store = store;
         _time = time;
         _meterFactory = meterFactory;
-        _section = section?.Section;
         _validators = validators.ToArray();
         _logger = (ILogger?)loggerFactory?.CreateLogger<BudgetMeterProvider>() ?? NullLogger.Instance;
         _current = Build(initial);
-        if (_section is not null)
-        {
-            _subscription = ChangeToken.OnChange(_section.GetReloadToken, Reload);
-        }
+        _subscription = reloads.Subscribe(Reload);
     }
 
     /// <summary>Gets the meter in force.</summary>
     public BudgetMeter Current => Volatile.Read(ref _current);
 
-    public void Dispose() => _subscription?.Dispose();
+    public void Dispose() => _subscription.Dispose();
 
-    private void Reload()
+    private void Reload(KarsPolicyConfigurationReload reload)
     {
+        if (reload.Options is not { } options)
+        {
+            // Reading the section threw: the meter in force stays.
+            ExtensionsLog.BudgetOptionsReloadRejected(_logger, 1, reload.ReadFailure!);
+            return;
+        }
+
         try
         {
-            var options = new KarsPolicyOptions();
-            KarsPolicyConfigurationReader.Read(_section!, options);
             var problems = new List<string>();
             foreach (var validator in _validators)
             {

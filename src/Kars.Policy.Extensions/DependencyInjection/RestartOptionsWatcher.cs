@@ -1,7 +1,6 @@
 using Kars.Policy.Egress;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Primitives;
 
 namespace Kars.Policy.DependencyInjection;
 
@@ -15,27 +14,23 @@ namespace Kars.Policy.DependencyInjection;
 /// <para>Applying them live was not chosen: a new source or mode means a new monitor, and the egress handlers, the
 /// connect callback and the health check hold the one they were given, so a swap could not be atomic for them all.</para>
 /// <para>Created with the egress monitor or the default store (whichever the container builds first); the budget
-/// options that do apply live are handled by <see cref="BudgetMeterProvider"/>. Safe for concurrent use.</para>
+/// options that do apply live are handled by <see cref="BudgetMeterProvider"/>; both are handed the same read of a reload
+/// by <see cref="KarsPolicyConfigurationReloads"/>. Safe for concurrent use.</para>
 /// </remarks>
 internal sealed class RestartOptionsWatcher : IDisposable
 {
     private readonly KarsPolicyOptions _inForce;
-    private readonly Microsoft.Extensions.Configuration.IConfiguration? _section;
     private readonly ILogger _logger;
-    private readonly IDisposable? _subscription;
+    private readonly IDisposable _subscription;
 
-    public RestartOptionsWatcher(KarsPolicyOptions inForce, KarsPolicyConfigurationSection? section, ILoggerFactory? loggerFactory)
+    public RestartOptionsWatcher(KarsPolicyOptions inForce, KarsPolicyConfigurationReloads reloads, ILoggerFactory? loggerFactory)
     {
         _inForce = inForce;
-        _section = section?.Section;
         _logger = (ILogger?)loggerFactory?.CreateLogger<RestartOptionsWatcher>() ?? NullLogger.Instance;
-        if (_section is not null)
-        {
-            _subscription = ChangeToken.OnChange(_section.GetReloadToken, Reload);
-        }
+        _subscription = reloads.Subscribe(Reload);
     }
 
-    public void Dispose() => _subscription?.Dispose();
+    public void Dispose() => _subscription.Dispose();
 
     /// <summary>Lists the configuration keys of the start-only options whose values differ.</summary>
     internal static List<string> Changed(KarsPolicyOptions inForce, KarsPolicyOptions next)
@@ -93,12 +88,16 @@ internal sealed class RestartOptionsWatcher : IDisposable
         }
     }
 
-    private void Reload()
+    private void Reload(KarsPolicyConfigurationReload reload)
     {
+        if (reload.Options is not { } next)
+        {
+            ExtensionsLog.RestartOptionsCheckFailed(_logger, reload.ReadFailure!);
+            return;
+        }
+
         try
         {
-            var next = new KarsPolicyOptions();
-            KarsPolicyConfigurationReader.Read(_section!, next);
             List<string> changed = Changed(_inForce, next);
             if (changed.Count > 0)
             {

@@ -13,8 +13,8 @@ namespace Kars.Policy.Bundles;
 /// parsed into a policy, let alone evaluated.
 /// </summary>
 /// <remarks>
-/// <para>Loading, in order: open the layout (through the Kubernetes <c>..data</c> link when there is one, resolved once
-/// so a load never mixes two versions); pick the policy manifest (the one manifest whose <c>artifactType</c>, config
+/// <para>Loading, in order: open the layout (through the Kubernetes <c>..data</c> link when there is one, resolved once;
+/// <c>index.json</c> is read once and each blob at most once per load, so a load never mixes two versions); pick the policy manifest (the one manifest whose <c>artifactType</c>, config
 /// media type or layer media type is <see cref="KarsAllowlistMediaType"/> or <see cref="NativePolicyMediaType"/>,
 /// unless a manifest digest is pinned); verify its cosign signature with <see cref="SigstoreVerifier.VerifyOciLayout"/>
 /// (the legacy <c>.sig</c> tag or a referrer Sigstore bundle; a key or a keyless identity and the trusted root of the
@@ -204,7 +204,8 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
         var (digest, sha256, indexEntry) = SelectManifest(layout, pinnedDigest);
 
         // Verify before anything of the artifact beyond its manifest is read, and never compile what did not verify.
-        var verification = _verifier.VerifyOciLayout(_fileSystem, root, digest, _signer);
+        // The verifier reads the same open of the layout: one read of index.json per load, each blob read at most once.
+        var verification = _verifier.VerifyOpenedLayout(layout, sha256, _signer);
         if (!verification.IsVerified)
         {
             throw new BundleException(verification.FailureReason!.Value, verification.Message);

@@ -110,6 +110,15 @@ public sealed class SigstoreVerifier
         });
     }
 
+    /// <summary>As <see cref="VerifyOciLayout"/>, over a layout the caller has already opened (read once per load: the
+    /// caller goes on to read the verified manifest from the same read). This verifier's size cap applies.</summary>
+    /// <param name="layout">The opened layout.</param>
+    /// <param name="manifestSha256">The SHA-256 of the manifest whose signature is checked.</param>
+    /// <param name="signer">Who must have signed.</param>
+    /// <returns>The outcome; <see cref="BundleVerificationResult.ArtifactDigest"/> is the manifest digest.</returns>
+    internal BundleVerificationResult VerifyOpenedLayout(OciLayout layout, byte[] manifestSha256, SignerPolicy signer) =>
+        Guard(() => VerifyManifestSignatures(layout.WithMaxBytes(_options.MaxDocumentBytes), manifestSha256, signer));
+
     private VerifiedSignature VerifyManifestSignatures(OciLayout layout, byte[] target, SignerPolicy signer)
     {
         string hex = Convert.ToHexStringLower(target);

@@ -53,6 +53,22 @@ public sealed class TokenBudgetMiddlewareTests
         (await gate.DayAsync()).Should().Be((Hold(ChatBody, 100), 0L));
     }
 
+    [Theory]
+    [InlineData(5_000L, 5_000L)]
+    [InlineData(3L, null)]
+    public async Task UpstreamErrorWithUsage_ChargesTheReportedUsageOnlyAboveTheHold(long reported, long? charged)
+    {
+        // A complete body with an error is no clean evidence, but the usage it reports is a floor (read in the same
+        // single parse of the body as the clean usage).
+        await using var gate = await GateHost.StartAsync(Upstream.Json($$$"""{"error":{"message":"bad","type":"server_error"},"usage":{"prompt_tokens":{{{reported}}},"completion_tokens":0,"total_tokens":{{{reported}}}}}""", 500));
+
+        using var response = await gate.Client.PostAsync("/v1/chat/completions", GateHost.Json(ChatBody));
+
+        response.StatusCode.Should().Be(HttpStatusCode.InternalServerError);
+        Hold(ChatBody, 100).Should().BeInRange(4, 4_999);
+        (await gate.DayAsync()).Should().Be((charged ?? Hold(ChatBody, 100), 0L));
+    }
+
     [Fact]
     public async Task Stream_IncludeUsageSwitchedOn_AndSettledFromUsageChunk()
     {

@@ -89,6 +89,29 @@ public sealed class ReloadLogTests
         logs.GetSnapshot().Should().ContainSingle(r => r.Id.Id == 6002).Which.Message.Should().Contain("Kars:Budgets:Store:CompactAfterRecords");
     }
 
+    [Fact]
+    public void ConfigurationReload_ReadOnce_ForTheBudgetMeterAndTheRestartWatcher()
+    {
+        var logs = new FakeLogCollector();
+        var counting = new CountingConfigurationSource(("Kars:Egress:Path", PolicyPath), ("Kars:Budgets:Limits:Day", "100"));
+        var config = new ConfigurationBuilder().Add(counting).Build();
+        using ServiceProvider sp = Build(config, logs);
+        sp.GetRequiredService<IEgressPolicy>();
+        sp.GetRequiredService<BudgetMeter>();
+        int start = counting.Provider.Reads;
+        KarsPolicyConfigurationReader.Read(config.GetSection("Kars"), new KarsPolicyOptions());
+        int oneRead = counting.Provider.Reads - start;
+        oneRead.Should().BePositive();
+
+        config["Kars:Budgets:Limits:Day"] = "200";
+        config["Kars:Egress:Sandbox"] = "other";
+        int before = counting.Provider.Reads;
+        config.Reload();
+
+        (counting.Provider.Reads - before).Should().Be(oneRead, "one read of the section serves both listeners of the reload");
+        logs.GetSnapshot().Select(r => r.Id.Id).Should().Contain(6000, "the budget meter applied it").And.Contain(6002, "the watcher reported the start-only change");
+    }
+
     /// <summary>Every start-only option, found by reflection, is named when a reload changes it: a new option that the
     /// watcher does not compare fails here.</summary>
     [Fact]
@@ -223,5 +246,36 @@ public sealed class ReloadLogTests
         ServiceProvider sp = services.BuildServiceProvider();
         sp.GetRequiredService<IStartupValidator>().Validate();
         return sp;
+    }
+}
+
+/// <summary>An in-memory configuration source that counts the values its provider is asked for.</summary>
+internal sealed class CountingConfigurationSource(params (string Key, string? Value)[] values) : IConfigurationSource
+{
+    public CountingConfigurationProvider Provider { get; } = new(values);
+
+    public IConfigurationProvider Build(IConfigurationBuilder builder) => Provider;
+}
+
+/// <summary>See <see cref="CountingConfigurationSource"/>.</summary>
+internal sealed class CountingConfigurationProvider : ConfigurationProvider
+{
+    private int _reads;
+
+    public CountingConfigurationProvider((string Key, string? Value)[] values)
+    {
+        foreach (var (key, value) in values)
+        {
+            Data[key] = value;
+        }
+    }
+
+    /// <summary>Gets how many values were asked for so far.</summary>
+    public int Reads => Volatile.Read(ref _reads);
+
+    public override bool TryGet(string key, out string? value)
+    {
+        Interlocked.Increment(ref _reads);
+        return base.TryGet(key, out value);
     }
 }

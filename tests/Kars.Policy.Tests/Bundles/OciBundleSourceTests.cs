@@ -57,6 +57,67 @@ public sealed class OciBundleSourceTests : IDisposable
         snapshot.Evaluate("evil.example.net", 443, null).Reason.Should().Be(EgressReason.NotAllowlisted);
     }
 
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void A_load_reads_the_layout_once_and_each_blob_at_most_once(bool keyless, bool pinned)
+    {
+        // One read per load: index.json is never read a second time by the verifier, so a layout that changes during a
+        // load cannot have its manifest picked from one version and its signature checked in another.
+        var sigstore = keyless ? new TestSigstore() : null;
+        var (manifest, layer) = _layout.AddPolicy(PolicyLayout.Yaml(4, "api.example.org"));
+        if (sigstore is null)
+        {
+            _layout.SignWithKey(manifest, _key);
+        }
+        else
+        {
+            _layout.SignKeyless(manifest, sigstore);
+        }
+
+        var counting = new CountingFileSystem(_fs);
+        using var source = new OciBundleEgressPolicySource(
+            "/policy",
+            sigstore is null ? NoTlog : new SigstoreVerifier(sigstore.TrustedRoot()),
+            sigstore is null ? KeySigner : SignerPolicy.ForIdentity(TestSigstore.Identity, TestSigstore.Issuer),
+            pinned ? manifest : null,
+            null,
+            counting,
+            new FakeTimeProvider(Egress.EgressTestHelpers.Start));
+        string Full(string path) => _fs.Path.GetFullPath(path);
+
+        for (int load = 1; load <= 2; load++)
+        {
+            counting.Opens.Clear();
+
+            source.Load().Generation.Should().Be(4);
+
+            counting.Opens.Should().Contain(Full("/policy/index.json"), 1).And.Contain(Full("/policy/oci-layout"), 1);
+            counting.Opens.Should().Contain(Full(_layout.BlobPath(manifest)), 1, "the policy manifest is read once, not at selection, verification and reading").And.Contain(Full(_layout.BlobPath(layer)), 1);
+            counting.Opens.Where(o => o.Value != 1).Should().BeEmpty("load {0} reads every file at most once", load);
+        }
+    }
+
+    [Fact]
+    public void The_verifiers_size_cap_still_applies_to_the_index_it_no_longer_reads_itself()
+    {
+        string manifest = Publish(2, "api.example.org");
+        for (int i = 0; i < 8; i++)
+        {
+            _layout.AddPolicy(PolicyLayout.Yaml(2, $"other{i}.example.org"), replace: false, refName: $"other-{i}");
+        }
+
+        _fs.FileInfo.New("/policy/index.json").Length.Should().BeGreaterThan(1024);
+        var small = new SigstoreVerifier(SigstoreTrustedRoot.Empty, new SigstoreVerifierOptions { RequireTransparencyLog = false, MaxDocumentBytes = 1024 });
+        using var capped = Source(manifest, verifier: small);
+        using var uncapped = Source(manifest);
+
+        LoadFailure(capped).Should().Be(BundleFailureReason.CanonicalFormViolation, "the verifier refuses an index.json above its cap, as when it opened the layout itself");
+        uncapped.Load().Generation.Should().Be(2);
+    }
+
     [Fact]
     public void A_keyless_referrer_bundle_loads_and_another_identity_is_IdentityMismatch()
     {

@@ -17,6 +17,12 @@ internal sealed record OciDescriptor(string MediaType, byte[] Sha256, long Size,
 /// A read-only OCI image layout (<c>oci-layout</c>, <c>index.json</c>, <c>blobs/sha256/…</c>). Every blob read is a
 /// regular file (no link), bounded in size, exactly the descriptor's size, and its SHA-256 is recomputed.
 /// </summary>
+/// <remarks>
+/// One instance is one read of the layout: <c>oci-layout</c> and <c>index.json</c> are read once, by <see cref="Open"/>,
+/// and each blob at most once (a blob whose digest checked out is kept and handed out again), so everything one load
+/// looks at comes from one read, never from two versions of a layout that changes meanwhile. Not thread-safe: one load
+/// at a time.
+/// </remarks>
 internal sealed class OciLayout
 {
     public const string BundleMediaType = SigstoreBundleReader.MediaTypeV03;
@@ -24,13 +30,17 @@ internal sealed class OciLayout
     private readonly IFileSystem _fileSystem;
     private readonly string _root;
     private readonly int _maxBytes;
+    private readonly int _indexLength;
+    private readonly Dictionary<string, byte[]> _blobs;
 
-    private OciLayout(IFileSystem fileSystem, string root, int maxBytes, IReadOnlyList<OciDescriptor> manifests)
+    private OciLayout(IFileSystem fileSystem, string root, int maxBytes, IReadOnlyList<OciDescriptor> manifests, int indexLength, Dictionary<string, byte[]> blobs)
     {
         _fileSystem = fileSystem;
         _root = root;
         _maxBytes = maxBytes;
         Manifests = manifests;
+        _indexLength = indexLength;
+        _blobs = blobs;
     }
 
     /// <summary>Gets the descriptors of <c>index.json</c>.</summary>
@@ -53,7 +63,25 @@ internal sealed class OciLayout
         }
 
         byte[] index = ReadRegularFile(fileSystem, fileSystem.Path.Combine(root, "index.json"), maxBytes, "index.json");
-        return new OciLayout(fileSystem, root, maxBytes, ReadIndex(index, "index.json"));
+        return new OciLayout(fileSystem, root, maxBytes, ReadIndex(index, "index.json"), index.Length, new Dictionary<string, byte[]>(StringComparer.Ordinal));
+    }
+
+    /// <summary>The same read of the layout (its index and the blobs read so far) under another size cap: as if it had
+    /// been opened with <paramref name="maxBytes"/>, without reading anything again.</summary>
+    /// <exception cref="BundleException"><c>index.json</c> is larger than <paramref name="maxBytes"/>, as <see cref="Open"/> would have refused it.</exception>
+    public OciLayout WithMaxBytes(int maxBytes)
+    {
+        if (maxBytes == _maxBytes)
+        {
+            return this;
+        }
+
+        if (_indexLength > maxBytes)
+        {
+            throw BundleException.Malformed($"index.json is larger than {maxBytes} bytes");
+        }
+
+        return new OciLayout(_fileSystem, _root, maxBytes, Manifests, _indexLength, _blobs);
     }
 
     /// <summary>Reads a blob and checks its digest (and size, when the descriptor gives one).</summary>
@@ -64,11 +92,24 @@ internal sealed class OciLayout
             throw BundleException.Malformed($"{what}: size {size} is out of bounds");
         }
 
-        string path = _fileSystem.Path.Combine(_root, "blobs", "sha256", Convert.ToHexStringLower(sha256));
-        byte[] bytes = ReadRegularFile(_fileSystem, path, _maxBytes, what);
-        if (!SHA256.HashData(bytes).AsSpan().SequenceEqual(sha256))
+        string hex = Convert.ToHexStringLower(sha256);
+        if (_blobs.TryGetValue(hex, out byte[]? bytes))
         {
-            throw new BundleException(BundleFailureReason.DigestMismatch, $"{what}: the blob's content does not hash to {OciDigest.Format(sha256)}");
+            // Read (and its digest checked) earlier in this load, perhaps under another cap.
+            if (bytes.Length > _maxBytes)
+            {
+                throw BundleException.Malformed($"{what} is larger than {_maxBytes} bytes");
+            }
+        }
+        else
+        {
+            bytes = ReadRegularFile(_fileSystem, _fileSystem.Path.Combine(_root, "blobs", "sha256", hex), _maxBytes, what);
+            if (!SHA256.HashData(bytes).AsSpan().SequenceEqual(sha256))
+            {
+                throw new BundleException(BundleFailureReason.DigestMismatch, $"{what}: the blob's content does not hash to {OciDigest.Format(sha256)}");
+            }
+
+            _blobs[hex] = bytes;
         }
 
         if (size is { } expected && bytes.Length != expected)
@@ -79,8 +120,12 @@ internal sealed class OciLayout
         return bytes;
     }
 
-    public bool HasBlob(byte[] sha256) =>
-        _fileSystem.File.Exists(_fileSystem.Path.Combine(_root, "blobs", "sha256", Convert.ToHexStringLower(sha256)));
+    /// <summary>Whether the blob is in the layout: read already in this load, or present as a file.</summary>
+    public bool HasBlob(byte[] sha256)
+    {
+        string hex = Convert.ToHexStringLower(sha256);
+        return _blobs.ContainsKey(hex) || _fileSystem.File.Exists(_fileSystem.Path.Combine(_root, "blobs", "sha256", hex));
+    }
 
     /// <summary>Reads an image manifest: its layers and optional subject.</summary>
     public (IReadOnlyList<OciDescriptor> Layers, OciDescriptor? Subject, string? ArtifactType) ReadManifest(OciDescriptor descriptor)
