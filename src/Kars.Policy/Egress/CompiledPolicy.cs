@@ -450,7 +450,7 @@ internal sealed class CompiledPolicy
             match.Excepted = true;
         }
 
-        ref readonly var rules = ref _index.Rules(record);
+        var rules = _index.Rules(record);
         Consider(rules.AllowSubtree, match.Port, ref match.AllowRule, ref match.OtherPortRule);
         Consider(exact ? rules.AllowExact : rules.AllowWildcard, match.Port, ref match.AllowRule, ref match.OtherPortRule);
         if (rules.ApprovalHead >= 0)
