@@ -54,16 +54,21 @@ internal sealed class NameIndex
     private readonly byte[] _tails;
     private readonly RuleRef[] _ruleRefs;
 
-    private NameIndex(Slot[] slots, byte[] tails, RuleRef[] ruleRefs, int count)
+    private NameIndex(Slot[] slots, byte[] tails, RuleRef[] ruleRefs, int count, bool hasSingleLabelName)
     {
         _slots = slots;
         _tails = tails;
         _ruleRefs = ruleRefs;
         Count = count;
+        HasSingleLabelName = hasSingleLabelName;
     }
 
     /// <summary>Gets the number of names.</summary>
     public int Count { get; }
+
+    /// <summary>Gets a value indicating whether a name without a dot (a top-level domain in <c>blocklist.domains</c>,
+    /// for example) is listed. When none is, a lookup need not check the last label of a longer name on its own.</summary>
+    public bool HasSingleLabelName { get; }
 
     /// <summary>Gets the exclusive upper bound of the handles <see cref="Probe"/> returns (for per-handle side tables).</summary>
     public int HandleCapacity => _slots.Length;
@@ -352,6 +357,7 @@ internal sealed class NameIndex
         private byte[] _tails;
         private int _tailsLength;
         private int _count;
+        private bool _hasSingleLabelName;
         private bool _built;
 
         /// <param name="expectedNames">An upper bound of the names (the table grows past it, at a cost).</param>
@@ -377,6 +383,7 @@ internal sealed class NameIndex
 
             int length = Encoding.ASCII.GetChars(name, _chars);
             ulong fingerprint = FingerprintOf(_chars.AsSpan(0, length));
+            _hasSingleLabelName |= !name.Contains((byte)'.');
             uint tag = (uint)fingerprint | 1;
             Slot[] slots = _slots;
             int i = Home(fingerprint, slots.Length);
@@ -492,7 +499,7 @@ internal sealed class NameIndex
                 }
             }
 
-            return new NameIndex(_slots, _tails, [.. kept], _count);
+            return new NameIndex(_slots, _tails, [.. kept], _count, _hasSingleLabelName);
         }
 
         private bool NameEquals(in Slot slot, ReadOnlySpan<byte> name)
