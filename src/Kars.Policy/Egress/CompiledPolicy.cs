@@ -35,6 +35,11 @@ internal sealed class CompiledPolicy
     private readonly string?[] _blockTexts;
     private readonly IPNetwork[] _privateAllow;
 
+    /// <summary>Whether a name without a dot is listed anywhere (name index or feeds). Usually not (allow rules and feed
+    /// entries have at least two labels), and then the suffix walk skips the last label of a longer name: one filter
+    /// query fewer per decision.</summary>
+    private readonly bool _singleLabelListed;
+
     private CompiledPolicy(
         PolicyModel model,
         NameIndex index,
@@ -43,7 +48,8 @@ internal sealed class CompiledPolicy
         int nameCount,
         ApprovalSlot[] approvalHosts,
         string[] blockSources,
-        IPNetwork[] privateAllow)
+        IPNetwork[] privateAllow,
+        bool singleLabelListed)
     {
         Digest = model.Digest;
         Generation = model.Generation;
@@ -61,6 +67,7 @@ internal sealed class CompiledPolicy
         _blockSources = blockSources;
         _blockTexts = new string?[index.HandleCapacity];
         _privateAllow = privateAllow;
+        _singleLabelListed = singleLabelListed;
     }
 
     /// <summary>Gets a number that identifies this snapshot within the process (never reused, never 0), so per-thread
@@ -131,6 +138,7 @@ internal sealed class CompiledPolicy
         var sources = new List<string> { "blocklist" };
         var blocklist = new BlocklistIndex.Builder(feeds.Sum(f => f.Count));
         int alsoInIndex = 0;
+        bool singleLabelListed = index.HasSingleLabelName;
         Span<char> chars = stackalloc char[256];
         foreach (var feed in feeds)
         {
@@ -140,6 +148,7 @@ internal sealed class CompiledPolicy
             {
                 ReadOnlySpan<char> text = chars[..System.Text.Encoding.ASCII.GetChars(name, chars)];
                 ulong fingerprint = NameIndex.FingerprintOf(text);
+                singleLabelListed |= !text.Contains('.');
                 if (blocklist.Add(fingerprint, source) && index.Find(fingerprint, text) >= 0)
                 {
                     alsoInIndex++;
@@ -148,7 +157,7 @@ internal sealed class CompiledPolicy
         }
 
         var blocklistIndex = blocklist.Build();
-        return new CompiledPolicy(model, index, blocklistIndex, BuildFilter(nameFingerprints, blocklistIndex), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow);
+        return new CompiledPolicy(model, index, blocklistIndex, BuildFilter(nameFingerprints, blocklistIndex), index.Count + blocklist.Count - alsoInIndex, [.. approvalHosts], [.. sources], privateAllow, singleLabelListed);
     }
 
     /// <summary>One filter in front of both tables, so a suffix costs one filter query: class bit 0 when the name index
@@ -361,6 +370,9 @@ internal sealed class CompiledPolicy
         int pos = length;
         int searchEnd = length;
         ulong hash = NameIndex.StartHash;
+
+        // The last label of a longer name is a suffix of its own ("com"): checked only when a single-label name is listed.
+        bool skipLastLabel = !_singleLabelListed;
         while (true)
         {
             int start;
@@ -376,6 +388,16 @@ internal sealed class CompiledPolicy
             }
 
             hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
+            if (skipLastLabel)
+            {
+                skipLastLabel = false;
+                if (start != 0)
+                {
+                    // Its characters stay in the running hash (the words consumed above, the rest with the next label).
+                    continue;
+                }
+            }
+
             fingerprints[count] = NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start);
             starts[count] = start;
             count++;
@@ -450,7 +472,7 @@ internal sealed class CompiledPolicy
             match.Excepted = true;
         }
 
-        ref readonly var rules = ref _index.Rules(record);
+        var rules = _index.Rules(record);
         Consider(rules.AllowSubtree, match.Port, ref match.AllowRule, ref match.OtherPortRule);
         Consider(exact ? rules.AllowExact : rules.AllowWildcard, match.Port, ref match.AllowRule, ref match.OtherPortRule);
         if (rules.ApprovalHead >= 0)

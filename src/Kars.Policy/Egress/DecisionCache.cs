@@ -29,9 +29,9 @@ internal static class DecisionCache
         if (cache is not null && cache.Owner == owner.Identity && host.Length > 0)
         {
             ref Entry entry = ref cache.Entries[Index(host, port)];
-            if (entry.Port == port && entry.Check == Check(host) && (ReferenceEquals(entry.Host, host) || string.Equals(entry.Host, host, StringComparison.Ordinal)))
+            if (entry.Port == port && entry.Check == Check(host) && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
             {
-                decision = entry.Decision;
+                decision = new(entry.Verdict, entry.Reason, entry.Target, EgressTargetError.None, entry.Rule, entry.Mode, owner.Digest, owner.Generation, entry.WouldDeny);
                 return true;
             }
         }
@@ -40,8 +40,11 @@ internal static class DecisionCache
         return false;
     }
 
-    public static void Set(CompiledPolicy owner, string host, int port, in EgressDecision decision)
+    /// <summary>Stores a decision the owner made for a valid DNS-name target (its digest and generation are the owner's,
+    /// so they are not stored: fewer references written per entry).</summary>
+    public static void Set(CompiledPolicy owner, in EgressDecision decision)
     {
+        System.Diagnostics.Debug.Assert(decision.Target.Kind == EgressTargetKind.DnsName && ReferenceEquals(decision.PolicyDigest, owner.Digest) && decision.PolicyGeneration == owner.Generation, "a DNS-name decision of the owner");
         Cache? cache = t_cache;
         if (cache is null)
         {
@@ -54,11 +57,17 @@ internal static class DecisionCache
             cache.Owner = owner.Identity;
         }
 
+        string host = decision.Target.Host;
+        int port = decision.Target.Port;
         ref Entry entry = ref cache.Entries[Index(host, port)];
-        entry.Host = host;
+        entry.Target = decision.Target;
+        entry.Rule = decision.Rule;
         entry.Port = port;
         entry.Check = Check(host);
-        entry.Decision = decision;
+        entry.Verdict = decision.Verdict;
+        entry.Reason = decision.Reason;
+        entry.Mode = decision.Mode;
+        entry.WouldDeny = decision.WouldDeny;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -78,11 +87,17 @@ internal static class DecisionCache
         public long Owner;
     }
 
+    /// <summary>One cached decision: what a decision holds beyond the owner's digest and generation. Two references
+    /// (the target's host and the rule text), written once per miss.</summary>
     private struct Entry
     {
-        public string? Host;
+        public EgressTarget Target;
+        public string? Rule;
         public int Port;
         public uint Check;
-        public EgressDecision Decision;
+        public EgressVerdict Verdict;
+        public EgressReason Reason;
+        public EgressMode Mode;
+        public bool WouldDeny;
     }
 }

@@ -343,7 +343,7 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
         }
         else if (cacheable)
         {
-            DecisionCache.Set(_policy, decision.Target.Host, decision.Target.Port, decision);
+            DecisionCache.Set(_policy, decision);
         }
 
         return decision;

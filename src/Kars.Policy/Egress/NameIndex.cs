@@ -37,6 +37,15 @@ internal sealed class NameIndex
     private const byte FlagBlocked = 1;
     private const byte FlagException = 2;
 
+    /// <summary>In a slot's rule reference: set when the reference is the name's single allow rule itself (scope in bits
+    /// 28–29, rule number in bits 0–27) rather than an index into the rule-reference table.</summary>
+    private const int InlineRule = 1 << 30;
+    private const int InlineScopeShift = 28;
+    private const int InlineRuleMask = (1 << InlineScopeShift) - 1;
+    private const int InlineExact = 0;
+    private const int InlineWildcard = 1;
+    private const int InlineSubtree = 2;
+
     private const ulong Seed = 0x9E3779B97F4A7C15UL;
     private const ulong P2 = 0x165667B19E3779F9UL;
     private const ulong P3 = 0xD6E8FEB86659FD93UL;
@@ -45,16 +54,21 @@ internal sealed class NameIndex
     private readonly byte[] _tails;
     private readonly RuleRef[] _ruleRefs;
 
-    private NameIndex(Slot[] slots, byte[] tails, RuleRef[] ruleRefs, int count)
+    private NameIndex(Slot[] slots, byte[] tails, RuleRef[] ruleRefs, int count, bool hasSingleLabelName)
     {
         _slots = slots;
         _tails = tails;
         _ruleRefs = ruleRefs;
         Count = count;
+        HasSingleLabelName = hasSingleLabelName;
     }
 
     /// <summary>Gets the number of names.</summary>
     public int Count { get; }
+
+    /// <summary>Gets a value indicating whether a name without a dot (a top-level domain in <c>blocklist.domains</c>,
+    /// for example) is listed. When none is, a lookup need not check the last label of a longer name on its own.</summary>
+    public bool HasSingleLabelName { get; }
 
     /// <summary>Gets the exclusive upper bound of the handles <see cref="Probe"/> returns (for per-handle side tables).</summary>
     public int HandleCapacity => _slots.Length;
@@ -222,12 +236,61 @@ internal sealed class NameIndex
 
     public int BlockSource(int handle) => _slots[handle].BlockSource;
 
-    /// <summary>The rule reference of a name; <see cref="RuleRef.None"/> when it has no allow rule or approval.</summary>
+    /// <summary>The allow rules and approvals of a name; <see cref="RuleRef.None"/> when it has none. A name with one allow
+    /// rule and no approval (most names) keeps the rule in its slot, so deciding it does not read the rule-reference
+    /// table (one dependent memory access fewer on a cold allow).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref readonly RuleRef Rules(int handle)
+    public RuleRef Rules(int handle)
     {
         int r = _slots[handle].RuleRef;
-        return ref r < 0 ? ref RuleRef.None : ref _ruleRefs[r];
+        if (r < 0)
+        {
+            return RuleRef.None;
+        }
+
+        if ((r & InlineRule) == 0)
+        {
+            return _ruleRefs[r];
+        }
+
+        RuleRef rules = RuleRef.None;
+        int rule = r & InlineRuleMask;
+        switch ((r >> InlineScopeShift) & 3)
+        {
+            case InlineExact: rules.AllowExact = rule; break;
+            case InlineWildcard: rules.AllowWildcard = rule; break;
+            default: rules.AllowSubtree = rule; break;
+        }
+
+        return rules;
+    }
+
+    /// <summary>The slot form of a name's rules when it has exactly one allow rule and no approval: the rule number and
+    /// its scope in the slot's rule reference (<see cref="InlineRule"/> set); otherwise false.</summary>
+    private static bool TryInline(in RuleRef rules, out int encoded)
+    {
+        encoded = 0;
+        if (rules.ApprovalHead >= 0)
+        {
+            return false;
+        }
+
+        int count = (rules.AllowExact >= 0 ? 1 : 0) + (rules.AllowWildcard >= 0 ? 1 : 0) + (rules.AllowSubtree >= 0 ? 1 : 0);
+        if (count != 1)
+        {
+            return false;
+        }
+
+        (int rule, int scope) = rules.AllowExact >= 0 ? (rules.AllowExact, InlineExact)
+            : rules.AllowWildcard >= 0 ? (rules.AllowWildcard, InlineWildcard)
+            : (rules.AllowSubtree, InlineSubtree);
+        if (rule > InlineRuleMask)
+        {
+            return false;
+        }
+
+        encoded = InlineRule | (scope << InlineScopeShift) | rule;
+        return true;
     }
 
     public string NameOf(int handle) => NameOf(_slots[handle], _tails);
@@ -244,7 +307,7 @@ internal sealed class NameIndex
     /// <summary>The allow rules and approvals that name one DNS name.</summary>
     internal struct RuleRef
     {
-        public static readonly RuleRef None = new() { AllowExact = -1, AllowWildcard = -1, AllowSubtree = -1, ApprovalHead = -1 };
+        public static RuleRef None => new() { AllowExact = -1, AllowWildcard = -1, AllowSubtree = -1, ApprovalHead = -1 };
 
         /// <summary>Allow rule for exactly this name, or -1.</summary>
         public int AllowExact;
@@ -294,6 +357,7 @@ internal sealed class NameIndex
         private byte[] _tails;
         private int _tailsLength;
         private int _count;
+        private bool _hasSingleLabelName;
         private bool _built;
 
         /// <param name="expectedNames">An upper bound of the names (the table grows past it, at a cost).</param>
@@ -319,6 +383,7 @@ internal sealed class NameIndex
 
             int length = Encoding.ASCII.GetChars(name, _chars);
             ulong fingerprint = FingerprintOf(_chars.AsSpan(0, length));
+            _hasSingleLabelName |= !name.Contains((byte)'.');
             uint tag = (uint)fingerprint | 1;
             Slot[] slots = _slots;
             int i = Home(fingerprint, slots.Length);
@@ -412,7 +477,29 @@ internal sealed class NameIndex
             Array.Resize(ref fingerprints, n);
             _fingerprints = [];
             Array.Resize(ref _tails, _tailsLength);
-            return new NameIndex(_slots, _tails, [.. _ruleRefs], _count);
+
+            // A name with a single allow rule keeps it in its slot; the table keeps the others.
+            var kept = new List<RuleRef>();
+            foreach (ref Slot slot in _slots.AsSpan())
+            {
+                if (slot.Tag == 0 || slot.RuleRef < 0)
+                {
+                    continue;
+                }
+
+                RuleRef rules = _ruleRefs[slot.RuleRef];
+                if (TryInline(rules, out int encoded))
+                {
+                    slot.RuleRef = encoded;
+                }
+                else
+                {
+                    slot.RuleRef = kept.Count;
+                    kept.Add(rules);
+                }
+            }
+
+            return new NameIndex(_slots, _tails, [.. kept], _count, _hasSingleLabelName);
         }
 
         private bool NameEquals(in Slot slot, ReadOnlySpan<byte> name)

@@ -118,13 +118,37 @@ public class DecisionCachePinningTests
         }
     }
 
+    [Theory]
+    [InlineData("a.example.com", 443)]
+    [InlineData("a.example.com", 80)]
+    [InlineData("x.blocked.example", 443)]
+    [InlineData("nothing.example.org", 443)]
+    public void Evaluate_CachedDecision_EqualsTheDecisionFirstMade(string host, int port)
+    {
+        // The cache keeps what a decision holds beyond the snapshot's digest and generation and rebuilds it on a hit.
+        var policy = Load(
+            """{"schemaVersion":1,"generation":7,"allow":[{"host":"a.example.com"}],"blocklist":{"domains":["blocked.example"]}}""");
+        var first = policy.Evaluate(new string(host.AsSpan()), port);
+        var again = policy.Evaluate(new string(host.AsSpan()), port);
+
+        again.Should().Be(first);
+        again.Verdict.Should().Be(first.Verdict);
+        again.Reason.Should().Be(first.Reason);
+        again.Rule.Should().Be(first.Rule);
+        again.Target.Should().Be(first.Target);
+        again.Mode.Should().Be(first.Mode);
+        again.PolicyDigest.Should().Be(first.PolicyDigest).And.NotBeNull();
+        again.PolicyGeneration.Should().Be(7);
+        again.WouldDeny.Should().Be(first.WouldDeny);
+    }
+
     [Fact]
     public void TryGet_AfterAnotherSnapshotFilledTheCache_Misses()
     {
         var first = Compile("""{"host":"a.example.com"}""");
         var second = Compile("""{"host":"b.example.com"}""");
         var decision = Evaluate(first, "a.example.com");
-        DecisionCache.Set(first, "a.example.com", 443, decision);
+        DecisionCache.Set(first, decision);
 
         DecisionCache.TryGet(first, "a.example.com", 443, out _).Should().BeTrue();
         DecisionCache.TryGet(second, "a.example.com", 443, out _).Should().BeFalse();
@@ -136,7 +160,7 @@ public class DecisionCachePinningTests
     {
         var snapshot = Compile("""{"host":"a.example.com"}""");
         var decision = Evaluate(snapshot, "a.example.com");
-        DecisionCache.Set(snapshot, "a.example.com", 443, decision);
+        DecisionCache.Set(snapshot, decision);
         bool hit = DecisionCache.TryGet(snapshot, "a.example.com", 443, out var again) && again.Reason == EgressReason.Allowlisted;
         return (new WeakReference(snapshot), hit);
     }

@@ -93,6 +93,22 @@ public class EgressPolicyEvaluationTests
         Create().Evaluate("x.evil.example", 443).Rule.Should().Be("blocklist: evil.example");
     }
 
+    [Theory]
+    [InlineData("a.b.zip", EgressReason.Blocklisted, "blocklist: zip")]
+    [InlineData("b.zip", EgressReason.Blocklisted, "blocklist: zip")]
+    [InlineData("zip", EgressReason.Blocklisted, "blocklist: zip")]
+    [InlineData("a.b.example", EgressReason.Allowlisted, "*.b.example")]
+    public void Evaluate_SingleLabelBlocklistDomain_DeniesEveryNameUnderIt(string host, EgressReason reason, string rule)
+    {
+        // The suffix walk skips a name's last label unless a single-label name is listed: here one is, so "zip" is checked.
+        var policy = Load("""{"schemaVersion":1,"allow":[{"host":"*.b.zip"},{"host":"*.b.example"}],"blocklist":{"domains":["zip"]}}""");
+
+        var decision = policy.Evaluate(host, 443);
+
+        decision.Reason.Should().Be(reason);
+        decision.Rule.Should().Be(rule);
+    }
+
     [Fact]
     public void Evaluate_BlocklistException_ExactNameOnlyThenAllowlist()
     {

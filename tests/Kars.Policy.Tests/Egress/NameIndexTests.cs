@@ -206,6 +206,65 @@ public class NameIndexTests
     }
 
     [Fact]
+    public void Build_RuleCombinations_ReadBackExactly()
+    {
+        // A single allow rule is kept in the name's slot, anything else in the rule-reference table: every combination
+        // reads back as written, including rule numbers at the edge of what a slot holds.
+        var cases = new List<(string Name, NameIndex.RuleRef Rules)>();
+        int[] numbers = [0, 1, 12_345, (1 << 28) - 1, 1 << 28, int.MaxValue];
+        int n = 0;
+        foreach (int number in numbers)
+        {
+            for (int shape = 0; shape < 16; shape++)
+            {
+                var rules = NameIndex.RuleRef.None;
+                if ((shape & 1) != 0)
+                {
+                    rules.AllowExact = number;
+                }
+
+                if ((shape & 2) != 0)
+                {
+                    rules.AllowWildcard = number ^ 1;
+                }
+
+                if ((shape & 4) != 0)
+                {
+                    rules.AllowSubtree = number ^ 2;
+                }
+
+                if ((shape & 8) != 0)
+                {
+                    rules.ApprovalHead = number ^ 3;
+                }
+
+                cases.Add(($"n{n++}.example.com", rules));
+            }
+        }
+
+        var builder = new NameIndex.Builder(cases.Count);
+        foreach (var (name, rules) in cases)
+        {
+            int handle = builder.GetOrAdd(name);
+            if (rules.AllowExact >= 0 || rules.AllowWildcard >= 0 || rules.AllowSubtree >= 0 || rules.ApprovalHead >= 0)
+            {
+                builder.Rules(handle) = rules;
+            }
+        }
+
+        var index = builder.Build(out _);
+
+        foreach (var (name, rules) in cases)
+        {
+            var read = index.Rules(index.Find(NameIndex.FingerprintOf(name), name));
+            read.AllowExact.Should().Be(rules.AllowExact, name);
+            read.AllowWildcard.Should().Be(rules.AllowWildcard, name);
+            read.AllowSubtree.Should().Be(rules.AllowSubtree, name);
+            read.ApprovalHead.Should().Be(rules.ApprovalHead, name);
+        }
+    }
+
+    [Fact]
     public void Build_LargeSet_IndexSmallerThanTheNamesAsStrings()
     {
         // 100,000 names: the table is sized for the names (load about 0.8), not rounded up to a power of two, and the
