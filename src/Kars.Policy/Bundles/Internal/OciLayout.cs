@@ -19,21 +19,27 @@ internal sealed record OciDescriptor(string MediaType, byte[] Sha256, long Size,
 /// </summary>
 /// <remarks>
 /// One instance is one read of the layout: <c>oci-layout</c> and <c>index.json</c> are read once, by <see cref="Open"/>,
-/// and each blob at most once (a blob whose digest checked out is kept and handed out again), so everything one load
-/// looks at comes from one read, never from two versions of a layout that changes meanwhile. Not thread-safe: one load
-/// at a time.
+/// so everything one load looks at comes from one version of the index, never from two versions of a layout that changes
+/// meanwhile. A blob whose digest checked out is kept and handed out again (the policy manifest is looked at three times
+/// in a load), up to <see cref="CacheLimitFactor"/> times the size cap in total: a layout full of large unrelated
+/// manifests cannot make one load hold more than that. A blob beyond it is read again when asked for, with its digest
+/// checked again, so it can only ever give the same bytes. The bytes handed out are shared: callers only read them. Not
+/// thread-safe: one load at a time.
 /// </remarks>
 internal sealed class OciLayout
 {
     public const string BundleMediaType = SigstoreBundleReader.MediaTypeV03;
     private const int MaxIndexEntries = 4096;
+
+    /// <summary>The blobs one load keeps, in total, as a multiple of the size cap it was opened with.</summary>
+    internal const int CacheLimitFactor = 2;
     private readonly IFileSystem _fileSystem;
     private readonly string _root;
     private readonly int _maxBytes;
     private readonly int _indexLength;
-    private readonly Dictionary<string, byte[]> _blobs;
+    private readonly BlobCache _blobs;
 
-    private OciLayout(IFileSystem fileSystem, string root, int maxBytes, IReadOnlyList<OciDescriptor> manifests, int indexLength, Dictionary<string, byte[]> blobs)
+    private OciLayout(IFileSystem fileSystem, string root, int maxBytes, IReadOnlyList<OciDescriptor> manifests, int indexLength, BlobCache blobs)
     {
         _fileSystem = fileSystem;
         _root = root;
@@ -45,6 +51,10 @@ internal sealed class OciLayout
 
     /// <summary>Gets the descriptors of <c>index.json</c>.</summary>
     public IReadOnlyList<OciDescriptor> Manifests { get; }
+
+    /// <summary>Gets the bytes of the blobs this read of the layout keeps (at most <see cref="CacheLimitFactor"/> times the
+    /// size cap it was opened with).</summary>
+    internal long CachedBytes => _blobs.Bytes;
 
     public static OciLayout Open(IFileSystem fileSystem, string root, int maxBytes)
     {
@@ -63,7 +73,7 @@ internal sealed class OciLayout
         }
 
         byte[] index = ReadRegularFile(fileSystem, fileSystem.Path.Combine(root, "index.json"), maxBytes, "index.json");
-        return new OciLayout(fileSystem, root, maxBytes, ReadIndex(index, "index.json"), index.Length, new Dictionary<string, byte[]>(StringComparer.Ordinal));
+        return new OciLayout(fileSystem, root, maxBytes, ReadIndex(index, "index.json"), index.Length, new BlobCache(CacheLimitFactor * (long)maxBytes));
     }
 
     /// <summary>The same read of the layout (its index and the blobs read so far) under another size cap: as if it had
@@ -93,7 +103,7 @@ internal sealed class OciLayout
         }
 
         string hex = Convert.ToHexStringLower(sha256);
-        if (_blobs.TryGetValue(hex, out byte[]? bytes))
+        if (_blobs.Entries.TryGetValue(hex, out byte[]? bytes))
         {
             // Read (and its digest checked) earlier in this load, perhaps under another cap.
             if (bytes.Length > _maxBytes)
@@ -109,7 +119,11 @@ internal sealed class OciLayout
                 throw new BundleException(BundleFailureReason.DigestMismatch, $"{what}: the blob's content does not hash to {OciDigest.Format(sha256)}");
             }
 
-            _blobs[hex] = bytes;
+            if (_blobs.Bytes + bytes.Length <= _blobs.Limit)
+            {
+                _blobs.Entries[hex] = bytes;
+                _blobs.Bytes += bytes.Length;
+            }
         }
 
         if (size is { } expected && bytes.Length != expected)
@@ -124,7 +138,7 @@ internal sealed class OciLayout
     public bool HasBlob(byte[] sha256)
     {
         string hex = Convert.ToHexStringLower(sha256);
-        return _blobs.ContainsKey(hex) || _fileSystem.File.Exists(_fileSystem.Path.Combine(_root, "blobs", "sha256", hex));
+        return _blobs.Entries.ContainsKey(hex) || _fileSystem.File.Exists(_fileSystem.Path.Combine(_root, "blobs", "sha256", hex));
     }
 
     /// <summary>Reads an image manifest: its layers and optional subject.</summary>
@@ -223,5 +237,15 @@ internal sealed class OciLayout
             FileReadError.TooLarge => throw BundleException.Malformed($"{what} is larger than {maxBytes} bytes"),
             _ => throw new BundleException(BundleFailureReason.NotFound, $"{what} {read.Message}"),
         };
+    }
+
+    /// <summary>The digest-checked blobs of one read of the layout, shared by its <see cref="WithMaxBytes"/> views.</summary>
+    private sealed class BlobCache(long limit)
+    {
+        public Dictionary<string, byte[]> Entries { get; } = new(StringComparer.Ordinal);
+
+        public long Limit { get; } = limit;
+
+        public long Bytes { get; set; }
     }
 }
