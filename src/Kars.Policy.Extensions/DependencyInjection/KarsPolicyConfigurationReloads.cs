@@ -11,7 +11,7 @@ namespace Kars.Policy.DependencyInjection;
 /// </summary>
 /// <remarks>
 /// Without a section (options set in code) nothing is read and no listener is called. Listeners must not change the
-/// options they are given, and must not throw (each catches its own failures). Safe for concurrent use.
+/// options they are given; one that throws (its logging failed) does not keep the reload from the others. Safe for concurrent use.
 /// </remarks>
 internal sealed class KarsPolicyConfigurationReloads : IDisposable
 {
@@ -65,7 +65,15 @@ internal sealed class KarsPolicyConfigurationReloads : IDisposable
 
         foreach (var listener in listeners)
         {
-            listener(reload);
+            try
+            {
+                listener(reload);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // A listener catches its own failures, so what escapes is its logging failing (a throwing logging provider
+                // makes a logger throw). Nothing is left to report it to; the other listeners still get the reload.
+            }
         }
     }
 
