@@ -5,14 +5,15 @@ namespace Kars.Policy.Egress;
 /// <summary>
 /// A small per-thread, direct-mapped cache of recent decisions for canonical DNS names, so an agent that talks to a
 /// few dozen hosts pays a string comparison instead of a full evaluation. Per thread, so there is no sharing and no
-/// torn read; tied to one compiled snapshot by its <see cref="CompiledPolicy.Identity"/>, so a reload invalidates it.
+/// torn read; tied to one compiled snapshot by its <see cref="CompiledPolicy.Identity"/>, so a reload invalidates it, and
+/// keyed by the mode as well (two snapshots over one compiled policy may run in different modes).
 /// Only decisions that depend on nothing but the snapshot and the (host, port) are stored: never a decision that
 /// considered an approval (time-dependent), never a Learned decision (it must be recorded every time), never an IP
 /// target.
 /// </summary>
 /// <remarks>The cache holds the snapshot's identity number, never a reference to the snapshot: a thread that evaluated
 /// once and then went idle must not keep a replaced snapshot (tens of megabytes with a large feed) alive. The decisions
-/// it holds reference only small strings (host, rule text, digest).</remarks>
+/// it holds reference only small strings (host, rule text).</remarks>
 internal static class DecisionCache
 {
     private const int Size = 64;
@@ -23,13 +24,13 @@ internal static class DecisionCache
     private static Cache? t_cache;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool TryGet(CompiledPolicy owner, string host, int port, out EgressDecision decision)
+    public static bool TryGet(CompiledPolicy owner, EgressMode mode, string host, int port, out EgressDecision decision)
     {
         Cache? cache = t_cache;
         if (cache is not null && cache.Owner == owner.Identity && host.Length > 0)
         {
             ref Entry entry = ref cache.Entries[Index(host, port)];
-            if (entry.Port == port && entry.Check == Check(host) && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
+            if (entry.Port == port && entry.Check == Check(host) && entry.Mode == mode && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
             {
                 decision = new(entry.Verdict, entry.Reason, entry.Target, EgressTargetError.None, entry.Rule, entry.Mode, owner.Digest, owner.Generation, entry.WouldDeny);
                 return true;
@@ -87,8 +88,8 @@ internal static class DecisionCache
         public long Owner;
     }
 
-    /// <summary>One cached decision: what a decision holds beyond the owner's digest and generation. Two references
-    /// (the target's host and the rule text), written once per miss.</summary>
+    /// <summary>One cached decision: what a decision holds beyond the owner's digest and generation. Three references
+    /// (the target's host and address, the latter always null here, and the rule text), written once per miss.</summary>
     private struct Entry
     {
         public EgressTarget Target;

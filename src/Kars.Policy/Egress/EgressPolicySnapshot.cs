@@ -193,7 +193,7 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     /// cache without allocating.</remarks>
     public EgressDecision Evaluate(in EgressTarget target, string? sandbox)
     {
-        if (target.Kind == EgressTargetKind.DnsName && target.IsValid && DecisionCache.TryGet(_policy, target.Host, target.Port, out var cached))
+        if (target.Kind == EgressTargetKind.DnsName && target.IsValid && DecisionCache.TryGet(_policy, Mode, target.Host, target.Port, out var cached))
         {
             return cached;
         }
@@ -209,7 +209,7 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
             return Invalid(EgressTargetError.Empty);
         }
 
-        if (target.Kind == EgressTargetKind.DnsName && DecisionCache.TryGet(_policy, target.Host, target.Port, out var cached))
+        if (target.Kind == EgressTargetKind.DnsName && DecisionCache.TryGet(_policy, Mode, target.Host, target.Port, out var cached))
         {
             return cached;
         }
@@ -241,7 +241,7 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     {
         if (host is not null)
         {
-            if (DecisionCache.TryGet(_policy, host, port, out var cached))
+            if (DecisionCache.TryGet(_policy, Mode, host, port, out var cached))
             {
                 return cached;
             }

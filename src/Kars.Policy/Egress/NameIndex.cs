@@ -259,7 +259,8 @@ internal sealed class NameIndex
         {
             case InlineExact: rules.AllowExact = rule; break;
             case InlineWildcard: rules.AllowWildcard = rule; break;
-            default: rules.AllowSubtree = rule; break;
+            case InlineSubtree: rules.AllowSubtree = rule; break;
+            default: throw new InvalidOperationException("A slot's inline rule has no scope 3 (TryInline never writes it).");
         }
 
         return rules;
@@ -432,6 +433,7 @@ internal sealed class NameIndex
         /// <summary>Marks a name blocklisted by <paramref name="source"/>; the first source to list it is kept.</summary>
         public void MarkBlocked(int handle, int source)
         {
+            ObjectDisposedException.ThrowIf(_built, this);
             ref Slot slot = ref _slots[handle];
             if ((slot.Flags & FlagBlocked) == 0)
             {
@@ -441,11 +443,16 @@ internal sealed class NameIndex
         }
 
         /// <summary>Marks a name as a blocklist exception.</summary>
-        public void MarkException(int handle) => _slots[handle].Flags |= FlagException;
+        public void MarkException(int handle)
+        {
+            ObjectDisposedException.ThrowIf(_built, this);
+            _slots[handle].Flags |= FlagException;
+        }
 
         /// <summary>The allow rules and approvals of a name, created on first use.</summary>
         public ref RuleRef Rules(int handle)
         {
+            ObjectDisposedException.ThrowIf(_built, this);
             ref Slot slot = ref _slots[handle];
             if (slot.RuleRef < 0)
             {

@@ -132,6 +132,7 @@ public class DecisionCachePinningTests
         var again = policy.Evaluate(new string(host.AsSpan()), port);
 
         again.Should().Be(first);
+        ReferenceEquals(again.Target.Host, first.Target.Host).Should().BeTrue("the second call passes another string: only a cache hit returns the first one");
         again.Verdict.Should().Be(first.Verdict);
         again.Reason.Should().Be(first.Reason);
         again.Rule.Should().Be(first.Rule);
@@ -143,6 +144,23 @@ public class DecisionCachePinningTests
     }
 
     [Fact]
+    public void Evaluate_OneCompiledPolicyInTwoModes_NeverSharesDecisions()
+    {
+        // Two snapshots over one compiled policy, one overriding the mode: a decision cached by one must not answer the other.
+        var compiled = Compile("""{"host":"a.example.com"}""");
+        var strict = EgressPolicySnapshot.FromCompiled(compiled, EgressCompileSettings.From(new KarsEgressOptions { Mode = EgressMode.Strict }));
+        var learn = EgressPolicySnapshot.FromCompiled(compiled, EgressCompileSettings.From(new KarsEgressOptions { Mode = EgressMode.Learn }));
+
+        for (int i = 0; i < 3; i++)
+        {
+            strict.Evaluate("new.example.org", 443, null).Reason.Should().Be(EgressReason.NotAllowlisted);
+            learn.Evaluate("new.example.org", 443, null).Reason.Should().Be(EgressReason.Learned);
+            strict.Evaluate("a.example.com", 8443, null).Mode.Should().Be(EgressMode.Strict);
+            learn.Evaluate("a.example.com", 8443, null).Mode.Should().Be(EgressMode.Learn);
+        }
+    }
+
+    [Fact]
     public void TryGet_AfterAnotherSnapshotFilledTheCache_Misses()
     {
         var first = Compile("""{"host":"a.example.com"}""");
@@ -150,8 +168,8 @@ public class DecisionCachePinningTests
         var decision = Evaluate(first, "a.example.com");
         DecisionCache.Set(first, decision);
 
-        DecisionCache.TryGet(first, "a.example.com", 443, out _).Should().BeTrue();
-        DecisionCache.TryGet(second, "a.example.com", 443, out _).Should().BeFalse();
+        DecisionCache.TryGet(first, EgressMode.Strict, "a.example.com", 443, out _).Should().BeTrue();
+        DecisionCache.TryGet(second, EgressMode.Strict, "a.example.com", 443, out _).Should().BeFalse();
         second.Identity.Should().NotBe(first.Identity);
     }
 
@@ -161,7 +179,7 @@ public class DecisionCachePinningTests
         var snapshot = Compile("""{"host":"a.example.com"}""");
         var decision = Evaluate(snapshot, "a.example.com");
         DecisionCache.Set(snapshot, decision);
-        bool hit = DecisionCache.TryGet(snapshot, "a.example.com", 443, out var again) && again.Reason == EgressReason.Allowlisted;
+        bool hit = DecisionCache.TryGet(snapshot, EgressMode.Strict, "a.example.com", 443, out var again) && again.Reason == EgressReason.Allowlisted;
         return (new WeakReference(snapshot), hit);
     }
 

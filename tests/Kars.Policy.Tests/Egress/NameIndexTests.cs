@@ -262,6 +262,14 @@ public class NameIndexTests
             read.AllowSubtree.Should().Be(rules.AllowSubtree, name);
             read.ApprovalHead.Should().Be(rules.ApprovalHead, name);
         }
+
+        // Only the names that cannot keep their rule in the slot (no single allow rule below 2^28, or an approval) take
+        // a 16-byte entry of the rule-reference table; the names are short, so there are no tails.
+        int tableEntries = cases.Count(c => c.Rules.ApprovalHead >= 0
+            || new[] { c.Rules.AllowExact, c.Rules.AllowWildcard, c.Rules.AllowSubtree }.Count(r => r >= 0) != 1
+            || Math.Max(c.Rules.AllowExact, Math.Max(c.Rules.AllowWildcard, c.Rules.AllowSubtree)) >= 1 << 28);
+        tableEntries -= cases.Count(c => c.Rules.AllowExact < 0 && c.Rules.AllowWildcard < 0 && c.Rules.AllowSubtree < 0 && c.Rules.ApprovalHead < 0);
+        index.SizeInBytes.Should().Be((index.HandleCapacity * 32L) + (16L * tableEntries));
     }
 
     [Fact]
