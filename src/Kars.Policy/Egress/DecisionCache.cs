@@ -41,6 +41,29 @@ internal static class DecisionCache
         return false;
     }
 
+    /// <summary>Stores a decision on the second miss of its host and port in a row at its entry: the first miss only
+    /// notes a word of them beside the entry (no reference written). A host seen once among thousands (the cold case)
+    /// then costs no entry write; a host an agent keeps using is stored on its second decision and answered from then
+    /// on.</summary>
+    public static void Offer(CompiledPolicy owner, in EgressDecision decision)
+    {
+        Cache? cache = t_cache;
+        if (cache is not null && cache.Owner == owner.Identity)
+        {
+            string host = decision.Target.Host;
+            int port = decision.Target.Port;
+            ref uint seen = ref cache.Seen[Index(host, port)];
+            uint key = Check(host) ^ ((uint)port * 0x9E3779B1U);
+            if (seen != key)
+            {
+                seen = key;
+                return;
+            }
+        }
+
+        Set(owner, decision);
+    }
+
     /// <summary>Stores a decision the owner made for a valid DNS-name target (its digest and generation are the owner's,
     /// so they are not stored: fewer references written per entry).</summary>
     public static void Set(CompiledPolicy owner, in EgressDecision decision)
@@ -55,6 +78,7 @@ internal static class DecisionCache
         else if (cache.Owner != owner.Identity)
         {
             Array.Clear(cache.Entries);
+            Array.Clear(cache.Seen);
             cache.Owner = owner.Identity;
         }
 
@@ -85,6 +109,9 @@ internal static class DecisionCache
     private sealed class Cache
     {
         public readonly Entry[] Entries = new Entry[Size];
+
+        /// <summary>Per entry, a word of the host and port last offered there and not stored (see <see cref="Offer"/>).</summary>
+        public readonly uint[] Seen = new uint[Size];
         public long Owner;
     }
 

@@ -343,7 +343,7 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
         }
         else if (cacheable)
         {
-            DecisionCache.Set(_policy, decision);
+            DecisionCache.Offer(_policy, decision);
         }
 
         return decision;

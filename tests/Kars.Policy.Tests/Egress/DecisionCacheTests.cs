@@ -129,10 +129,12 @@ public class DecisionCachePinningTests
         var policy = Load(
             """{"schemaVersion":1,"generation":7,"allow":[{"host":"a.example.com"}],"blocklist":{"domains":["blocked.example"]}}""");
         var first = policy.Evaluate(new string(host.AsSpan()), port);
+        var stored = policy.Evaluate(new string(host.AsSpan()), port);
         var again = policy.Evaluate(new string(host.AsSpan()), port);
 
+        stored.Should().Be(first);
         again.Should().Be(first);
-        ReferenceEquals(again.Target.Host, first.Target.Host).Should().BeTrue("the second call passes another string: only a cache hit returns the first one");
+        ReferenceEquals(again.Target.Host, stored.Target.Host).Should().BeTrue("every call passes another string: only a cache hit returns the stored one");
         again.Verdict.Should().Be(first.Verdict);
         again.Reason.Should().Be(first.Reason);
         again.Rule.Should().Be(first.Rule);
@@ -161,6 +163,27 @@ public class DecisionCachePinningTests
     }
 
     [Fact]
+    public void Offer_SecondMissOfAHostInARow_StoresIt()
+    {
+        // A host decided once among many is not stored (no entry write); the second decision of the same host and port
+        // in a row at its entry is, and answers from then on. Another host at that entry in between starts over.
+        var policy = Compile("""{"host":"a.example.com"}""");
+        var warm = Evaluate(policy, "warm.example.com");
+        DecisionCache.Set(policy, warm);
+        var decision = Evaluate(policy, "a.example.com");
+        var other = Evaluate(policy, "b.example.com", 8443);
+
+        DecisionCache.Offer(policy, decision);
+        DecisionCache.TryGet(policy, EgressMode.Strict, "a.example.com", 443, out _).Should().BeFalse("a first miss is only noted");
+        DecisionCache.Offer(policy, decision);
+        DecisionCache.TryGet(policy, EgressMode.Strict, "a.example.com", 443, out var hit).Should().BeTrue("a second miss in a row is stored");
+        hit.Should().Be(decision);
+
+        DecisionCache.Offer(policy, other);
+        DecisionCache.TryGet(policy, EgressMode.Strict, "b.example.com", 8443, out _).Should().BeFalse();
+    }
+
+    [Fact]
     public void TryGet_AfterAnotherSnapshotFilledTheCache_Misses()
     {
         var first = Compile("""{"host":"a.example.com"}""");
@@ -186,6 +209,6 @@ public class DecisionCachePinningTests
     private static CompiledPolicy Compile(string allow) =>
         new PolicyLoader(FileSystemWith(Doc(allow)), new KarsEgressOptions()).Load(PolicyPath);
 
-    private static EgressDecision Evaluate(CompiledPolicy snapshot, string host) =>
-        snapshot.Evaluate(EgressTargetParser.FromCanonicalDnsName(host, 443), EgressMode.Strict, TimeProvider.System, out _, out _);
+    private static EgressDecision Evaluate(CompiledPolicy snapshot, string host, int port = 443) =>
+        snapshot.Evaluate(EgressTargetParser.FromCanonicalDnsName(host, port), EgressMode.Strict, TimeProvider.System, out _, out _);
 }
