@@ -279,7 +279,9 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
 
     /// <summary>Copies every signature the verifier may have used (the <c>.sig</c> tag, referrer manifests and the
     /// referrers-tag index, with their layers) so the last-known-good store can verify its copy again on load.
-    /// Every blob is read through the digest check; blobs absent from the layout are skipped, as the verifier skips them.</summary>
+    /// Every blob is read through the digest check; blobs absent from the layout, and manifests or referrer indexes that do
+    /// not read (they do not parse, or fail their digest), are skipped, as the verifier skips them: they cannot hold a
+    /// signature it used, and the store verifies its copy again when it loads it.</summary>
     private static void CollectSignatures(OciLayout layout, byte[] target, List<OciDescriptor> entries, Dictionary<string, byte[]> blobs)
     {
         string hex = Convert.ToHexStringLower(target);
@@ -292,9 +294,19 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
 
             if (descriptor.RefName == $"sha256-{hex}" && descriptor.MediaType == ImageIndexMediaType)
             {
+                IReadOnlyList<OciDescriptor> referrers;
+                try
+                {
+                    referrers = layout.ReadIndexBlob(descriptor);
+                }
+                catch (BundleException)
+                {
+                    continue;
+                }
+
                 blobs[Convert.ToHexStringLower(descriptor.Sha256)] = layout.ReadBlob(descriptor.Sha256, descriptor.Size, $"index {descriptor.Digest}");
                 entries.Add(descriptor);
-                foreach (var inner in layout.ReadIndexBlob(descriptor))
+                foreach (var inner in referrers)
                 {
                     CopyManifest(layout, inner, target, requireSubject: true, blobs);
                 }
@@ -322,7 +334,17 @@ public sealed class OciBundleEgressPolicySource : IEgressPolicySource, IDisposab
             return false;
         }
 
-        var (layers, subject, _) = layout.ReadManifest(descriptor);
+        IReadOnlyList<OciDescriptor> layers;
+        OciDescriptor? subject;
+        try
+        {
+            (layers, subject, _) = layout.ReadManifest(descriptor);
+        }
+        catch (BundleException)
+        {
+            return false;
+        }
+
         if (requireSubject && (subject is null || !subject.Sha256.AsSpan().SequenceEqual(target)))
         {
             return false;

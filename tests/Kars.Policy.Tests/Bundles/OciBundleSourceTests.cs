@@ -139,6 +139,36 @@ public sealed class OciBundleSourceTests : IDisposable
         LoadFailure(keyPolicy).Should().NotBeNull("a key policy never accepts a certificate-signed bundle");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void An_unrelated_manifest_that_does_not_parse_does_not_fail_the_load(bool keyless)
+    {
+        // The verifier skips such a manifest (it can only lose a candidate signature); copying the signatures for the
+        // last-known-good store must skip it too, or the source refuses a correctly signed policy the verifier accepted.
+        var sigstore = new TestSigstore();
+        var (manifest, _) = _layout.AddPolicy(PolicyLayout.Yaml(4, "api.example.org"));
+        if (keyless)
+        {
+            _layout.SignKeyless(manifest, sigstore);
+        }
+        else
+        {
+            _layout.SignWithKey(manifest, _key);
+        }
+
+        _layout.AddUnrelatedManifest("not json"u8.ToArray());
+        _layout.AddUnrelatedManifest("{\"schemaVersion\":2,\"layers\":"u8.ToArray());
+        using var source = keyless
+            ? Source(verifier: new SigstoreVerifier(sigstore.TrustedRoot()), signer: SignerPolicy.ForIdentity(TestSigstore.Identity, TestSigstore.Issuer))
+            : Source();
+
+        var snapshot = source.Load();
+
+        snapshot.Generation.Should().Be(4);
+        snapshot.Evaluate("api.example.org", 443, null).Reason.Should().Be(EgressReason.Allowlisted);
+    }
+
     [Fact]
     public void A_native_json_bundle_loads_by_its_media_type()
     {

@@ -98,6 +98,15 @@ internal sealed class PolicyLayout
         Flush();
     }
 
+    /// <summary>Adds an image manifest of any bytes (for example one that does not parse) to the index, with an artifact
+    /// type that is not a policy's.</summary>
+    public void AddUnrelatedManifest(byte[] bytes)
+    {
+        var (digest, size) = Put(bytes);
+        _index.Add((digest, $$$"""{"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.other","digest":"{{{digest}}}","size":{{{size}}}}"""));
+        Flush();
+    }
+
     public string BlobPath(string digest) => FileSystem.Path.Combine(Root, "blobs", "sha256", digest[7..]);
 
     private (string Digest, int Size) Put(byte[] bytes)
