@@ -30,7 +30,7 @@ internal static class DecisionCache
         if (cache is not null && cache.Owner == owner.Identity && host.Length > 0)
         {
             ref Entry entry = ref cache.Entries[Index(host, port)];
-            if (entry.Port == port && entry.Check == Check(host) && entry.Mode == mode && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
+            if (entry.Target.Port == port && entry.Check == Check(host) && entry.Mode == mode && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
             {
                 decision = new(entry.Verdict, entry.Reason, entry.Target, EgressTargetError.None, entry.Rule, entry.Mode, owner.Digest, owner.Generation, entry.WouldDeny);
                 return true;
@@ -48,27 +48,28 @@ internal static class DecisionCache
     public static void Offer(CompiledPolicy owner, in EgressDecision decision)
     {
         Cache? cache = t_cache;
-        if (cache is not null && cache.Owner == owner.Identity)
+        if (cache is null || cache.Owner != owner.Identity)
         {
-            string host = decision.Target.Host;
-            int port = decision.Target.Port;
-            ref uint seen = ref cache.Seen[Index(host, port)];
-            uint key = Check(host) ^ ((uint)port * 0x9E3779B1U);
-            if (seen != key)
-            {
-                seen = key;
-                return;
-            }
+            Set(owner, decision);
+            return;
         }
 
-        Set(owner, decision);
+        string host = decision.Target.Host;
+        int index = Index(host, decision.Target.Port);
+        uint key = Check(host) ^ ((uint)decision.Target.Port * 0x9E3779B1U);
+        if (cache.Seen[index] != key)
+        {
+            cache.Seen[index] = key;
+            return;
+        }
+
+        Store(owner, ref cache.Entries[index], decision);
     }
 
     /// <summary>Stores a decision the owner made for a valid DNS-name target (its digest and generation are the owner's,
     /// so they are not stored: fewer references written per entry).</summary>
     public static void Set(CompiledPolicy owner, in EgressDecision decision)
     {
-        System.Diagnostics.Debug.Assert(decision.Target.Kind == EgressTargetKind.DnsName && ReferenceEquals(decision.PolicyDigest, owner.Digest) && decision.PolicyGeneration == owner.Generation, "a DNS-name decision of the owner");
         Cache? cache = t_cache;
         if (cache is null)
         {
@@ -82,13 +83,15 @@ internal static class DecisionCache
             cache.Owner = owner.Identity;
         }
 
-        string host = decision.Target.Host;
-        int port = decision.Target.Port;
-        ref Entry entry = ref cache.Entries[Index(host, port)];
+        Store(owner, ref cache.Entries[Index(decision.Target.Host, decision.Target.Port)], decision);
+    }
+
+    private static void Store(CompiledPolicy owner, ref Entry entry, in EgressDecision decision)
+    {
+        System.Diagnostics.Debug.Assert(decision.Target.Kind == EgressTargetKind.DnsName && ReferenceEquals(decision.PolicyDigest, owner.Digest) && decision.PolicyGeneration == owner.Generation, "a DNS-name decision of the owner");
         entry.Target = decision.Target;
         entry.Rule = decision.Rule;
-        entry.Port = port;
-        entry.Check = Check(host);
+        entry.Check = Check(decision.Target.Host);
         entry.Verdict = decision.Verdict;
         entry.Reason = decision.Reason;
         entry.Mode = decision.Mode;
@@ -121,7 +124,6 @@ internal static class DecisionCache
     {
         public EgressTarget Target;
         public string? Rule;
-        public int Port;
         public uint Check;
         public EgressVerdict Verdict;
         public EgressReason Reason;
