@@ -13,8 +13,6 @@ namespace Kars.Policy.Egress;
 /// </summary>
 internal sealed class CompiledPolicy
 {
-    private static readonly System.Buffers.SearchValues<char> CanonicalNameChars = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
-
     /// <summary>The filter class of a name in the name index.</summary>
     private const byte NameClass = 1;
 
@@ -149,7 +147,7 @@ internal sealed class CompiledPolicy
                 ReadOnlySpan<char> text = chars[..System.Text.Encoding.ASCII.GetChars(name, chars)];
                 ulong fingerprint = NameIndex.FingerprintOf(text);
                 singleLabelListed |= !text.Contains('.');
-                if (blocklist.Add(fingerprint, source) && index.Find(fingerprint, text) >= 0)
+                if (blocklist.Add(fingerprint, source) && index.Probe(fingerprint, text) >= 0)
                 {
                     alsoInIndex++;
                 }
@@ -262,22 +260,10 @@ internal sealed class CompiledPolicy
 
     /// <summary>The canonical-name rules for a name longer than 64 characters (or empty): the same rules as
     /// <see cref="IsCanonicalShortName"/>, with separate passes.</summary>
-    private static bool IsCanonicalLongName(string host)
-    {
-        if (host.Length is 0 or > 253
-            || host.AsSpan().IndexOfAnyExcept(CanonicalNameChars) >= 0
-            || host[0] == '.'
-            || host[^1] == '.'
-            || host.Contains("..", StringComparison.Ordinal)
-            || host.Contains("xn--", StringComparison.Ordinal)
-            || !Hosts.DnsNames.IsCanonical(host))
-        {
-            return false;
-        }
-
-        int lastDot = host.LastIndexOf('.');
-        return !char.IsAsciiDigit(host[lastDot + 1]);
-    }
+    private static bool IsCanonicalLongName(string host) =>
+        !host.Contains(CanonicalDnsName.AcePrefix, StringComparison.Ordinal)
+        && CanonicalDnsName.HasCanonicalShape(host, out _)
+        && !char.IsAsciiDigit(host[host.LastIndexOf('.') + 1]);
 
     private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable) =>
         EvaluateName(target, target.Host.Length <= 64 ? NameIndex.DotMask(target.Host) : 0, mode, clock, out learn, out cacheable);

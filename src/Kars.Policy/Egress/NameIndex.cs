@@ -170,10 +170,8 @@ internal sealed class NameIndex
         return SuffixFingerprint(hash, ref first, pos, 0, name.Length);
     }
 
-    /// <summary>Finds the record for exactly <paramref name="name"/>, given its fingerprint; -1 when absent.</summary>
-    public int Find(ulong fingerprint, ReadOnlySpan<char> name) => Probe(fingerprint, name);
-
-    /// <summary>Looks the name up in the table (after the compiled policy's filter said it may be present); -1 when absent.</summary>
+    /// <summary>The record for exactly <paramref name="name"/>, given its fingerprint (a lookup calls it after the compiled
+    /// policy's filter said the name may be present); -1 when absent.</summary>
     public int Probe(ulong fingerprint, ReadOnlySpan<char> name)
     {
         Slot[] slots = _slots;

@@ -23,9 +23,9 @@ public class NameIndexTests
         var index = Build("evil.example.com");
         ulong fingerprint = NameIndex.FingerprintOf("evil.example.com");
 
-        index.Find(fingerprint, "evil.example.com").Should().BeGreaterThanOrEqualTo(0);
-        index.Find(fingerprint, "good.example.com").Should().Be(-1);
-        index.Find(fingerprint, "evil.example.co").Should().Be(-1);
+        index.Probe(fingerprint, "evil.example.com").Should().BeGreaterThanOrEqualTo(0);
+        index.Probe(fingerprint, "good.example.com").Should().Be(-1);
+        index.Probe(fingerprint, "evil.example.co").Should().Be(-1);
     }
 
     [Theory]
@@ -125,14 +125,14 @@ public class NameIndexTests
         index.Count.Should().Be(names.Length);
         foreach (string name in names)
         {
-            index.Find(NameIndex.FingerprintOf(name), name).Should().BeGreaterThanOrEqualTo(0, name);
-            index.NameOf(index.Find(NameIndex.FingerprintOf(name), name)).Should().Be(name);
+            index.Probe(NameIndex.FingerprintOf(name), name).Should().BeGreaterThanOrEqualTo(0, name);
+            index.NameOf(index.Probe(NameIndex.FingerprintOf(name), name)).Should().Be(name);
         }
 
         for (int i = 20_000; i < 40_000; i++)
         {
             string other = $"n{i}.example{i % 7}.com";
-            index.Find(NameIndex.FingerprintOf(other), other).Should().Be(-1);
+            index.Probe(NameIndex.FingerprintOf(other), other).Should().Be(-1);
         }
     }
 
@@ -141,10 +141,10 @@ public class NameIndexTests
     {
         var index = Build("abcdefghijklmnop.one.com", "abcdefghijklmnop.two.com");
 
-        index.Find(NameIndex.FingerprintOf("abcdefghijklmnop.one.com"), "abcdefghijklmnop.one.com").Should().BeGreaterThanOrEqualTo(0);
-        index.Find(NameIndex.FingerprintOf("abcdefghijklmnop.one.com"), "abcdefghijklmnop.one.org").Should().Be(-1);
-        index.Find(NameIndex.FingerprintOf("abcdefghijklmnop.two.com"), "abcdefghijklmnop.one.com").Should().Be(-1);
-        index.NameOf(index.Find(NameIndex.FingerprintOf("abcdefghijklmnop.two.com"), "abcdefghijklmnop.two.com")).Should().Be("abcdefghijklmnop.two.com");
+        index.Probe(NameIndex.FingerprintOf("abcdefghijklmnop.one.com"), "abcdefghijklmnop.one.com").Should().BeGreaterThanOrEqualTo(0);
+        index.Probe(NameIndex.FingerprintOf("abcdefghijklmnop.one.com"), "abcdefghijklmnop.one.org").Should().Be(-1);
+        index.Probe(NameIndex.FingerprintOf("abcdefghijklmnop.two.com"), "abcdefghijklmnop.one.com").Should().Be(-1);
+        index.NameOf(index.Probe(NameIndex.FingerprintOf("abcdefghijklmnop.two.com"), "abcdefghijklmnop.two.com")).Should().Be("abcdefghijklmnop.two.com");
     }
 
     [Fact]
@@ -175,7 +175,7 @@ public class NameIndexTests
         index.Count.Should().Be(names.Length);
         foreach (string name in names)
         {
-            int handle = index.Find(NameIndex.FingerprintOf(name), name);
+            int handle = index.Probe(NameIndex.FingerprintOf(name), name);
             handle.Should().BeGreaterThanOrEqualTo(0, name);
             index.IsBlocked(handle).Should().BeTrue();
             index.BlockSource(handle).Should().Be(1);
@@ -193,9 +193,9 @@ public class NameIndexTests
         builder.MarkException(builder.GetOrAdd("c.example.com"));
         var index = builder.Build(out _);
 
-        int a = index.Find(NameIndex.FingerprintOf("a.example.com"), "a.example.com");
-        int b = index.Find(NameIndex.FingerprintOf("b.example.com"), "b.example.com");
-        int c = index.Find(NameIndex.FingerprintOf("c.example.com"), "c.example.com");
+        int a = index.Probe(NameIndex.FingerprintOf("a.example.com"), "a.example.com");
+        int b = index.Probe(NameIndex.FingerprintOf("b.example.com"), "b.example.com");
+        int c = index.Probe(NameIndex.FingerprintOf("c.example.com"), "c.example.com");
         index.Rules(a).AllowExact.Should().Be(7);
         index.IsBlocked(a).Should().BeFalse();
         index.IsBlocked(b).Should().BeTrue();
@@ -256,7 +256,7 @@ public class NameIndexTests
 
         foreach (var (name, rules) in cases)
         {
-            var read = index.Rules(index.Find(NameIndex.FingerprintOf(name), name));
+            var read = index.Rules(index.Probe(NameIndex.FingerprintOf(name), name));
             read.AllowExact.Should().Be(rules.AllowExact, name);
             read.AllowWildcard.Should().Be(rules.AllowWildcard, name);
             read.AllowSubtree.Should().Be(rules.AllowSubtree, name);
