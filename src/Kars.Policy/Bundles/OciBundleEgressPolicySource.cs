@@ -14,7 +14,7 @@ namespace Kars.Policy.Bundles;
 /// </summary>
 /// <remarks>
 /// <para>Loading, in order: open the layout (through the Kubernetes <c>..data</c> link when there is one, resolved once;
-/// <c>index.json</c> is read once and each blob at most once per load, so a load never mixes two versions); pick the policy manifest (the one manifest whose <c>artifactType</c>, config
+/// <c>index.json</c> is read once per load, so a load never mixes two versions, and digest-checked blobs are reused within a bound); pick the policy manifest (the one manifest whose <c>artifactType</c>, config
 /// media type or layer media type is <see cref="KarsAllowlistMediaType"/> or <see cref="NativePolicyMediaType"/>,
 /// unless a manifest digest is pinned); verify its cosign signature with <see cref="SigstoreVerifier.VerifyOciLayout"/>
 /// (the legacy <c>.sig</c> tag or a referrer Sigstore bundle; a key or a keyless identity and the trusted root of the

@@ -272,9 +272,9 @@ internal sealed class BinaryFuseFilter
     /// <summary>
     /// The seeded hash of a key: the seed xor-ed in, one multiplication by an odd constant, and one xor-shift that brings
     /// high bits down into the low bits the third position and the fingerprint read. Both steps are bijections, so
-    /// distinct keys keep distinct hashes (duplicate detection relies on it). The keys are already well-mixed 64-bit
-    /// fingerprints, so one multiplication is enough to re-randomise them per seed; a full finaliser (two more
-    /// multiplications in a dependent chain) cost a measurable share of every lookup, twice per suffix.
+    /// distinct keys never share a hash (two keys with one hash would share all three cells and never peel). The keys
+    /// are already well-mixed 64-bit fingerprints, so one multiplication is enough to re-randomise them per seed; a full
+    /// finaliser (two more multiplications in a dependent chain) cost a measurable share of every suffix's query.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Hash(ulong key, ulong seed)
