@@ -205,8 +205,8 @@ internal sealed class CompiledPolicy
     /// <summary>
     /// Decides a host name handed in as text when it is already canonical (lower-case ASCII DNS name that cannot be
     /// read as an IP address, no <c>xn--</c> label), and returns false without deciding otherwise (the caller parses it
-    /// fully). For names of up to 64 characters the canonical check is the same pass that finds the label boundaries
-    /// for the suffix walk, so the name is read once before it is hashed.
+    /// fully). The target factory checks the canonical shape (one vectorised pass); the name is then read once more for
+    /// its label boundaries (and its hyphens, for the <c>xn--</c> check) without being validated again.
     /// </summary>
     /// <param name="host">The host text.</param>
     /// <param name="port">The port, already checked to be 1–65535.</param>
@@ -218,10 +218,7 @@ internal sealed class CompiledPolicy
     /// <returns>Whether the name was canonical (and decided).</returns>
     public bool TryEvaluateCanonicalName(string host, int port, EgressMode mode, TimeProvider clock, out EgressDecision decision, out bool learn, out bool cacheable)
     {
-        ulong dots = 0;
-        if (host.Length is >= 1 and <= 64
-            ? !CanonicalDnsName.ScanShortName(host, out dots, out ulong hyphens) || !IsCanonicalShortName(host, dots, hyphens)
-            : !IsCanonicalLongName(host))
+        if (!EgressTarget.TryCreateDnsName(host, port, out var target) || !TakesFastPath(host, out ulong dots))
         {
             decision = default;
             learn = false;
@@ -229,41 +226,26 @@ internal sealed class CompiledPolicy
             return false;
         }
 
-        decision = EvaluateName(EgressTargetParser.FromCanonicalDnsName(host, port), dots, mode, clock, out learn, out cacheable);
+        decision = EvaluateName(target, dots, mode, clock, out learn, out cacheable);
         return true;
     }
 
-    /// <summary>The canonical-name rules for a name of 1–64 characters whose characters are all in <c>[a-z0-9_.-]</c>,
-    /// read from its dot and hyphen masks: no empty label, no <c>xn--</c> label (the full parser validates punycode),
-    /// labels of at most 63 characters, and a last label that does not start with a digit (so it is not an IP address).</summary>
+    /// <summary>For a name of canonical shape (see <see cref="CanonicalDnsName"/>): whether it may skip the full parser,
+    /// that is, it has no <c>xn--</c> label (the parser validates punycode) and its last label does not start with a
+    /// digit; and its dot mask when it has at most 64 characters.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool IsCanonicalShortName(string host, ulong dots, ulong hyphens)
+    private static bool TakesFastPath(string host, out ulong dots)
     {
-        int length = host.Length;
-        if (!CanonicalDnsName.LabelsNonEmpty(dots, length))
+        if (host.Length <= 64)
         {
-            return false;
+            dots = NameIndex.DotAndDoubleHyphenMasks(host, out ulong doubleHyphens);
+            return (doubleHyphens == 0 || !host.Contains(CanonicalDnsName.AcePrefix, StringComparison.Ordinal))
+                && !char.IsAsciiDigit(host[CanonicalDnsName.LastLabelStart(dots)]);
         }
 
-        if ((hyphens & (hyphens >> 1)) != 0 && host.Contains("xn--", StringComparison.Ordinal))
-        {
-            return false;
-        }
-
-        if (length > 63 && !Hosts.DnsNames.IsCanonical(host))
-        {
-            return false;
-        }
-
-        return !char.IsAsciiDigit(host[CanonicalDnsName.LastLabelStart(dots)]);
+        dots = 0;
+        return !host.Contains(CanonicalDnsName.AcePrefix, StringComparison.Ordinal) && !char.IsAsciiDigit(host[host.LastIndexOf('.') + 1]);
     }
-
-    /// <summary>The canonical-name rules for a name longer than 64 characters (or empty): the same rules as
-    /// <see cref="IsCanonicalShortName"/>, with separate passes.</summary>
-    private static bool IsCanonicalLongName(string host) =>
-        !host.Contains(CanonicalDnsName.AcePrefix, StringComparison.Ordinal)
-        && CanonicalDnsName.HasCanonicalShape(host, out _)
-        && !char.IsAsciiDigit(host[host.LastIndexOf('.') + 1]);
 
     private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable) =>
         EvaluateName(target, target.Host.Length <= 64 ? NameIndex.DotMask(target.Host) : 0, mode, clock, out learn, out cacheable);
@@ -291,8 +273,8 @@ internal sealed class CompiledPolicy
         }
         else
         {
-            var match = new Match(target.Port, clock);
-            Walk(host, dots, ref match);
+            var match = new Match(target.Port);
+            Walk(host, dots, clock, ref match);
             cacheable = match.Now == long.MinValue && !match.ConsiderApprovals;
             if ((match.BlockEntry >= 0 || match.FeedEntry >= 0) && !match.Excepted)
             {
@@ -339,23 +321,20 @@ internal sealed class CompiledPolicy
 
     /// <summary>
     /// One walk over the suffixes of a name, right to left: "com", "example.com", "www.example.com". Label starts come
-    /// from a dot bit mask (names up to 64 characters) or a backward search (longer names). Fingerprints are collected in
-    /// batches of up to eight; each batch is checked against the filter at once (independent loads that overlap), and
-    /// only the suffixes that may be present are probed in the tables, still right to left.
+    /// from a dot bit mask (names up to 64 characters) or a backward search (longer names). Each suffix's fingerprint is
+    /// checked against the filter as soon as it is known; only a suffix that may be present is probed in the tables.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Walk(string host, ulong dots, ref Match match)
+    private void Walk(string host, ulong dots, TimeProvider clock, ref Match match)
     {
         ReadOnlySpan<char> name = host;
         ref char first = ref MemoryMarshal.GetReference(name);
         int length = name.Length;
         bool shortName = length <= 64;
-        SuffixBuffer fingerprints = default;
-        StartBuffer starts = default;
-        int count = 0;
         int pos = length;
         int searchEnd = length;
         ulong hash = NameIndex.StartHash;
+        BinaryFuseFilter filter = _filter;
 
         // The last label of a longer name is a suffix of its own ("com"): checked only when a single-label name is listed.
         bool skipLastLabel = !_singleLabelListed;
@@ -384,61 +363,42 @@ internal sealed class CompiledPolicy
                 }
             }
 
-            fingerprints[count] = NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start);
-            starts[count] = start;
-            count++;
-            if (start == 0 || count == SuffixBuffer.Capacity)
+            ulong fingerprint = NameIndex.SuffixFingerprint(hash, ref first, pos, start, length - start);
+            uint classes = filter.Classes(BlocklistIndex.Key(fingerprint));
+            if (classes != 0)
             {
-                ProbeBatch(ref fingerprints, ref starts, count, name, ref match);
-                count = 0;
-                if (start == 0)
-                {
-                    return;
-                }
+                ProbeSuffix(classes, fingerprint, start, name, clock, ref match);
+            }
+
+            if (start == 0)
+            {
+                return;
             }
         }
     }
 
-    /// <summary>Checks a batch of suffix fingerprints (right to left) against the filter, then probes the name index
-    /// and the blocklist for the ones that may be present, suffix by suffix, right to left. At one suffix the name index
-    /// comes first, so a name in <c>blocklist.domains</c> and in a feed shows <c>blocklist: …</c> as before; the shortest
-    /// blocklisted suffix gives the rule text, and once one is found the blocklist is not probed again.</summary>
+    /// <summary>Probes the name index and the blocklist for a suffix the filter may hold (its classes say which). The name
+    /// index comes first, so a name in <c>blocklist.domains</c> and in a feed shows <c>blocklist: …</c> as before; the
+    /// shortest blocklisted suffix gives the rule text, and once one is found the blocklist is not probed again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void ProbeBatch(ref SuffixBuffer fingerprints, ref StartBuffer starts, int count, ReadOnlySpan<char> name, ref Match match)
+    private void ProbeSuffix(uint classes, ulong fingerprint, int start, ReadOnlySpan<char> name, TimeProvider clock, ref Match match)
     {
-        uint maybeName = 0;
-        uint maybeBlocked = 0;
-        BinaryFuseFilter filter = _filter;
-        for (int k = 0; k < count; k++)
+        if ((classes & NameClass) != 0)
         {
-            uint classes = filter.Classes(BlocklistIndex.Key(fingerprints[k]));
-            maybeName |= (classes & NameClass) << k;
-            maybeBlocked |= (classes >> 1) << k;
+            int record = _index.Probe(fingerprint, name[start..]);
+            if (record >= 0)
+            {
+                Visit(record, start == 0, clock, ref match);
+            }
         }
 
-        uint maybe = maybeName | maybeBlocked;
-        while (maybe != 0)
+        if ((classes & BlocklistClass) != 0 && match.BlockEntry < 0 && match.FeedEntry < 0)
         {
-            int k = BitOperations.TrailingZeroCount(maybe);
-            maybe &= maybe - 1;
-            int start = starts[k];
-            if (((maybeName >> k) & 1) != 0)
+            int entry = _blocklist.Probe(fingerprint);
+            if (entry >= 0)
             {
-                int record = _index.Probe(fingerprints[k], name[start..]);
-                if (record >= 0)
-                {
-                    Visit(record, start == 0, ref match);
-                }
-            }
-
-            if (((maybeBlocked >> k) & 1) != 0 && match.BlockEntry < 0 && match.FeedEntry < 0)
-            {
-                int entry = _blocklist.Probe(fingerprints[k]);
-                if (entry >= 0)
-                {
-                    match.FeedEntry = entry;
-                    match.FeedStart = start;
-                }
+                match.FeedEntry = entry;
+                match.FeedStart = start;
             }
         }
     }
@@ -446,7 +406,7 @@ internal sealed class CompiledPolicy
     /// <summary>Applies one matching name (a suffix of the target, or the target itself when <paramref name="exact"/>).
     /// Called right to left, so a later (longer, more specific) match replaces an earlier one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Visit(int record, bool exact, ref Match match)
+    private void Visit(int record, bool exact, TimeProvider clock, ref Match match)
     {
         if (match.BlockEntry < 0 && match.FeedEntry < 0 && _index.IsBlocked(record))
         {
@@ -464,7 +424,7 @@ internal sealed class CompiledPolicy
         if (rules.ApprovalHead >= 0)
         {
             match.ConsiderApprovals = true;
-            ConsiderApprovals(rules.ApprovalHead, exact, match.Port, match.Clock, ref match.Now, ref match.Excepted, ref match.ApprovalSlot, ref match.OtherPortApproval);
+            ConsiderApprovals(rules.ApprovalHead, exact, match.Port, clock, ref match.Now, ref match.Excepted, ref match.ApprovalSlot, ref match.OtherPortApproval);
         }
     }
 
@@ -593,26 +553,10 @@ internal sealed class CompiledPolicy
     private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>
         new(verdict, reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny);
 
-    /// <summary>A batch of suffix fingerprints of one target.</summary>
-    [InlineArray(Capacity)]
-    private struct SuffixBuffer
-    {
-        public const int Capacity = 8;
-        private ulong _first;
-    }
-
-    /// <summary>Suffix start offsets, parallel to <see cref="SuffixBuffer"/>.</summary>
-    [InlineArray(SuffixBuffer.Capacity)]
-    private struct StartBuffer
-    {
-        private int _first;
-    }
-
     /// <summary>What the suffixes of one target matched so far.</summary>
-    private struct Match(int port, TimeProvider clock)
+    private struct Match(int port)
     {
         public readonly int Port = port;
-        public readonly TimeProvider Clock = clock;
         public int BlockEntry = -1;
         public int FeedEntry = -1;
         public int FeedStart;

@@ -161,6 +161,47 @@ internal sealed class NameIndex
         return mask;
     }
 
+    /// <summary>For a name of 1–64 characters whose shape is already known to be canonical: bit i of the result set
+    /// when <c>name[i] == '.'</c>, and bit i of <paramref name="doubleHyphens"/> when <c>name[i]</c> and
+    /// <c>name[i + 1]</c> are both <c>'-'</c> (only such a name can hold an <c>xn--</c> label). One vector pass, eight
+    /// characters per step, the last step overlapping the one before it; nothing is validated.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong DotAndDoubleHyphenMasks(ReadOnlySpan<char> name, out ulong doubleHyphens)
+    {
+        int length = name.Length;
+        ref ushort r = ref Unsafe.As<char, ushort>(ref MemoryMarshal.GetReference(name));
+        ulong dots = 0;
+        ulong hyphens = 0;
+        if (Vector128.IsHardwareAccelerated && length >= 8)
+        {
+            int i = 0;
+            while (true)
+            {
+                var v = Vector128.LoadUnsafe(ref r, (nuint)i);
+                dots |= (ulong)Vector128.Equals(v, Vector128.Create((ushort)'.')).ExtractMostSignificantBits() << i;
+                hyphens |= (ulong)Vector128.Equals(v, Vector128.Create((ushort)'-')).ExtractMostSignificantBits() << i;
+                if (i + 8 == length)
+                {
+                    break;
+                }
+
+                i = Math.Min(i + 8, length - 8);
+            }
+        }
+        else
+        {
+            for (int i = 0; i < length; i++)
+            {
+                char c = name[i];
+                dots |= (c == '.' ? 1UL : 0UL) << i;
+                hyphens |= (c == '-' ? 1UL : 0UL) << i;
+            }
+        }
+
+        doubleHyphens = hyphens & (hyphens >> 1);
+        return dots;
+    }
+
     /// <summary>Fingerprint of a whole name, computed exactly as a lookup does for the suffix that starts at 0.</summary>
     public static ulong FingerprintOf(ReadOnlySpan<char> name)
     {
