@@ -7,8 +7,9 @@ namespace Kars.Policy.Benchmarks;
 
 /// <summary>
 /// The cold lookup of <see cref="EgressBenchmarks"/> (4,096 random names against 10,000 rules and a 330,000-entry
-/// feed) measured as pairs in one process: each round times the policy and the naive <see cref="HashSetProbe"/> back to
-/// back (order alternating), and the ratio is taken per round. On a shared host whose speed drifts between a
+/// feed) measured side by side in one process: each round times the policy, the naive <see cref="HashSetProbe"/> and
+/// <see cref="TablesOnlyDecider"/> (the policy's tables read with nothing around them, a lower bound for the present
+/// data structures) back to back, in an order that rotates, and the ratios are taken per round. On a shared host whose speed drifts between a
 /// benchmark's separate processes and iterations, a per-round ratio compares the two under the same conditions.
 /// </summary>
 /// <remarks>
@@ -39,8 +40,12 @@ internal static class PairedColdLookup
         string folder = Path.Combine(Path.GetTempPath(), "kars-paired-cold-" + Environment.ProcessId);
         try
         {
-            var policy = EgressPolicy.Load(data.WriteTo(folder));
+            string path = data.WriteTo(folder);
+            var policy = EgressPolicy.Load(path);
             var probe = new HashSetProbe(data);
+            var tables = new TablesOnlyDecider(EgressPolicySnapshot.Create(
+                File.ReadAllBytes(path),
+                new Dictionary<string, ReadOnlyMemory<byte>> { ["feed.txt"] = File.ReadAllBytes(Path.Combine(folder, "feed.txt")) }));
             int Kars(string[] hosts)
             {
                 int allowed = 0;
@@ -58,7 +63,8 @@ internal static class PairedColdLookup
             // Same decisions from both sides, or the comparison means nothing.
             foreach (string host in data.Cold)
             {
-                if (policy.Evaluate(host, 443).IsAllowed != probe.Decide(host))
+                bool allowed = probe.Decide(host);
+                if (policy.Evaluate(host, 443).IsAllowed != allowed || tables.Decide(host) != allowed)
                 {
                     Console.Error.WriteLine($"decisions differ for {host}");
                     return 1;
@@ -66,8 +72,8 @@ internal static class PairedColdLookup
             }
 
             Console.WriteLine($"Paired cold lookup, {rounds} rounds ({rounds / 4} warm-up), {(ThreadCpuClock.IsThreadTime ? "thread CPU time" : "wall clock")}, {Environment.ProcessorCount} cores, .NET {Environment.Version}");
-            Report("4,096 names (cold)", data.Cold, 8, rounds, Kars, probe.Run);
-            Report("256 names (data cached)", [.. data.Cold.Take(256)], 128, rounds, Kars, probe.Run);
+            Report("4,096 names (cold)", data.Cold, 8, rounds, [Kars, probe.Run, tables.Run]);
+            Report("256 names (data cached)", [.. data.Cold.Take(256)], 128, rounds, [Kars, probe.Run, tables.Run]);
             return 0;
         }
         finally
@@ -76,35 +82,45 @@ internal static class PairedColdLookup
         }
     }
 
-    private static void Report(string title, string[] hosts, int repeats, int rounds, Func<string[], int> kars, Func<string[], int> probe)
+    /// <summary>Times the policy, the probe and the tables alone (<paramref name="sides"/>, in that order) in every round,
+    /// starting with a different one each round.</summary>
+    private static void Report(string title, string[] hosts, int repeats, int rounds, Func<string[], int>[] sides)
     {
-        var karsNs = new List<double>();
-        var probeNs = new List<double>();
-        var ratios = new List<double>();
+        var ns = sides.Select(_ => new List<double>()).ToArray();
+        var probeOverKars = new List<double>();
+        var karsOverTables = new List<double>();
         int sink = 0;
+        double[] times = new double[sides.Length];
         for (int round = 0; round < rounds; round++)
         {
-            bool karsFirst = round % 2 == 0;
-            double first = Time(karsFirst ? kars : probe, hosts, repeats, ref sink);
-            double second = Time(karsFirst ? probe : kars, hosts, repeats, ref sink);
+            for (int k = 0; k < sides.Length; k++)
+            {
+                int side = (round + k) % sides.Length;
+                times[side] = Time(sides[side], hosts, repeats, ref sink);
+            }
+
             if (round < rounds / 4)
             {
                 continue;
             }
 
-            double k = karsFirst ? first : second;
-            double p = karsFirst ? second : first;
-            karsNs.Add(k);
-            probeNs.Add(p);
-            ratios.Add(p / k);
+            for (int side = 0; side < sides.Length; side++)
+            {
+                ns[side].Add(times[side]);
+            }
+
+            probeOverKars.Add(times[1] / times[0]);
+            karsOverTables.Add(times[0] / times[2]);
         }
 
         Console.WriteLine();
         Console.WriteLine($"{title}, ns per decision (sink {sink % 10})");
-        Console.WriteLine($"{"",-22}{"min",10}{"p10",10}{"median",10}{"p90",10}{"mean",10}");
-        Line("Kars.Policy", karsNs, "F1");
-        Line("HashSet probe", probeNs, "F1");
-        Line("probe / Kars (paired)", ratios, "F2");
+        Console.WriteLine($"{"",-24}{"min",10}{"p10",10}{"median",10}{"p90",10}{"mean",10}");
+        Line("Kars.Policy", ns[0], "F1");
+        Line("HashSet probe", ns[1], "F1");
+        Line("tables alone (bound)", ns[2], "F1");
+        Line("probe / Kars (paired)", probeOverKars, "F2");
+        Line("Kars / tables (paired)", karsOverTables, "F2");
     }
 
     private static double Time(Func<string[], int> run, string[] hosts, int repeats, ref int sink)
@@ -122,7 +138,7 @@ internal static class PairedColdLookup
     {
         values.Sort();
         string F(double v) => v.ToString(format, CultureInfo.InvariantCulture);
-        Console.WriteLine($"{name,-22}{F(values[0]),10}{F(values[values.Count / 10]),10}{F(values[values.Count / 2]),10}{F(values[values.Count * 9 / 10]),10}{F(values.Average()),10}");
+        Console.WriteLine($"{name,-24}{F(values[0]),10}{F(values[values.Count / 10]),10}{F(values[values.Count / 2]),10}{F(values[values.Count * 9 / 10]),10}{F(values.Average()),10}");
     }
 
     /// <summary>Nanoseconds of this thread's CPU time (Linux), or of the wall clock.</summary>

@@ -14,10 +14,10 @@ namespace Kars.Policy.Egress;
 internal sealed class CompiledPolicy
 {
     /// <summary>The filter class of a name in the name index.</summary>
-    private const byte NameClass = 1;
+    internal const byte NameClass = 1;
 
     /// <summary>The filter class of a name in the blocklist index.</summary>
-    private const byte BlocklistClass = 2;
+    internal const byte BlocklistClass = 2;
 
     private static long s_lastIdentity;
 
@@ -82,6 +82,15 @@ internal sealed class CompiledPolicy
 
     /// <summary>Gets the number of distinct names the policy lists (allow rules, blocklist, exceptions, approval hosts).</summary>
     public int NameCount { get; }
+
+    /// <summary>The name index (for measurements that read the tables alone: the paired cold-lookup benchmark).</summary>
+    internal NameIndex Index => _index;
+
+    /// <summary>The feeds' fingerprint index (for measurements).</summary>
+    internal BlocklistIndex Blocklist => _blocklist;
+
+    /// <summary>The filter in front of both tables (for measurements).</summary>
+    internal BinaryFuseFilter Filter => _filter;
 
     /// <summary>The CIDR allow rules, in document order (read by the resolved-address check).</summary>
     public ReadOnlySpan<CidrRule> CidrRules => _cidrRules;
