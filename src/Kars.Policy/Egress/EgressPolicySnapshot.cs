@@ -241,14 +241,14 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     {
         if (host is not null)
         {
-            if (DecisionCache.TryGet(_policy, Mode, host, port, out var cached))
+            if (DecisionCache.TryGet(_policy, Mode, host, port, out var cached, out int storeAt))
             {
                 return cached;
             }
 
             if (port is >= 1 and <= 65535)
             {
-                return EvaluateUncached(host, port, sandbox);
+                return EvaluateUncached(host, port, sandbox, storeAt);
             }
         }
 
@@ -312,12 +312,21 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     /// <summary>A host and valid port the decision cache did not answer. Kept out of <see cref="Evaluate(string, int, string?)"/>
     /// so a cache hit does not pay for this path's locals.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private EgressDecision EvaluateUncached(string host, int port, string? sandbox)
+    private EgressDecision EvaluateUncached(string host, int port, string? sandbox, int storeAt)
     {
         // A canonical name is checked and decided in one walk over its labels; anything else is parsed fully.
         if (_policy.TryEvaluateCanonicalName(host, port, Mode, _clock, out var decision, out bool learn, out bool cacheable))
         {
-            return Finish(decision, learn, cacheable, sandbox);
+            if (learn)
+            {
+                _recorder?.Record(decision.Target, sandbox);
+            }
+            else if (cacheable && storeAt != DecisionCache.NoStore)
+            {
+                DecisionCache.StoreAt(_policy, decision, storeAt);
+            }
+
+            return decision;
         }
 
         return EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);

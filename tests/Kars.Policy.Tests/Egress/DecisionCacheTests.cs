@@ -184,6 +184,37 @@ public class DecisionCachePinningTests
     }
 
     [Fact]
+    public void TryGet_MissOfAHostTwiceInARow_SaysWhereToStoreIt()
+    {
+        // The string-and-port path applies the admission rule at the lookup (the entry is already located): the first
+        // miss only notes the host and port, the second in a row names the entry, and storing there makes the next
+        // lookup a hit. Another port of the same host starts over; a cache owned by another snapshot says StoreFresh.
+        var policy = Compile("""{"host":"a.example.com"}""");
+        DecisionCache.Set(policy, Evaluate(policy, "warm.example.com"));
+        var decision = Evaluate(policy, "a.example.com");
+
+        DecisionCache.TryGet(policy, EgressMode.Strict, "a.example.com", 443, out _, out int first).Should().BeFalse();
+        first.Should().Be(DecisionCache.NoStore, "a first miss is only noted");
+        DecisionCache.StoreAt(policy, decision, first);
+        DecisionCache.TryGet(policy, EgressMode.Strict, "a.example.com", 443, out _, out int second).Should().BeFalse("NoStore stored nothing");
+        second.Should().BeGreaterThanOrEqualTo(0, "a second miss in a row names its entry");
+        DecisionCache.StoreAt(policy, decision, second);
+        DecisionCache.TryGet(policy, EgressMode.Strict, new string("a.example.com".AsSpan()), 443, out var hit, out int none).Should().BeTrue();
+        hit.Should().Be(decision);
+        none.Should().Be(DecisionCache.NoStore);
+
+        DecisionCache.TryGet(policy, EgressMode.Strict, "a.example.com", 8443, out _, out int otherPort).Should().BeFalse();
+        otherPort.Should().Be(DecisionCache.NoStore, "another port is another key");
+
+        var other = Compile("""{"host":"b.example.com"}""");
+        DecisionCache.TryGet(other, EgressMode.Strict, "a.example.com", 443, out _, out int fresh).Should().BeFalse();
+        fresh.Should().Be(DecisionCache.StoreFresh);
+        DecisionCache.StoreAt(other, Evaluate(other, "a.example.com"), fresh);
+        DecisionCache.TryGet(other, EgressMode.Strict, "a.example.com", 443, out var otherHit, out _).Should().BeTrue("StoreFresh takes the cache over for the other snapshot");
+        otherHit.Reason.Should().Be(EgressReason.NotAllowlisted);
+    }
+
+    [Fact]
     public void TryGet_AfterAnotherSnapshotFilledTheCache_Misses()
     {
         var first = Compile("""{"host":"a.example.com"}""");
