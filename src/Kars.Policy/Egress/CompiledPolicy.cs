@@ -257,10 +257,10 @@ internal sealed class CompiledPolicy
     }
 
     private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable) =>
-        EvaluateName(target, target.Host.Length <= 64 ? NameIndex.DotMask(target.Host) : 0, mode, clock, out learn, out cacheable);
+        EvaluateName(target, target.Host.Length <= 64 ? NameIndex.DotAndDoubleHyphenMasks(target.Host, out _) : 0, mode, clock, out learn, out cacheable);
 
     /// <param name="target">A valid DNS-name target.</param>
-    /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotMask"/>) when it has at most 64 characters.</param>
+    /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotAndDoubleHyphenMasks"/>) when it has at most 64 characters.</param>
     /// <remarks>Every outcome goes through one <see cref="Decide"/> at the end: each inlined construction of a decision
     /// is a stack temporary holding references, which the method's prologue must zero on every call. Not inlined into
     /// its callers: as an inlinee it used up the caller's inlining budget, and the filter checks and probes it must

@@ -137,30 +137,6 @@ internal sealed class NameIndex
         return x;
     }
 
-    /// <summary>Bit i set when <c>name[i] == '.'</c>; names of at most 64 characters.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ulong DotMask(ReadOnlySpan<char> name)
-    {
-        ulong mask = 0;
-        int i = 0;
-        ref ushort r = ref Unsafe.As<char, ushort>(ref MemoryMarshal.GetReference(name));
-        if (Vector128.IsHardwareAccelerated)
-        {
-            var dots = Vector128.Create((ushort)'.');
-            for (; i + 8 <= name.Length; i += 8)
-            {
-                mask |= (ulong)Vector128.Equals(Vector128.LoadUnsafe(ref r, (nuint)i), dots).ExtractMostSignificantBits() << i;
-            }
-        }
-
-        for (; i < name.Length; i++)
-        {
-            mask |= (name[i] == '.' ? 1UL : 0UL) << i;
-        }
-
-        return mask;
-    }
-
     /// <summary>For a name of 1–64 characters whose shape is already known to be canonical: bit i of the result set
     /// when <c>name[i] == '.'</c>, and bit i of <paramref name="doubleHyphens"/> when <c>name[i]</c> and
     /// <c>name[i + 1]</c> are both <c>'-'</c> (only such a name can hold an <c>xn--</c> label). One vector pass, eight
