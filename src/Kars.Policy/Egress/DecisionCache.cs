@@ -18,12 +18,6 @@ internal static class DecisionCache
 {
     private const int Size = 64;
 
-    /// <summary>A <c>storeAt</c> of <see cref="TryGet(CompiledPolicy, EgressMode, string, int, out EgressDecision, out int)"/>: store nothing.</summary>
-    public const int NoStore = -1;
-
-    /// <summary>A <c>storeAt</c>: this thread's cache is for another snapshot or missing; store with <see cref="Set"/>.</summary>
-    public const int StoreFresh = -2;
-
     /// <summary>This thread's cache: one thread-static read per call (a thread-static access can cost a call into the
     /// runtime; the entries and their owner used to be two).</summary>
     [ThreadStatic]
@@ -45,69 +39,6 @@ internal static class DecisionCache
 
         decision = default;
         return false;
-    }
-
-    /// <summary>As <see cref="TryGet(CompiledPolicy, EgressMode, string, int, out EgressDecision)"/>, and on a miss also
-    /// applies the admission rule of <see cref="Offer"/> at once (the entry is already located): the first miss of a
-    /// host and port at its entry only notes them; on the second in a row, <paramref name="storeAt"/> is the entry to
-    /// store the decision in (<see cref="StoreAt"/>). A cold decision then costs nothing here after it is made.</summary>
-    /// <param name="storeAt">The entry to store the decision in, <see cref="NoStore"/> to store nothing, or
-    /// <see cref="StoreFresh"/> when this thread's cache belongs to another snapshot (or does not exist yet).</param>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool TryGet(CompiledPolicy owner, EgressMode mode, string host, int port, out EgressDecision decision, out int storeAt)
-    {
-        Cache? cache = t_cache;
-        if (cache is not null && cache.Owner == owner.Identity)
-        {
-            if (host.Length > 0)
-            {
-                int index = Index(host, port);
-                ref Entry entry = ref cache.Entries[index];
-                uint check = Check(host);
-                if (entry.Target.Port == port && entry.Check == check && entry.Mode == mode && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
-                {
-                    decision = new(entry.Verdict, entry.Reason, entry.Target, EgressTargetError.None, entry.Rule, entry.Mode, owner.Digest, owner.Generation, entry.WouldDeny);
-                    storeAt = NoStore;
-                    return true;
-                }
-
-                uint key = check ^ ((uint)port * 0x9E3779B1U);
-                ref uint seen = ref cache.Seen[index];
-                storeAt = seen == key ? index : NoStore;
-                seen = key;
-            }
-            else
-            {
-                storeAt = NoStore;
-            }
-        }
-        else
-        {
-            storeAt = StoreFresh;
-        }
-
-        decision = default;
-        return false;
-    }
-
-    /// <summary>Stores a cacheable DNS-name decision where <see cref="TryGet(CompiledPolicy, EgressMode, string, int, out EgressDecision, out int)"/>
-    /// said to (nothing for <see cref="NoStore"/>).</summary>
-    public static void StoreAt(CompiledPolicy owner, in EgressDecision decision, int storeAt)
-    {
-        if (storeAt == NoStore)
-        {
-            return;
-        }
-
-        Cache? cache = t_cache;
-        if (storeAt == StoreFresh || cache is null || cache.Owner != owner.Identity)
-        {
-            Set(owner, decision);
-            return;
-        }
-
-        // The note was taken for this host and port at this entry; the entry index depends on nothing else.
-        Store(owner, ref cache.Entries[storeAt], decision);
     }
 
     /// <summary>Stores a decision on the second miss of its host and port in a row at its entry: the first miss only

@@ -241,14 +241,14 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     {
         if (host is not null)
         {
-            if (DecisionCache.TryGet(_policy, Mode, host, port, out var cached, out int storeAt))
+            if (DecisionCache.TryGet(_policy, Mode, host, port, out var cached))
             {
                 return cached;
             }
 
             if (port is >= 1 and <= 65535)
             {
-                return EvaluateUncached(host, port, sandbox, storeAt);
+                return EvaluateUncached(host, port, sandbox);
             }
         }
 
@@ -312,21 +312,12 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     /// <summary>A host and valid port the decision cache did not answer. Kept out of <see cref="Evaluate(string, int, string?)"/>
     /// so a cache hit does not pay for this path's locals.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private EgressDecision EvaluateUncached(string host, int port, string? sandbox, int storeAt)
+    private EgressDecision EvaluateUncached(string host, int port, string? sandbox)
     {
         // A canonical name is checked and decided in one walk over its labels; anything else is parsed fully.
         if (_policy.TryEvaluateCanonicalName(host, port, Mode, _clock, out var decision, out bool learn, out bool cacheable))
         {
-            if (learn)
-            {
-                _recorder?.Record(decision.Target, sandbox);
-            }
-            else if (cacheable && storeAt != DecisionCache.NoStore)
-            {
-                DecisionCache.StoreAt(_policy, decision, storeAt);
-            }
-
-            return decision;
+            return Finish(decision, learn, cacheable, sandbox);
         }
 
         return EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);
