@@ -139,7 +139,8 @@ internal sealed class BinaryFuseFilter
     }
 
     /// <summary>The class of <paramref name="key"/>: its class (1–3) when it is in the set, 0 when it certainly is not;
-    /// an absent key gives a class with probability 3/256. Branch-free, so the checks for several keys overlap.</summary>
+    /// an absent key gives a class with probability 3/256. Branch-free, so the queries of successive suffixes can overlap in the
+    /// processor (each depends only on its own key).</summary>
     /// <param name="key">The key.</param>
     /// <returns>0–3.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -300,16 +300,6 @@ public static class EgressTargetParser
         return TryParseHostCore(host.AsSpan(), host, port, out target, out error);
     }
 
-    /// <summary>Creates a target from an already canonical DNS name. Internal fast path.</summary>
-    /// <param name="canonicalName">A name for which <see cref="DnsNames.IsCanonical"/> is <see langword="true"/>.</param>
-    /// <param name="port">The port, 1–65535.</param>
-    /// <returns>The target; the default value (denied by every evaluator) if the name is not canonical after all.</returns>
-    internal static EgressTarget FromCanonicalDnsName(string canonicalName, int port)
-    {
-        _ = EgressTarget.TryCreateDnsName(canonicalName, port, out var target);
-        return target;
-    }
-
     /// <summary>Parses <c>host[:port]</c> (no userinfo).</summary>
     private static bool TryParseAuthorityCore(ReadOnlySpan<char> authority, string? original, int defaultPort, out EgressTarget target, out EgressTargetError error)
     {

@@ -30,7 +30,7 @@ public class AllocationTests
         var fs = data.FileSystem();
         var policy = EgressPolicy.Load(PolicyPath, new KarsEgressOptions { Mode = mode }, fs, new FakeTimeProvider(Start));
         policy.IsLoaded.Should().BeTrue();
-        var targets = data.Queries.Select(h => EgressTargetParser.FromCanonicalDnsName(h, 443)).ToArray();
+        var targets = data.Queries.Select(h => EgressTestHelpers.DnsTarget(h, 443)).ToArray();
 
         int allowed = 0;
         long[] rounds = MeasureRounds(() =>
@@ -56,7 +56,7 @@ public class AllocationTests
         var data = Data.Value;
         var snapshot = new PolicyLoader(data.FileSystem(), new KarsEgressOptions()).Load(PolicyPath);
         snapshot.NameCount.Should().Be(EgressScale.Rules + EgressScale.Blocked);
-        var targets = data.Queries.Select(h => EgressTargetParser.FromCanonicalDnsName(h, 443)).ToArray();
+        var targets = data.Queries.Select(h => EgressTestHelpers.DnsTarget(h, 443)).ToArray();
         var time = new FakeTimeProvider(Start);
         var reasons = new int[16];
 

@@ -229,5 +229,5 @@ public class DecisionCachePinningTests
         new PolicyLoader(FileSystemWith(Doc(allow)), new KarsEgressOptions()).Load(PolicyPath);
 
     private static EgressDecision Evaluate(CompiledPolicy snapshot, string host, int port = 443) =>
-        snapshot.Evaluate(EgressTargetParser.FromCanonicalDnsName(host, port), EgressMode.Strict, TimeProvider.System, out _, out _);
+        snapshot.Evaluate(EgressTestHelpers.DnsTarget(host, port), EgressMode.Strict, TimeProvider.System, out _, out _);
 }

@@ -328,7 +328,7 @@ public class EgressPolicyEvaluationTests
     {
         var policy = Create(EgressMode.Learn);
 
-        var decision = policy.Evaluate(EgressTargetParser.FromCanonicalDnsName("new.example.org", 443), "agent-a");
+        var decision = policy.Evaluate(EgressTestHelpers.DnsTarget("new.example.org", 443), "agent-a");
 
         decision.Verdict.Should().Be(EgressVerdict.Allow);
         decision.Reason.Should().Be(EgressReason.Learned);

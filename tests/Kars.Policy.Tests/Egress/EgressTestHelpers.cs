@@ -10,6 +10,12 @@ internal static class EgressTestHelpers
 
     public static readonly DateTimeOffset Start = new(2030, 1, 1, 12, 0, 0, TimeSpan.Zero);
 
+    /// <summary>A DNS-name target for a name that is already canonical, through the public factory (throws otherwise).</summary>
+    public static EgressTarget DnsTarget(string canonicalName, int port = 443) =>
+        EgressTarget.TryCreateDnsName(canonicalName, port, out var target)
+            ? target
+            : throw new ArgumentException($"'{canonicalName}' is not a canonical DNS name.", nameof(canonicalName));
+
     public static MockFileSystem FileSystemWith(string json, params (string Path, string Text)[] extra)
     {
         var fs = new MockFileSystem();

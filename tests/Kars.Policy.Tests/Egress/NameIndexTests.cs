@@ -368,6 +368,6 @@ public class ManyLabelEvaluationTests
         var policy = EgressTestHelpers.Load(EgressTestHelpers.Doc("""{"host":"*.example.com"},{"host":"a.b.c.d.e.f.g.h.i.exact.example.net"}""", "\"blocklist\":{\"domains\":[\"bad.example.com\"]}"));
 
         policy.Evaluate(host, 443).Reason.Should().Be(reason);
-        policy.Evaluate(EgressTargetParser.FromCanonicalDnsName(host, 443)).Reason.Should().Be(reason);
+        policy.Evaluate(EgressTestHelpers.DnsTarget(host, 443)).Reason.Should().Be(reason);
     }
 }

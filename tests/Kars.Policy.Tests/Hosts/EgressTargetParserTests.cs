@@ -592,9 +592,9 @@ public sealed class EgressTargetParserTests
     }
 
     [Fact]
-    public void FromCanonicalDnsName_CanonicalName_EqualsParsedTarget()
+    public void TryCreateDnsName_CanonicalName_EqualsParsedTarget()
     {
-        var direct = EgressTargetParser.FromCanonicalDnsName("example.com", 8443);
+        EgressTarget.TryCreateDnsName("example.com", 8443, out var direct).Should().BeTrue();
 
         direct.Should().Be(Parse("EXAMPLE.com.:8443"));
         direct.Kind.Should().Be(EgressTargetKind.DnsName);

@@ -6,6 +6,7 @@ using Kars.Policy.Internal;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Time.Testing;
 using static Kars.Policy.Tests.Egress.EgressTestHelpers;
+using Kars.Policy.Tests.Egress;
 
 namespace Kars.Policy.Tests.Telemetry;
 
@@ -25,7 +26,7 @@ public sealed class KarsPolicyMetricsTests
         monitor.Evaluate("api.example.com", 443, "s").IsAllowed.Should().BeTrue();
         monitor.Evaluate("https://evil.example.net/x?secret=1", "s").IsAllowed.Should().BeFalse();
         monitor.Evaluate(new Uri("https://api.example.com/"), "s").IsAllowed.Should().BeTrue();
-        monitor.Evaluate(EgressTargetParser.FromCanonicalDnsName("other.example.org", 443), "s").IsAllowed.Should().BeFalse();
+        monitor.Evaluate(EgressTestHelpers.DnsTarget("other.example.org", 443), "s").IsAllowed.Should().BeFalse();
         monitor.EvaluateResolvedAddress(IPAddress.Parse("10.0.0.1"), 443, "s").IsAllowed.Should().BeFalse();
 
         var all = Observe(decisions);
@@ -175,8 +176,8 @@ public sealed class KarsPolicyMetricsTests
         listener.MeasurementsCompleted = (_, _) => { };
         listener.Start();
         using var monitor = new EgressPolicyMonitor(new InMemoryEgressPolicySource(Bytes(Doc("""{ "host": "api.example.com" }"""))), timeProvider: Time, meterFactory: factory);
-        var allowed = EgressTargetParser.FromCanonicalDnsName("api.example.com", 443);
-        var denied = EgressTargetParser.FromCanonicalDnsName("other.example.org", 443);
+        var allowed = EgressTestHelpers.DnsTarget("api.example.com", 443);
+        var denied = EgressTestHelpers.DnsTarget("other.example.org", 443);
 
         long bytes = SteadyStateAllocation.Measure(() =>
         {
