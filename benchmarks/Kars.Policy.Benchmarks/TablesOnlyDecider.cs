@@ -55,8 +55,7 @@ internal sealed class TablesOnlyDecider(EgressPolicySnapshot snapshot)
         bool skipLastLabel = true;
         while (true)
         {
-            int start = dots == 0 ? 0 : 64 - System.Numerics.BitOperations.LeadingZeroCount(dots);
-            dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
+            int start = NameIndex.NextLabelStart(ref dots);
             hash = NameIndex.ConsumeWords(hash, ref first, ref pos, start);
             if (skipLastLabel)
             {

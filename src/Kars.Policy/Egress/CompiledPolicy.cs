@@ -352,8 +352,7 @@ internal sealed class CompiledPolicy
             int start;
             if (shortName)
             {
-                start = CanonicalDnsName.LastLabelStart(dots);
-                dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
+                start = NameIndex.NextLabelStart(ref dots);
             }
             else
             {

@@ -178,6 +178,17 @@ internal sealed class NameIndex
         return dots;
     }
 
+    /// <summary>One step of a right-to-left walk over the labels of a name of at most 64 characters: where the last label
+    /// still in <paramref name="dots"/> (its dot mask, <see cref="DotAndDoubleHyphenMasks"/>) starts, with the dot
+    /// before that label removed from the mask, so the next step finds the label before it (0: the whole name).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int NextLabelStart(ref ulong dots)
+    {
+        int start = CanonicalDnsName.LastLabelStart(dots);
+        dots &= dots == 0 ? 0 : ~(1UL << (start - 1));
+        return start;
+    }
+
     /// <summary>Fingerprint of a whole name, computed exactly as a lookup does for the suffix that starts at 0.</summary>
     public static ulong FingerprintOf(ReadOnlySpan<char> name)
     {
