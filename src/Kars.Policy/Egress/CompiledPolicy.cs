@@ -211,39 +211,13 @@ internal sealed class CompiledPolicy
         return EvaluateName(target, mode, now, out learn, out cacheable);
     }
 
-    /// <summary>
-    /// Decides a host name handed in as text when it is already canonical (lower-case ASCII DNS name that cannot be
-    /// read as an IP address, no <c>xn--</c> label), and returns false without deciding otherwise (the caller parses it
-    /// fully). The target factory checks the canonical shape (one vectorised pass); the name is then read once more for
-    /// its label boundaries (and its hyphens, for the <c>xn--</c> check) without being validated again.
-    /// </summary>
-    /// <param name="host">The host text.</param>
-    /// <param name="port">The port, already checked to be 1–65535.</param>
-    /// <param name="mode">The mode in force.</param>
-    /// <param name="clock">The clock for approvals.</param>
-    /// <param name="decision">The decision, when the name was canonical.</param>
-    /// <param name="learn">Set when the decision is <see cref="EgressReason.Learned"/>.</param>
-    /// <param name="cacheable">Set when the decision may be cached (see <see cref="Evaluate"/>).</param>
-    /// <returns>Whether the name was canonical (and decided).</returns>
-    public bool TryEvaluateCanonicalName(string host, int port, EgressMode mode, TimeProvider clock, out EgressDecision decision, out bool learn, out bool cacheable)
-    {
-        if (!EgressTarget.TryCreateDnsName(host, port, out var target) || !TakesFastPath(host, out ulong dots))
-        {
-            decision = default;
-            learn = false;
-            cacheable = false;
-            return false;
-        }
-
-        decision = EvaluateName(target, dots, mode, clock, out learn, out cacheable);
-        return true;
-    }
-
-    /// <summary>For a name of canonical shape (see <see cref="CanonicalDnsName"/>): whether it may skip the full parser,
-    /// that is, it has no <c>xn--</c> label (the parser validates punycode) and its last label does not start with a
-    /// digit; and its dot mask when it has at most 64 characters.</summary>
+    /// <summary>For a name the target factory accepted (canonical shape, see <see cref="CanonicalDnsName"/>): whether
+    /// <see cref="DecideName"/> may decide it as it is, without the full parser, that is, it has no <c>xn--</c> label
+    /// (only the parser validates punycode) and its last label does not start with a digit; and its dot mask when it
+    /// has at most 64 characters. The name is read once more, for its label boundaries and double hyphens only, without
+    /// being validated again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TakesFastPath(string host, out ulong dots)
+    internal static bool TakesFastPath(string host, out ulong dots)
     {
         if (host.Length <= 64)
         {
@@ -259,73 +233,80 @@ internal sealed class CompiledPolicy
     private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable) =>
         EvaluateName(target, target.Host.Length <= 64 ? NameIndex.DotAndDoubleHyphenMasks(target.Host, out _) : 0, mode, clock, out learn, out cacheable);
 
-    /// <param name="target">A valid DNS-name target.</param>
-    /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotAndDoubleHyphenMasks"/>) when it has at most 64 characters.</param>
-    /// <remarks>Every outcome goes through one <see cref="Decide"/> at the end: each inlined construction of a decision
-    /// is a stack temporary holding references, which the method's prologue must zero on every call. Not inlined into
-    /// its callers: as an inlinee it used up the caller's inlining budget, and the filter checks and probes it must
-    /// inline became calls.</remarks>
-    [MethodImpl(MethodImplOptions.NoInlining)]
     private EgressDecision EvaluateName(in EgressTarget target, ulong dots, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
-        learn = false;
-        string host = target.Host;
-        EgressVerdict verdict = EgressVerdict.Deny;
-        EgressReason reason;
-        string? rule = null;
+        // The decision value is built here, once; the snapshot's host-and-port path builds it itself from the same parts.
+        string? rule = DecideName(target.Host, target.Port, dots, mode, clock, out NameOutcome outcome);
+        learn = outcome.Learn;
+        cacheable = outcome.Cacheable;
+        return Decide(target, outcome.Verdict, outcome.Reason, rule, mode, outcome.Learn);
+    }
+
+    /// <summary>Decides a canonical DNS name (a valid target's host) and returns the rule that decided it, or null; the
+    /// verdict, reason and what the caller must do next come back in <paramref name="outcome"/>, one word. No decision
+    /// value is built here: the caller builds it once, in the place it returns it from. (Built here and copied out, the
+    /// 72-byte value cost a stack temporary, a copy that stalled on store forwarding, and a frame cleared on every call;
+    /// the snapshot's host-and-port path measured 1.05–1.17× faster without them.)</summary>
+    /// <param name="host">The host of a valid DNS-name target.</param>
+    /// <param name="port">The port.</param>
+    /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotAndDoubleHyphenMasks"/>) when it has at most 64 characters.</param>
+    /// <param name="mode">The mode in force.</param>
+    /// <param name="clock">The clock for approvals.</param>
+    /// <param name="outcome">The verdict, reason and flags.</param>
+    /// <remarks>Not inlined into its callers: as an inlinee it used up the caller's inlining budget, and the filter
+    /// checks and probes it must inline became calls.</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal string? DecideName(string host, int port, ulong dots, EgressMode mode, TimeProvider clock, out NameOutcome outcome)
+    {
         if (IsLoopbackName(host))
         {
             // RFC 6761: localhost and every name below it resolve to loopback, so they are non-public in every mode
             // (without this, Learn mode would allow them).
-            cacheable = true;
-            reason = EgressReason.NonPublicAddress;
-        }
-        else
-        {
-            var match = new Match(target.Port);
-            Walk(host, dots, clock, ref match);
-            cacheable = match.Now == long.MinValue && !match.ConsiderApprovals;
-            if ((match.BlockEntry >= 0 || match.FeedEntry >= 0) && !match.Excepted)
-            {
-                reason = EgressReason.Blocklisted;
-                rule = match.BlockEntry >= 0 ? BlockText(match.BlockEntry) : _blocklist.Text(match.FeedEntry, host.AsSpan(match.FeedStart), _blockSources);
-            }
-            else if (match.AllowRule >= 0)
-            {
-                verdict = EgressVerdict.Allow;
-                reason = EgressReason.Allowlisted;
-                rule = _rules[match.AllowRule].Text;
-            }
-            else if (match.ApprovalSlot >= 0)
-            {
-                verdict = EgressVerdict.Allow;
-                reason = EgressReason.Approved;
-                rule = _approvalHosts[match.ApprovalSlot].Text;
-            }
-            else if (mode == EgressMode.Learn)
-            {
-                learn = true;
-                cacheable = false;
-                verdict = EgressVerdict.Allow;
-                reason = EgressReason.Learned;
-            }
-            else if (match.OtherPortRule >= 0)
-            {
-                reason = EgressReason.PortNotAllowed;
-                rule = _rules[match.OtherPortRule].Text;
-            }
-            else if (match.OtherPortApproval >= 0)
-            {
-                reason = EgressReason.PortNotAllowed;
-                rule = _approvalHosts[match.OtherPortApproval].Text;
-            }
-            else
-            {
-                reason = EgressReason.NotAllowlisted;
-            }
+            outcome = new NameOutcome(EgressVerdict.Deny, EgressReason.NonPublicAddress, learn: false, cacheable: true);
+            return null;
         }
 
-        return Decide(target, verdict, reason, rule, mode, learn);
+        var match = new Match(port);
+        Walk(host, dots, clock, ref match);
+        bool cacheable = match.Now == long.MinValue && !match.ConsiderApprovals;
+        if ((match.BlockEntry >= 0 || match.FeedEntry >= 0) && !match.Excepted)
+        {
+            outcome = new NameOutcome(EgressVerdict.Deny, EgressReason.Blocklisted, false, cacheable);
+            return match.BlockEntry >= 0 ? BlockText(match.BlockEntry) : _blocklist.Text(match.FeedEntry, host.AsSpan(match.FeedStart), _blockSources);
+        }
+
+        if (match.AllowRule >= 0)
+        {
+            outcome = new NameOutcome(EgressVerdict.Allow, EgressReason.Allowlisted, false, cacheable);
+            return _rules[match.AllowRule].Text;
+        }
+
+        if (match.ApprovalSlot >= 0)
+        {
+            outcome = new NameOutcome(EgressVerdict.Allow, EgressReason.Approved, false, cacheable);
+            return _approvalHosts[match.ApprovalSlot].Text;
+        }
+
+        if (mode == EgressMode.Learn)
+        {
+            outcome = new NameOutcome(EgressVerdict.Allow, EgressReason.Learned, learn: true, cacheable: false);
+            return null;
+        }
+
+        if (match.OtherPortRule >= 0)
+        {
+            outcome = new NameOutcome(EgressVerdict.Deny, EgressReason.PortNotAllowed, false, cacheable);
+            return _rules[match.OtherPortRule].Text;
+        }
+
+        if (match.OtherPortApproval >= 0)
+        {
+            outcome = new NameOutcome(EgressVerdict.Deny, EgressReason.PortNotAllowed, false, cacheable);
+            return _approvalHosts[match.OtherPortApproval].Text;
+        }
+
+        outcome = new NameOutcome(EgressVerdict.Deny, EgressReason.NotAllowlisted, false, cacheable);
+        return null;
     }
 
     /// <summary>
@@ -560,6 +541,26 @@ internal sealed class CompiledPolicy
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>
         new(verdict, reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny);
+
+    /// <summary>A name's verdict and reason, and whether the decision must be recorded (Learned) or may be cached, in one
+    /// word.</summary>
+    internal readonly struct NameOutcome
+    {
+        private const int LearnBit = 1 << 16;
+        private const int CacheableBit = 1 << 17;
+        private readonly int _bits;
+
+        public NameOutcome(EgressVerdict verdict, EgressReason reason, bool learn, bool cacheable) =>
+            _bits = (int)verdict | ((int)reason << 8) | (learn ? LearnBit : 0) | (cacheable ? CacheableBit : 0);
+
+        public EgressVerdict Verdict => (EgressVerdict)(_bits & 0xFF);
+
+        public EgressReason Reason => (EgressReason)((_bits >> 8) & 0xFF);
+
+        public bool Learn => (_bits & LearnBit) != 0;
+
+        public bool Cacheable => (_bits & CacheableBit) != 0;
+    }
 
     /// <summary>What the suffixes of one target matched so far.</summary>
     private struct Match(int port)

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Kars.Policy.Egress;
 
@@ -29,8 +30,8 @@ internal static class DecisionCache
         Cache? cache = t_cache;
         if (cache is not null && cache.Owner == owner.Identity && host.Length > 0)
         {
-            ref Entry entry = ref cache.Entries[Index(host, port)];
-            if (entry.Target.Port == port && entry.Check == Check(host) && entry.Mode == mode && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
+            ref Entry entry = ref cache.Entries[Locate(host, port, out uint check)];
+            if (entry.Target.Port == port && entry.Check == check && entry.Mode == mode && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
             {
                 decision = new(entry.Verdict, entry.Reason, entry.Target, EgressTargetError.None, entry.Rule, entry.Mode, owner.Digest, owner.Generation, entry.WouldDeny);
                 return true;
@@ -55,8 +56,8 @@ internal static class DecisionCache
         }
 
         string host = decision.Target.Host;
-        int index = Index(host, decision.Target.Port);
-        uint key = Check(host) ^ ((uint)decision.Target.Port * 0x9E3779B1U);
+        int index = Locate(host, decision.Target.Port, out uint check);
+        uint key = check ^ ((uint)decision.Target.Port * 0x9E3779B1U);
         if (cache.Seen[index] != key)
         {
             cache.Seen[index] = key;
@@ -65,6 +66,42 @@ internal static class DecisionCache
 
         Store(owner, ref cache.Entries[index], decision);
     }
+
+    /// <summary>As <see cref="Offer(CompiledPolicy, in EgressDecision)"/>, from the parts of a decision (the owner's
+    /// uncached path builds the decision value only to return it).</summary>
+    public static void Offer(CompiledPolicy owner, EgressMode mode, in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule)
+    {
+        Cache? cache = t_cache;
+        if (cache is null || cache.Owner != owner.Identity)
+        {
+            SetFirst(owner, mode, target, verdict, reason, rule);
+            return;
+        }
+
+        string host = target.Host;
+        int index = Locate(host, target.Port, out uint check);
+        uint key = check ^ ((uint)target.Port * 0x9E3779B1U);
+        if (cache.Seen[index] != key)
+        {
+            cache.Seen[index] = key;
+            return;
+        }
+
+        ref Entry entry = ref cache.Entries[index];
+        entry.Target = target;
+        entry.Rule = rule;
+        entry.Check = check;
+        entry.Verdict = verdict;
+        entry.Reason = reason;
+        entry.Mode = mode;
+        entry.WouldDeny = false;
+    }
+
+    /// <summary>The first decision of this thread or of another owner: kept out of <see cref="Offer(CompiledPolicy, EgressMode, in EgressTarget, EgressVerdict, EgressReason, string?)"/>,
+    /// whose frame would otherwise hold (and clear on every call) a decision value.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void SetFirst(CompiledPolicy owner, EgressMode mode, in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule) =>
+        Set(owner, new EgressDecision(verdict, reason, target, EgressTargetError.None, rule, mode, owner.Digest, owner.Generation, false));
 
     /// <summary>Stores a decision the owner made for a valid DNS-name target (its digest and generation are the owner's,
     /// so they are not stored: fewer references written per entry).</summary>
@@ -83,7 +120,7 @@ internal static class DecisionCache
             cache.Owner = owner.Identity;
         }
 
-        Store(owner, ref cache.Entries[Index(decision.Target.Host, decision.Target.Port)], decision);
+        Store(owner, ref cache.Entries[Locate(decision.Target.Host, decision.Target.Port, out _)], decision);
     }
 
     private static void Store(CompiledPolicy owner, ref Entry entry, in EgressDecision decision)
@@ -91,23 +128,33 @@ internal static class DecisionCache
         System.Diagnostics.Debug.Assert(decision.Target.Kind == EgressTargetKind.DnsName && ReferenceEquals(decision.PolicyDigest, owner.Digest) && decision.PolicyGeneration == owner.Generation, "a DNS-name decision of the owner");
         entry.Target = decision.Target;
         entry.Rule = decision.Rule;
-        entry.Check = Check(decision.Target.Host);
+        Locate(decision.Target.Host, decision.Target.Port, out entry.Check);
         entry.Verdict = decision.Verdict;
         entry.Reason = decision.Reason;
         entry.Mode = decision.Mode;
         entry.WouldDeny = decision.WouldDeny;
     }
 
+    /// <summary>The entry of a host and port, and the check word kept in it: the length and three characters of the host
+    /// (the last, the middle and the one at a quarter), so a different name almost always differs there and a miss is
+    /// decided without reading the cached host string (on a cold decision that string is one more memory round trip).
+    /// Only a pre-check: a hit still compares the whole host. The three characters are read once for both.</summary>
+    /// <param name="host">A host of at least one character.</param>
+    /// <param name="port">The port.</param>
+    /// <param name="check">The check word.</param>
+    /// <returns>The entry index.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Index(string host, int port) =>
-        ((host.Length * 7) + (host[^1] * 31) + (host[host.Length >> 1] * 131) + (host[host.Length >> 2] * 17) + port) & (Size - 1);
-
-    /// <summary>The length and three characters of the host in one word, kept in the entry beside the port: a different
-    /// name almost always differs here, so a miss is decided without reading the cached host string (on a cold decision
-    /// that string is one more memory round trip). Only a pre-check: a hit still compares the whole host.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint Check(string host) =>
-        (byte)host.Length | ((uint)(byte)host[^1] << 8) | ((uint)(byte)host[host.Length >> 1] << 16) | ((uint)(byte)host[host.Length >> 2] << 24);
+    private static int Locate(string host, int port, out uint check)
+    {
+        System.Diagnostics.Debug.Assert(host.Length > 0, "callers pass a non-empty host");
+        int length = host.Length;
+        ref char first = ref MemoryMarshal.GetReference(host.AsSpan());
+        uint last = Unsafe.Add(ref first, length - 1);
+        uint middle = Unsafe.Add(ref first, length >> 1);
+        uint quarter = Unsafe.Add(ref first, length >> 2);
+        check = (byte)length | ((uint)(byte)last << 8) | ((uint)(byte)middle << 16) | ((uint)(byte)quarter << 24);
+        return (int)(((uint)length * 7 + (last * 31) + (middle * 131) + (quarter * 17) + (uint)port) & (Size - 1));
+    }
 
     private sealed class Cache
     {

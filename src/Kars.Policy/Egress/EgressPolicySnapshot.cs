@@ -315,13 +315,29 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     private EgressDecision EvaluateUncached(string host, int port, string? sandbox)
     {
         // A canonical name is checked and decided in one walk over its labels; anything else is parsed fully.
-        if (_policy.TryEvaluateCanonicalName(host, port, Mode, _clock, out var decision, out bool learn, out bool cacheable))
+        if (EgressTarget.TryCreateDnsName(host, port, out var target) && CompiledPolicy.TakesFastPath(host, out ulong dots))
         {
-            return Finish(decision, learn, cacheable, sandbox);
+            string? rule = _policy.DecideName(host, port, dots, Mode, _clock, out var outcome);
+            if (outcome.Learn)
+            {
+                _recorder?.Record(target, sandbox);
+            }
+            else if (outcome.Cacheable)
+            {
+                DecisionCache.Offer(_policy, Mode, target, outcome.Verdict, outcome.Reason, rule);
+            }
+
+            return new EgressDecision(outcome.Verdict, outcome.Reason, target, EgressTargetError.None, rule, Mode, Digest, Generation, outcome.Learn);
         }
 
-        return EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);
+        return EvaluateHost(host, port, sandbox);
     }
+
+    /// <summary>A host that is not a canonical name (or needs the full parser): parsed, then decided. Kept out of
+    /// <see cref="EvaluateUncached"/> so its locals do not widen that method's frame.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private EgressDecision EvaluateHost(string host, int port, string? sandbox) =>
+        EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);
 
     private EgressDecision EvaluateCanonical(in EgressTarget target, string? sandbox)
     {

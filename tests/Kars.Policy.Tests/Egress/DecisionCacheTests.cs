@@ -145,6 +145,37 @@ public class DecisionCachePinningTests
         again.WouldDeny.Should().Be(first.WouldDeny);
     }
 
+    [Theory]
+    [InlineData("a.example.com", 443)]
+    [InlineData("a.example.com", 80)]
+    [InlineData("x.blocked.example", 443)]
+    [InlineData("nothing.example.org", 443)]
+    public void Evaluate_HostRepeatedOnAWarmCache_StoredOnTheSecondMissAsFirstDecided(string host, int port)
+    {
+        // With this policy's cache already on the thread, a host's first decision is only noted and its second stores
+        // the parts the host-and-port path decided from (no decision value is built before it is returned); the third
+        // is answered from the entry and must equal the first in every field.
+        var policy = Load(
+            """{"schemaVersion":1,"generation":7,"allow":[{"host":"a.example.com"}],"blocklist":{"domains":["blocked.example"]}}""");
+        policy.Evaluate("warm.example.org", 443);
+
+        var first = policy.Evaluate(new string(host.AsSpan()), port);
+        var second = policy.Evaluate(new string(host.AsSpan()), port);
+        var third = policy.Evaluate(new string(host.AsSpan()), port);
+
+        ReferenceEquals(second.Target.Host, first.Target.Host).Should().BeFalse("the second call decides again (the first was only noted)");
+        ReferenceEquals(third.Target.Host, second.Target.Host).Should().BeTrue("the second call stored its decision and the third is answered from it");
+        second.Should().Be(first);
+        third.Should().Be(first);
+        third.Rule.Should().Be(first.Rule);
+        third.Reason.Should().Be(first.Reason);
+        third.Verdict.Should().Be(first.Verdict);
+        third.Mode.Should().Be(first.Mode);
+        third.WouldDeny.Should().Be(first.WouldDeny);
+        third.PolicyDigest.Should().Be(first.PolicyDigest).And.NotBeNull();
+        third.PolicyGeneration.Should().Be(7);
+    }
+
     [Fact]
     public void Evaluate_OneCompiledPolicyInTwoModes_NeverSharesDecisions()
     {
