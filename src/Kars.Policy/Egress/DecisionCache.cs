@@ -46,29 +46,23 @@ internal static class DecisionCache
     /// notes a word of them beside the entry (no reference written). A host seen once among thousands (the cold case)
     /// then costs no entry write; a host an agent keeps using is stored on its second decision and answered from then
     /// on.</summary>
+    /// <param name="owner">The compiled policy that decided.</param>
+    /// <param name="decision">A cacheable decision of <paramref name="owner"/> for a valid DNS-name target (never a
+    /// Learned one, so <see cref="EgressDecision.WouldDeny"/> is false).</param>
     public static void Offer(CompiledPolicy owner, in EgressDecision decision)
     {
-        Cache? cache = t_cache;
-        if (cache is null || cache.Owner != owner.Identity)
-        {
-            Set(owner, decision);
-            return;
-        }
-
-        string host = decision.Target.Host;
-        int index = Locate(host, decision.Target.Port, out uint check);
-        uint key = check ^ ((uint)decision.Target.Port * 0x9E3779B1U);
-        if (cache.Seen[index] != key)
-        {
-            cache.Seen[index] = key;
-            return;
-        }
-
-        Store(owner, ref cache.Entries[index], decision);
+        System.Diagnostics.Debug.Assert(!decision.WouldDeny, "only Learned decisions would deny, and they are never cached");
+        Offer(owner, decision.Mode, decision.Target, decision.Verdict, decision.Reason, decision.Rule);
     }
 
-    /// <summary>As <see cref="Offer(CompiledPolicy, in EgressDecision)"/>, from the parts of a decision (the owner's
-    /// uncached path builds the decision value only to return it).</summary>
+    /// <summary>As <see cref="Offer(CompiledPolicy, in EgressDecision)"/>, from the parts of a decision (the snapshot's
+    /// host-and-port path builds the decision value only to return it).</summary>
+    /// <param name="owner">The compiled policy that decided.</param>
+    /// <param name="mode">The mode of the decision.</param>
+    /// <param name="target">The valid DNS-name target.</param>
+    /// <param name="verdict">The verdict.</param>
+    /// <param name="reason">The reason (never <see cref="EgressReason.Learned"/>).</param>
+    /// <param name="rule">The rule text, or null.</param>
     public static void Offer(CompiledPolicy owner, EgressMode mode, in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule)
     {
         Cache? cache = t_cache;

@@ -133,16 +133,8 @@ public class DecisionCachePinningTests
         var again = policy.Evaluate(new string(host.AsSpan()), port);
 
         stored.Should().Be(first);
-        again.Should().Be(first);
         ReferenceEquals(again.Target.Host, stored.Target.Host).Should().BeTrue("every call passes another string: only a cache hit returns the stored one");
-        again.Verdict.Should().Be(first.Verdict);
-        again.Reason.Should().Be(first.Reason);
-        again.Rule.Should().Be(first.Rule);
-        again.Target.Should().Be(first.Target);
-        again.Mode.Should().Be(first.Mode);
-        again.PolicyDigest.Should().Be(first.PolicyDigest).And.NotBeNull();
-        again.PolicyGeneration.Should().Be(7);
-        again.WouldDeny.Should().Be(first.WouldDeny);
+        ShouldEqualInEveryField(again, first, generation: 7);
     }
 
     [Theory]
@@ -166,14 +158,7 @@ public class DecisionCachePinningTests
         ReferenceEquals(second.Target.Host, first.Target.Host).Should().BeFalse("the second call decides again (the first was only noted)");
         ReferenceEquals(third.Target.Host, second.Target.Host).Should().BeTrue("the second call stored its decision and the third is answered from it");
         second.Should().Be(first);
-        third.Should().Be(first);
-        third.Rule.Should().Be(first.Rule);
-        third.Reason.Should().Be(first.Reason);
-        third.Verdict.Should().Be(first.Verdict);
-        third.Mode.Should().Be(first.Mode);
-        third.WouldDeny.Should().Be(first.WouldDeny);
-        third.PolicyDigest.Should().Be(first.PolicyDigest).And.NotBeNull();
-        third.PolicyGeneration.Should().Be(7);
+        ShouldEqualInEveryField(third, first, generation: 7);
     }
 
     [Fact]
@@ -261,4 +246,19 @@ public class DecisionCachePinningTests
 
     private static EgressDecision Evaluate(CompiledPolicy snapshot, string host, int port = 443) =>
         snapshot.Evaluate(EgressTestHelpers.DnsTarget(host, port), EgressMode.Strict, TimeProvider.System, out _, out _);
+
+    /// <summary>A decision answered from the cache equals the one first made, field by field (the struct's equality
+    /// compares the same fields; each is named here so a failure says which).</summary>
+    private static void ShouldEqualInEveryField(EgressDecision answered, EgressDecision first, long generation)
+    {
+        answered.Should().Be(first);
+        answered.Verdict.Should().Be(first.Verdict);
+        answered.Reason.Should().Be(first.Reason);
+        answered.Rule.Should().Be(first.Rule);
+        answered.Target.Should().Be(first.Target);
+        answered.Mode.Should().Be(first.Mode);
+        answered.PolicyDigest.Should().Be(first.PolicyDigest).And.NotBeNull();
+        answered.PolicyGeneration.Should().Be(generation);
+        answered.WouldDeny.Should().Be(first.WouldDeny);
+    }
 }
