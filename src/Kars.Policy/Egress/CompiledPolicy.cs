@@ -239,14 +239,13 @@ internal sealed class CompiledPolicy
         string? rule = DecideName(target.Host, target.Port, dots, mode, clock, out NameOutcome outcome);
         learn = outcome.Learn;
         cacheable = outcome.Cacheable;
-        return Decide(target, outcome.Verdict, outcome.Reason, rule, mode, outcome.Learn);
+        return Decide(target, outcome, rule, mode);
     }
 
     /// <summary>Decides a canonical DNS name (a valid target's host) and returns the rule that decided it, or null; the
     /// verdict, reason and what the caller must do next come back in <paramref name="outcome"/>, one word. No decision
-    /// value is built here: the caller builds it once, in the place it returns it from. (Built here and copied out, the
-    /// 72-byte value cost a stack temporary, a copy that stalled on store forwarding, and a frame cleared on every call;
-    /// the snapshot's host-and-port path measured 1.05–1.17× faster without them.)</summary>
+    /// value is built here: the caller builds it once, in the place it returns it from, instead of a stack temporary here
+    /// that is then copied out (docs/benchmarks.md, 2026-12-01 05:35).</summary>
     /// <param name="host">The host of a valid DNS-name target.</param>
     /// <param name="port">The port.</param>
     /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotAndDoubleHyphenMasks"/>) when it has at most 64 characters.</param>
@@ -542,6 +541,18 @@ internal sealed class CompiledPolicy
     private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>
         new(verdict, reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny);
 
+    /// <summary>The decision for a DNS-name target from what <see cref="DecideName"/> returned (a Learned decision is the
+    /// one that would deny in Strict mode). The snapshot's host-and-port path writes the same value itself, into its
+    /// return buffer.</summary>
+    /// <param name="target">The valid DNS-name target.</param>
+    /// <param name="outcome">The outcome.</param>
+    /// <param name="rule">The rule text, or null.</param>
+    /// <param name="mode">The mode in force.</param>
+    /// <returns>The decision.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private EgressDecision Decide(in EgressTarget target, NameOutcome outcome, string? rule, EgressMode mode) =>
+        new(outcome.Verdict, outcome.Reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny: outcome.Learn);
+
     /// <summary>A name's verdict and reason, and whether the decision must be recorded (Learned) or may be cached, in one
     /// word.</summary>
     internal readonly struct NameOutcome
@@ -550,8 +561,11 @@ internal sealed class CompiledPolicy
         private const int CacheableBit = 1 << 17;
         private readonly int _bits;
 
-        public NameOutcome(EgressVerdict verdict, EgressReason reason, bool learn, bool cacheable) =>
+        public NameOutcome(EgressVerdict verdict, EgressReason reason, bool learn, bool cacheable)
+        {
+            System.Diagnostics.Debug.Assert((uint)verdict <= 0xFF && (uint)reason <= 0xFF, "verdict and reason fit their bytes");
             _bits = (int)verdict | ((int)reason << 8) | (learn ? LearnBit : 0) | (cacheable ? CacheableBit : 0);
+        }
 
         public EgressVerdict Verdict => (EgressVerdict)(_bits & 0xFF);
 

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace Kars.Policy.Egress;
 
@@ -33,7 +32,7 @@ internal static class DecisionCache
             ref Entry entry = ref cache.Entries[Locate(host, port, out uint check)];
             if (entry.Target.Port == port && entry.Check == check && entry.Mode == mode && (ReferenceEquals(entry.Target.Host, host) || string.Equals(entry.Target.Host, host, StringComparison.Ordinal)))
             {
-                decision = new(entry.Verdict, entry.Reason, entry.Target, EgressTargetError.None, entry.Rule, entry.Mode, owner.Digest, owner.Generation, entry.WouldDeny);
+                decision = new(entry.Verdict, entry.Reason, entry.Target, EgressTargetError.None, entry.Rule, entry.Mode, owner.Digest, owner.Generation, wouldDeny: false);
                 return true;
             }
         }
@@ -81,14 +80,7 @@ internal static class DecisionCache
             return;
         }
 
-        ref Entry entry = ref cache.Entries[index];
-        entry.Target = target;
-        entry.Rule = rule;
-        entry.Check = check;
-        entry.Verdict = verdict;
-        entry.Reason = reason;
-        entry.Mode = mode;
-        entry.WouldDeny = false;
+        Store(ref cache.Entries[index], check, mode, target, verdict, reason, rule);
     }
 
     /// <summary>The first decision of this thread or of another owner: kept out of <see cref="Offer(CompiledPolicy, EgressMode, in EgressTarget, EgressVerdict, EgressReason, string?)"/>,
@@ -114,19 +106,22 @@ internal static class DecisionCache
             cache.Owner = owner.Identity;
         }
 
-        Store(owner, ref cache.Entries[Locate(decision.Target.Host, decision.Target.Port, out _)], decision);
+        System.Diagnostics.Debug.Assert(decision.Target.Kind == EgressTargetKind.DnsName && ReferenceEquals(decision.PolicyDigest, owner.Digest) && decision.PolicyGeneration == owner.Generation, "a DNS-name decision of the owner");
+        int index = Locate(decision.Target.Host, decision.Target.Port, out uint check);
+        Store(ref cache.Entries[index], check, decision.Mode, decision.Target, decision.Verdict, decision.Reason, decision.Rule);
     }
 
-    private static void Store(CompiledPolicy owner, ref Entry entry, in EgressDecision decision)
+    /// <summary>Writes one entry: what a decision holds beyond its owner's digest and generation. Never a Learned decision
+    /// (it must be recorded every time), so no entry would deny and none keeps that flag.</summary>
+    private static void Store(ref Entry entry, uint check, EgressMode mode, in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule)
     {
-        System.Diagnostics.Debug.Assert(decision.Target.Kind == EgressTargetKind.DnsName && ReferenceEquals(decision.PolicyDigest, owner.Digest) && decision.PolicyGeneration == owner.Generation, "a DNS-name decision of the owner");
-        entry.Target = decision.Target;
-        entry.Rule = decision.Rule;
-        Locate(decision.Target.Host, decision.Target.Port, out entry.Check);
-        entry.Verdict = decision.Verdict;
-        entry.Reason = decision.Reason;
-        entry.Mode = decision.Mode;
-        entry.WouldDeny = decision.WouldDeny;
+        System.Diagnostics.Debug.Assert(target.Kind == EgressTargetKind.DnsName && reason != EgressReason.Learned, "a cacheable DNS-name decision");
+        entry.Target = target;
+        entry.Rule = rule;
+        entry.Check = check;
+        entry.Verdict = verdict;
+        entry.Reason = reason;
+        entry.Mode = mode;
     }
 
     /// <summary>The entry of a host and port, and the check word kept in it: the length and three characters of the host
@@ -140,12 +135,10 @@ internal static class DecisionCache
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Locate(string host, int port, out uint check)
     {
-        System.Diagnostics.Debug.Assert(host.Length > 0, "callers pass a non-empty host");
         int length = host.Length;
-        ref char first = ref MemoryMarshal.GetReference(host.AsSpan());
-        uint last = Unsafe.Add(ref first, length - 1);
-        uint middle = Unsafe.Add(ref first, length >> 1);
-        uint quarter = Unsafe.Add(ref first, length >> 2);
+        uint last = host[length - 1];
+        uint middle = host[length >> 1];
+        uint quarter = host[length >> 2];
         check = (byte)length | ((uint)(byte)last << 8) | ((uint)(byte)middle << 16) | ((uint)(byte)quarter << 24);
         return (int)(((uint)length * 7 + (last * 31) + (middle * 131) + (quarter * 17) + (uint)port) & (Size - 1));
     }
@@ -154,7 +147,7 @@ internal static class DecisionCache
     {
         public readonly Entry[] Entries = new Entry[Size];
 
-        /// <summary>Per entry, a word of the host and port last offered there and not stored (see <see cref="Offer"/>).</summary>
+        /// <summary>Per entry, a word of the host and port last offered there and not stored (see <see cref="Offer(CompiledPolicy, EgressMode, in EgressTarget, EgressVerdict, EgressReason, string?)"/>).</summary>
         public readonly uint[] Seen = new uint[Size];
         public long Owner;
     }
@@ -169,6 +162,5 @@ internal static class DecisionCache
         public EgressVerdict Verdict;
         public EgressReason Reason;
         public EgressMode Mode;
-        public bool WouldDeny;
     }
 }

@@ -327,17 +327,20 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
                 DecisionCache.Offer(_policy, Mode, target, outcome.Verdict, outcome.Reason, rule);
             }
 
-            return new EgressDecision(outcome.Verdict, outcome.Reason, target, EgressTargetError.None, rule, Mode, Digest, Generation, outcome.Learn);
+            // Built here, not through CompiledPolicy.Decide: written from an inlined helper, the JIT stores the value's
+            // four references through checked write barriers; written here, straight into the return buffer. The two
+            // must stay alike (Evaluate_LearnModeThroughEveryOverload_SameLearnedDecisionEachRecorded compares them).
+            return new EgressDecision(outcome.Verdict, outcome.Reason, target, EgressTargetError.None, rule, Mode, Digest, Generation, wouldDeny: outcome.Learn);
         }
 
-        return EvaluateHost(host, port, sandbox);
+        return ParseAndEvaluate(host, port, sandbox);
     }
 
     /// <summary>A host that is not a canonical name (or needs the full parser): parsed, then decided. Kept out of
     /// <see cref="EvaluateUncached"/> so its locals do not widen that method's frame.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private EgressDecision EvaluateHost(string host, int port, string? sandbox) =>
-        EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? Evaluate(target, sandbox) : Invalid(error);
+    private EgressDecision ParseAndEvaluate(string host, int port, string? sandbox) =>
+        EgressTargetParser.TryParseHost(host, port, out var target, out var error) ? EvaluateParsed(target, sandbox) : Invalid(error);
 
     private EgressDecision EvaluateCanonical(in EgressTarget target, string? sandbox)
     {

@@ -36,6 +36,38 @@ public class DecisionCacheTests
         policy.Evaluate("A.EXAMPLE.COM", 80).Reason.Should().Be(EgressReason.PortNotAllowed);
     }
 
+    [Theory]
+    [InlineData("a.example.com", 443, EgressMode.Strict)]
+    [InlineData("a.example.com", 80, EgressMode.Strict)]
+    [InlineData("x.blocked.example", 443, EgressMode.Strict)]
+    [InlineData("www.feed.example", 443, EgressMode.Strict)]
+    [InlineData("localhost", 443, EgressMode.Strict)]
+    [InlineData("nothing.example.org", 443, EgressMode.Strict)]
+    [InlineData("a.example.com", 443, EgressMode.Learn)]
+    [InlineData("x.blocked.example", 443, EgressMode.Learn)]
+    public void Evaluate_HostRepeatedOnAWarmCache_StoredOnTheSecondMissAsFirstDecided(string host, int port, EgressMode mode)
+    {
+        // With this policy's cache already on the thread, a host's first decision is only noted and its second stores
+        // the parts the host-and-port path decided from (no decision value is built before it is returned); the third
+        // is answered from the entry and must equal the first in every field.
+        var policy = Load(
+            """{"schemaVersion":1,"generation":7,"allow":[{"host":"a.example.com"}],"blocklist":{"domains":["blocked.example"],"files":["feed.txt"]}}""",
+            new KarsEgressOptions { Mode = mode },
+            null,
+            ("/policies/feed.txt", "feed.example\n"));
+        policy.Evaluate("localhost", 1).Reason.Should().Be(EgressReason.NonPublicAddress, "a decision cached in both modes puts this policy's cache on the thread");
+
+        var first = policy.Evaluate(new string(host.AsSpan()), port);
+        var second = policy.Evaluate(new string(host.AsSpan()), port);
+        var third = policy.Evaluate(new string(host.AsSpan()), port);
+
+        first.Mode.Should().Be(mode);
+        ReferenceEquals(second.Target.Host, first.Target.Host).Should().BeFalse("the second call decides again (the first was only noted)");
+        ReferenceEquals(third.Target.Host, second.Target.Host).Should().BeTrue("the second call stored its decision and the third is answered from it");
+        second.Should().Be(first);
+        ShouldEqualInEveryField(third, first, generation: 7);
+    }
+
     [Fact]
     public void Evaluate_TwoPoliciesOnOneThread_NeverShareDecisions()
     {
@@ -77,6 +109,21 @@ public class DecisionCacheTests
         }
 
         policy.GetLearnedHosts().Single().Count.Should().Be(7);
+    }
+
+    /// <summary>A decision answered from the cache equals the one first made, field by field (the struct's equality
+    /// compares the same fields; each is named here so a failure says which).</summary>
+    internal static void ShouldEqualInEveryField(EgressDecision answered, EgressDecision first, long generation)
+    {
+        answered.Should().Be(first);
+        answered.Verdict.Should().Be(first.Verdict);
+        answered.Reason.Should().Be(first.Reason);
+        answered.Rule.Should().Be(first.Rule);
+        answered.Target.Should().Be(first.Target);
+        answered.Mode.Should().Be(first.Mode);
+        answered.PolicyDigest.Should().Be(first.PolicyDigest).And.NotBeNull();
+        answered.PolicyGeneration.Should().Be(generation);
+        answered.WouldDeny.Should().Be(first.WouldDeny);
     }
 }
 
@@ -134,31 +181,7 @@ public class DecisionCachePinningTests
 
         stored.Should().Be(first);
         ReferenceEquals(again.Target.Host, stored.Target.Host).Should().BeTrue("every call passes another string: only a cache hit returns the stored one");
-        ShouldEqualInEveryField(again, first, generation: 7);
-    }
-
-    [Theory]
-    [InlineData("a.example.com", 443)]
-    [InlineData("a.example.com", 80)]
-    [InlineData("x.blocked.example", 443)]
-    [InlineData("nothing.example.org", 443)]
-    public void Evaluate_HostRepeatedOnAWarmCache_StoredOnTheSecondMissAsFirstDecided(string host, int port)
-    {
-        // With this policy's cache already on the thread, a host's first decision is only noted and its second stores
-        // the parts the host-and-port path decided from (no decision value is built before it is returned); the third
-        // is answered from the entry and must equal the first in every field.
-        var policy = Load(
-            """{"schemaVersion":1,"generation":7,"allow":[{"host":"a.example.com"}],"blocklist":{"domains":["blocked.example"]}}""");
-        policy.Evaluate("warm.example.org", 443);
-
-        var first = policy.Evaluate(new string(host.AsSpan()), port);
-        var second = policy.Evaluate(new string(host.AsSpan()), port);
-        var third = policy.Evaluate(new string(host.AsSpan()), port);
-
-        ReferenceEquals(second.Target.Host, first.Target.Host).Should().BeFalse("the second call decides again (the first was only noted)");
-        ReferenceEquals(third.Target.Host, second.Target.Host).Should().BeTrue("the second call stored its decision and the third is answered from it");
-        second.Should().Be(first);
-        ShouldEqualInEveryField(third, first, generation: 7);
+        DecisionCacheTests.ShouldEqualInEveryField(again, first, generation: 7);
     }
 
     [Fact]
@@ -246,19 +269,4 @@ public class DecisionCachePinningTests
 
     private static EgressDecision Evaluate(CompiledPolicy snapshot, string host, int port = 443) =>
         snapshot.Evaluate(EgressTestHelpers.DnsTarget(host, port), EgressMode.Strict, TimeProvider.System, out _, out _);
-
-    /// <summary>A decision answered from the cache equals the one first made, field by field (the struct's equality
-    /// compares the same fields; each is named here so a failure says which).</summary>
-    private static void ShouldEqualInEveryField(EgressDecision answered, EgressDecision first, long generation)
-    {
-        answered.Should().Be(first);
-        answered.Verdict.Should().Be(first.Verdict);
-        answered.Reason.Should().Be(first.Reason);
-        answered.Rule.Should().Be(first.Rule);
-        answered.Target.Should().Be(first.Target);
-        answered.Mode.Should().Be(first.Mode);
-        answered.PolicyDigest.Should().Be(first.PolicyDigest).And.NotBeNull();
-        answered.PolicyGeneration.Should().Be(generation);
-        answered.WouldDeny.Should().Be(first.WouldDeny);
-    }
 }

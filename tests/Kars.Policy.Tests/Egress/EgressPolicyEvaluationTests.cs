@@ -338,6 +338,39 @@ public class EgressPolicyEvaluationTests
     }
 
     [Fact]
+    public void Evaluate_LearnModeThroughEveryOverload_SameLearnedDecisionEachRecorded()
+    {
+        // Each overload reaches the engine by its own path (the host-and-port one builds its decision itself): a Learned
+        // decision must be the same through all of them, WouldDeny included, and be recorded every time (never cached).
+        var policy = Create(EgressMode.Learn);
+
+        EgressDecision[] decisions =
+        [
+            policy.Evaluate(EgressTestHelpers.DnsTarget("new.example.org", 443), "agent-a"),
+            policy.Evaluate("new.example.org", 443, "agent-a"),
+            policy.Evaluate(new string("new.example.org".AsSpan()), 443, "agent-a"),
+            policy.Evaluate("new.example.org", 443, "agent-a"),
+            policy.Evaluate("https://new.example.org/v1", "agent-a"),
+            policy.Evaluate(new Uri("https://new.example.org/v1"), "agent-a"),
+            policy.Evaluate("new.example.org", 443),
+        ];
+
+        foreach (var decision in decisions)
+        {
+            decision.Verdict.Should().Be(EgressVerdict.Allow);
+            decision.Reason.Should().Be(EgressReason.Learned);
+            decision.WouldDeny.Should().BeTrue("a Learned decision is one that Strict mode would deny");
+            decision.Mode.Should().Be(EgressMode.Learn);
+            decision.Rule.Should().BeNull();
+            decision.Target.Should().Be(EgressTestHelpers.DnsTarget("new.example.org", 443));
+            decision.PolicyDigest.Should().Be(decisions[0].PolicyDigest).And.NotBeNull();
+        }
+
+        policy.GetLearnedHosts().Should().HaveCount(2, "one destination per sandbox: agent-a and no sandbox");
+        policy.GetLearnedHosts().Sum(h => h.Count).Should().Be(decisions.Length, "every decision is recorded, none answered from the cache");
+    }
+
+    [Fact]
     public void Evaluate_LearnMode_AllowlistedStillReportsAllowlisted()
     {
         var decision = Create(EgressMode.Learn).Evaluate("api.github.com", 443);
