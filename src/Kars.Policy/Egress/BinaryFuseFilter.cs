@@ -84,19 +84,20 @@ internal sealed class BinaryFuseFilter
             return new BinaryFuseFilter(fingerprints, 0, segmentLength, segmentCountLength);
         }
 
-        // Construction state, released when this method returns (about 14 bytes per slot plus 9 per key).
+        // Construction state, released when this method returns (9 bytes per slot plus 5 per key). A slot keeps the xor of
+        // the indices of its keys, not of their hashes: when one key is left, the index names it, and its hash and class
+        // are read again from the key arrays (half the memory of keeping 64-bit hashes and classes per slot).
         var count2 = new byte[arrayLength];
-        var xorHash = new ulong[arrayLength];
-        var xorClass = new byte[arrayLength];
+        var xorIndex = new int[arrayLength];
         var alone = new uint[arrayLength];
-        var stack = new ulong[size];
+        var stack = new int[size];
         var stackSlot = new byte[size];
         ulong rng = 0x726B2B9D438B9D4DUL;
         for (int attempt = 0; attempt < maxAttempts; attempt++)
         {
             ulong seed = SplitMix(ref rng);
             var filter = new BinaryFuseFilter(fingerprints, seed, segmentLength, segmentCountLength);
-            if (filter.TryPopulate(keys, classes, count2, xorHash, xorClass, alone, stack, stackSlot))
+            if (filter.TryPopulate(keys, classes, count2, xorIndex, alone, stack, stackSlot))
             {
                 return filter;
             }
@@ -126,8 +127,7 @@ internal sealed class BinaryFuseFilter
             }
 
             Array.Clear(count2);
-            Array.Clear(xorHash);
-            Array.Clear(xorClass);
+            Array.Clear(xorIndex);
         }
 
         // No seed peeled the keys. With well-mixed keys this does not happen, but the seeds are fixed and public, so a
@@ -180,26 +180,23 @@ internal sealed class BinaryFuseFilter
     }
 
     /// <summary>Peels the 3-hypergraph of the keys; on success writes the fingerprints.</summary>
-    private bool TryPopulate(ReadOnlySpan<ulong> keys, ReadOnlySpan<byte> classes, byte[] count2, ulong[] xorHash, byte[] xorClass, uint[] alone, ulong[] stack, byte[] stackSlot)
+    private bool TryPopulate(ReadOnlySpan<ulong> keys, ReadOnlySpan<byte> classes, byte[] count2, int[] xorIndex, uint[] alone, int[] stack, byte[] stackSlot)
     {
         // count2[i]: (number of keys at slot i) << 2 | (xor of which-position indices 0..2), so a slot with one key
-        // knows which of the key's three positions it is.
+        // knows which of the key's three positions it is; xorIndex[i]: the xor of the indices of the keys at slot i, so a
+        // slot with one key knows which key it is.
         for (int k = 0; k < keys.Length; k++)
         {
             ulong hash = Hash(keys[k], _seed);
-            byte keyClass = classes[k];
             uint h0 = Position(0, hash), h1 = Position(1, hash), h2 = Position(2, hash);
-            xorClass[h0] ^= keyClass;
-            xorClass[h1] ^= keyClass;
-            xorClass[h2] ^= keyClass;
             count2[h0] += 4;
-            xorHash[h0] ^= hash;
+            xorIndex[h0] ^= k;
             count2[h1] += 4;
             count2[h1] ^= 1;
-            xorHash[h1] ^= hash;
+            xorIndex[h1] ^= k;
             count2[h2] += 4;
             count2[h2] ^= 2;
-            xorHash[h2] ^= hash;
+            xorIndex[h2] ^= k;
 
             // A byte counter overflows past 63 keys in one slot: retry with another seed.
             if (count2[h0] < 4 || count2[h1] < 4 || count2[h2] < 4)
@@ -225,16 +222,16 @@ internal sealed class BinaryFuseFilter
                 continue;
             }
 
-            ulong hash = xorHash[index];
-            byte keyClass = xorClass[index];
+            int key = xorIndex[index];
+            ulong hash = Hash(keys[key], _seed);
             int found = count2[index] & 3;
             positions[0] = Position(0, hash);
             positions[1] = Position(1, hash);
             positions[2] = Position(2, hash);
             positions[3] = positions[0];
             positions[4] = positions[1];
-            stackSlot[stackSize] = (byte)(found | (keyClass << 2));
-            stack[stackSize] = hash;
+            stackSlot[stackSize] = (byte)found;
+            stack[stackSize] = key;
             stackSize++;
             for (int other = 1; other <= 2; other++)
             {
@@ -243,8 +240,7 @@ internal sealed class BinaryFuseFilter
                 queue += (count2[o] >> 2) == 2 ? 1 : 0;
                 count2[o] -= 4;
                 count2[o] ^= (byte)((found + other) % 3);
-                xorHash[o] ^= hash;
-                xorClass[o] ^= keyClass;
+                xorIndex[o] ^= key;
             }
         }
 
@@ -256,9 +252,10 @@ internal sealed class BinaryFuseFilter
         Array.Clear(_fingerprints);
         for (int i = stackSize - 1; i >= 0; i--)
         {
-            ulong hash = stack[i];
-            int found = stackSlot[i] & 3;
-            uint target = Tag(hash) ^ (uint)(stackSlot[i] >> 2);
+            int key = stack[i];
+            ulong hash = Hash(keys[key], _seed);
+            int found = stackSlot[i];
+            uint target = Tag(hash) ^ classes[key];
             positions[0] = Position(0, hash);
             positions[1] = Position(1, hash);
             positions[2] = Position(2, hash);
