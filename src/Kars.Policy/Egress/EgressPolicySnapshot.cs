@@ -314,7 +314,8 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     [MethodImpl(MethodImplOptions.NoInlining)]
     private EgressDecision EvaluateUncached(string host, int port, string? sandbox)
     {
-        // A canonical name is checked and decided in one walk over its labels; anything else is parsed fully.
+        // A canonical name (the target factory's check, then one read for its label boundaries) is decided without the
+        // parser; anything else, and an xn-- name (only the parser validates punycode), is parsed fully.
         if (EgressTarget.TryCreateDnsName(host, port, out var target) && CompiledPolicy.TakesFastPath(host, out ulong dots))
         {
             string? rule = _policy.DecideName(host, port, dots, Mode, _clock, out var outcome);
