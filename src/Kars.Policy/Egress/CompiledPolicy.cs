@@ -1,5 +1,4 @@
 using System.Net;
-using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -235,11 +234,12 @@ internal sealed class CompiledPolicy
 
     private EgressDecision EvaluateName(in EgressTarget target, ulong dots, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
-        // The decision value is built here, once; the snapshot's host-and-port path builds it itself from the same parts.
+        // The decision value is built here, once; the snapshot's host-and-port path builds it itself from the same parts
+        // (a Learned decision is the one that would deny in Strict mode).
         string? rule = DecideName(target.Host, target.Port, dots, mode, clock, out NameOutcome outcome);
         learn = outcome.Learn;
         cacheable = outcome.Cacheable;
-        return Decide(target, outcome, rule, mode);
+        return Decide(target, outcome.Verdict, outcome.Reason, rule, mode, wouldDeny: outcome.Learn);
     }
 
     /// <summary>Decides a canonical DNS name (a valid target's host) and returns the rule that decided it, or null; the
@@ -540,18 +540,6 @@ internal sealed class CompiledPolicy
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private EgressDecision Decide(in EgressTarget target, EgressVerdict verdict, EgressReason reason, string? rule, EgressMode mode, bool wouldDeny) =>
         new(verdict, reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny);
-
-    /// <summary>The decision for a DNS-name target from what <see cref="DecideName"/> returned (a Learned decision is the
-    /// one that would deny in Strict mode). The snapshot's host-and-port path writes the same value itself, into its
-    /// return buffer.</summary>
-    /// <param name="target">The valid DNS-name target.</param>
-    /// <param name="outcome">The outcome.</param>
-    /// <param name="rule">The rule text, or null.</param>
-    /// <param name="mode">The mode in force.</param>
-    /// <returns>The decision.</returns>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private EgressDecision Decide(in EgressTarget target, NameOutcome outcome, string? rule, EgressMode mode) =>
-        new(outcome.Verdict, outcome.Reason, target, EgressTargetError.None, rule, mode, Digest, Generation, wouldDeny: outcome.Learn);
 
     /// <summary>A name's verdict and reason, and whether the decision must be recorded (Learned) or may be cached, in one
     /// word.</summary>
