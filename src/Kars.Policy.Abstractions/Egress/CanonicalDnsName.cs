@@ -37,13 +37,24 @@ internal static class CanonicalDnsName
     /// <param name="name">The candidate name.</param>
     /// <param name="hasAceLabel">Whether a label starts with <c>xn--</c> (its punycode is not checked here).</param>
     /// <returns><see langword="true"/> when the shape is canonical. Never allocates.</returns>
-    public static bool HasCanonicalShape(ReadOnlySpan<char> name, out bool hasAceLabel)
+    public static bool HasCanonicalShape(ReadOnlySpan<char> name, out bool hasAceLabel) => HasCanonicalShape(name, out hasAceLabel, out _);
+
+    /// <summary>As <see cref="HasCanonicalShape(ReadOnlySpan{char}, out bool)"/>, and hands back the dot mask its pass
+    /// found, so a caller that walks the labels need not read the name again.</summary>
+    /// <param name="name">The candidate name.</param>
+    /// <param name="hasAceLabel">Whether a label starts with <c>xn--</c> (its punycode is not checked here).</param>
+    /// <param name="dots">For a canonical name of at most 64 characters, bit i set when <c>name[i] == '.'</c>; 0 for a
+    /// longer name and when the shape is not canonical.</param>
+    /// <returns><see langword="true"/> when the shape is canonical. Never allocates.</returns>
+    public static bool HasCanonicalShape(ReadOnlySpan<char> name, out bool hasAceLabel, out ulong dots)
     {
         hasAceLabel = false;
+        dots = 0;
         if (name.Length is >= 1 and <= 64)
         {
-            if (!ScanShortName(name, out ulong dots, out ulong hyphens))
+            if (!ScanShortName(name, out dots, out ulong hyphens))
             {
+                dots = 0;
                 return false;
             }
 
@@ -52,17 +63,19 @@ internal static class CanonicalDnsName
             // a digit. Two hyphens in a row may start an xn-- label: the general path below finds it.
             if ((hyphens & (hyphens >> 1)) == 0)
             {
-                if (!LabelsNonEmpty(dots, name.Length) || (name.Length == 64 && dots == 0))
+                if (!LabelsNonEmpty(dots, name.Length) || (name.Length == 64 && dots == 0) || (char.IsAsciiDigit(name[LastLabelStart(dots)]) && EndsInNumber(name)))
                 {
+                    dots = 0;
                     return false;
                 }
 
-                return !char.IsAsciiDigit(name[LastLabelStart(dots)]) || !EndsInNumber(name);
+                return true;
             }
         }
 
         if (name.IsEmpty || name.Length > MaxNameLength || name.ContainsAnyExcept(CanonicalChars))
         {
+            dots = 0;
             return false;
         }
 
@@ -73,6 +86,7 @@ internal static class CanonicalDnsName
             ReadOnlySpan<char> label = dot < 0 ? rest : rest[..dot];
             if (label.IsEmpty || label.Length > MaxLabelLength)
             {
+                dots = 0;
                 return false;
             }
 
@@ -89,7 +103,13 @@ internal static class CanonicalDnsName
             rest = rest[(dot + 1)..];
         }
 
-        return !EndsInNumber(name);
+        if (EndsInNumber(name))
+        {
+            dots = 0;
+            return false;
+        }
+
+        return true;
     }
 
     /// <summary>

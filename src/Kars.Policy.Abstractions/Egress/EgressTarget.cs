@@ -63,6 +63,29 @@ public readonly struct EgressTarget : IEquatable<EgressTarget>
         return true;
     }
 
+    /// <summary>Creates a target for a DNS name that is already in canonical form, as
+    /// <see cref="TryCreateDnsName(string?, int, out EgressTarget)"/> does, and hands back where the name's labels are,
+    /// which the check found on its way: a policy engine that walks the name's suffixes then need not read it again.</summary>
+    /// <param name="host">The name (see <see cref="TryCreateDnsName(string?, int, out EgressTarget)"/>).</param>
+    /// <param name="port">The port, 1–65535.</param>
+    /// <param name="target">The target, or the default value when the method returns <see langword="false"/>.</param>
+    /// <param name="labels">Where the labels of <paramref name="host"/> are, or the default value when the method returns
+    /// <see langword="false"/>.</param>
+    /// <returns>The same as <see cref="TryCreateDnsName(string?, int, out EgressTarget)"/> for the same arguments.</returns>
+    public static bool TryCreateDnsName(string? host, int port, out EgressTarget target, out DnsNameLabels labels)
+    {
+        if (host is null || port is < 1 or > 65535 || !CanonicalDnsName.HasCanonicalShape(host, out bool hasAceLabel, out ulong dots))
+        {
+            target = default;
+            labels = default;
+            return false;
+        }
+
+        target = new EgressTarget(host, port);
+        labels = new DnsNameLabels(dots, hasAceLabel);
+        return true;
+    }
+
     /// <summary>Creates a target for an IP address. Its <see cref="Host"/> text is produced only when read.</summary>
     /// <param name="address">The IPv4 or IPv6 address.</param>
     /// <param name="port">The port, 1–65535.</param>

@@ -210,23 +210,22 @@ internal sealed class CompiledPolicy
         return EvaluateName(target, mode, now, out learn, out cacheable);
     }
 
-    /// <summary>For a name the target factory accepted (canonical shape, see <see cref="CanonicalDnsName"/>): whether
-    /// <see cref="DecideName"/> may decide it as it is, without the full parser, that is, it has no <c>xn--</c> label
-    /// (only the parser validates punycode) and its last label does not start with a digit; and its dot mask when it
-    /// has at most 64 characters. The name is read once more, for its label boundaries and double hyphens only, without
-    /// being validated again.</summary>
+    /// <summary>For a name the target factory accepted (canonical shape, see <see cref="CanonicalDnsName"/>), with the
+    /// labels the factory found: whether <see cref="DecideName"/> may decide it as it is, without the full parser, that is,
+    /// it has no <c>xn--</c> label (only the parser validates punycode) and its last label does not start with a digit;
+    /// and its dot mask (0 for a name over 64 characters, whose walk searches for its dots). The name is not read again,
+    /// apart from the first character of its last label.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool TakesFastPath(string host, out ulong dots)
+    internal static bool TakesFastPath(string host, DnsNameLabels labels, out ulong dots)
     {
-        if (host.Length <= 64)
+        dots = labels.DotMask;
+        if (labels.HasAceLabel)
         {
-            dots = NameIndex.DotAndDoubleHyphenMasks(host, out ulong doubleHyphens);
-            return (doubleHyphens == 0 || !host.Contains(CanonicalDnsName.AcePrefix, StringComparison.Ordinal))
-                && !char.IsAsciiDigit(host[CanonicalDnsName.LastLabelStart(dots)]);
+            return false;
         }
 
-        dots = 0;
-        return !host.Contains(CanonicalDnsName.AcePrefix, StringComparison.Ordinal) && !char.IsAsciiDigit(host[host.LastIndexOf('.') + 1]);
+        int lastLabel = host.Length <= 64 ? CanonicalDnsName.LastLabelStart(dots) : host.LastIndexOf('.') + 1;
+        return !char.IsAsciiDigit(host[lastLabel]);
     }
 
     private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable) =>

@@ -314,9 +314,10 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     [MethodImpl(MethodImplOptions.NoInlining)]
     private EgressDecision EvaluateUncached(string host, int port, string? sandbox)
     {
-        // A canonical name (the target factory's check, then one read for its label boundaries) is decided without the
-        // parser; anything else, and an xn-- name (only the parser validates punycode), is parsed fully.
-        if (EgressTarget.TryCreateDnsName(host, port, out var target) && CompiledPolicy.TakesFastPath(host, out ulong dots))
+        // A canonical name is decided without the parser, with the label boundaries the target factory found while it
+        // checked the name (one pass over it in all); anything else, and an xn-- name (only the parser validates
+        // punycode), is parsed fully.
+        if (EgressTarget.TryCreateDnsName(host, port, out var target, out var labels) && CompiledPolicy.TakesFastPath(host, labels, out ulong dots))
         {
             string? rule = _policy.DecideName(host, port, dots, Mode, _clock, out var outcome);
             if (outcome.Learn)

@@ -68,9 +68,12 @@ public class CanonicalShapeTests
             {
                 bool expected = ReferenceShape(name, out bool expectedAce);
                 CanonicalDnsName.HasCanonicalShape(name, out bool ace).Should().Be(expected, "for \"{0}\"", name);
+                CanonicalDnsName.HasCanonicalShape(name, out bool ace2, out ulong dots).Should().Be(expected, "for \"{0}\"", name);
+                dots.Should().Be(expected ? ReferenceDots(name) : 0UL, "the dot mask of \"{0}\"", name);
                 if (expected)
                 {
                     ace.Should().Be(expectedAce, "for \"{0}\"", name);
+                    ace2.Should().Be(expectedAce, "for \"{0}\"", name);
                 }
             },
             iter: 20_000);
@@ -94,6 +97,21 @@ public class CanonicalShapeTests
                 }
             }
         }
+    }
+
+    /// <summary>The dot mask of a name of at most 64 characters, one character at a time; 0 for a longer name.</summary>
+    private static ulong ReferenceDots(string name)
+    {
+        ulong dots = 0;
+        for (int i = 0; name.Length <= 64 && i < name.Length; i++)
+        {
+            if (name[i] == '.')
+            {
+                dots |= 1UL << i;
+            }
+        }
+
+        return dots;
     }
 
     private static bool ReferenceShape(string name, out bool hasAce)

@@ -101,6 +101,54 @@ public class EgressTargetFactoryTests
         target.ToString().Should().Be(authority);
     }
 
+    [Theory]
+    [InlineData("example.com", 0b0000_1000_0000UL, false)]
+    [InlineData("a", 0UL, false)]
+    [InlineData("a.b.c", 0b01010UL, false)]
+    [InlineData("xn--mnchen-3ya.de", 1UL << 14, true)]
+    [InlineData("a.xn--zz.example", 0b1_0000_0010UL, true)]
+    [InlineData("b--xn--a.example", 1UL << 8, false)]
+    [InlineData("a--b.example", 1UL << 4, false)]
+    public void TryCreateDnsName_WithLabels_GivesTheDotsAndAceLabels(string host, ulong dots, bool ace)
+    {
+        EgressTarget.TryCreateDnsName(host, 8443, out var target, out var labels).Should().BeTrue();
+
+        EgressTarget.TryCreateDnsName(host, 8443, out var plain).Should().BeTrue();
+        target.Should().Be(plain);
+        target.Host.Should().BeSameAs(host);
+        labels.DotMask.Should().Be(dots);
+        labels.HasAceLabel.Should().Be(ace);
+    }
+
+    [Fact]
+    public void TryCreateDnsName_WithLabels_LongerThan64_RecordsNoDots()
+    {
+        string host = new string('a', 60) + ".xn--zz." + new string('b', 10) + ".example";
+
+        EgressTarget.TryCreateDnsName(host, 443, out var target, out var labels).Should().BeTrue();
+
+        target.Host.Should().BeSameAs(host);
+        labels.DotMask.Should().Be(0UL);
+        labels.HasAceLabel.Should().BeTrue();
+    }
+
+    [Theory]
+    [InlineData(null, 443)]
+    [InlineData("Example.com", 443)]
+    [InlineData("example.123", 443)]
+    [InlineData("a..b", 443)]
+    [InlineData("example.com", 0)]
+    [InlineData("example.com", 65536)]
+    public void TryCreateDnsName_WithLabels_RefusedAsWithout(string? host, int port)
+    {
+        EgressTarget.TryCreateDnsName(host, port, out var target, out var labels).Should().BeFalse();
+
+        EgressTarget.TryCreateDnsName(host, port, out _).Should().BeFalse();
+        target.Should().Be(default(EgressTarget));
+        labels.DotMask.Should().Be(0UL);
+        labels.HasAceLabel.Should().BeFalse();
+    }
+
     [Fact]
     public void FromAddress_BadArguments_Throw()
     {

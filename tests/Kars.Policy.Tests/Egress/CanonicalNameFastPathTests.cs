@@ -89,6 +89,37 @@ public class CanonicalNameFastPathTests
         Snapshot.Evaluate(host, 443, null).Reason.Should().Be(expected);
     }
 
+    /// <summary>The host-and-port path takes the labels the target factory found: a name with two hyphens that are not
+    /// an <c>xn--</c> label, or with <c>xn--</c> inside a label, is decided without the parser; one with an <c>xn--</c>
+    /// label still goes to the parser (punycode); names over 64 characters search for their dots. Each must decide
+    /// exactly as the parser's path does (the URL overload always parses).</summary>
+    [Theory]
+    [InlineData("b--xn--a.example.com")]
+    [InlineData("a--b.example.com")]
+    [InlineData("xn-a.example.com")]
+    [InlineData("xn--mnchen-3ya.example.com")]
+    [InlineData("a.xn--zz.example.com")]
+    [InlineData("x.example.1com")]
+    [InlineData("api.example.com")]
+    [InlineData("example.com")]
+    [InlineData("notlisted.example.org")]
+    [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b--xn--c.example.com")]
+    [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.xn--mnchen-3ya.example.com")]
+    [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.xn--zz.example.com")]
+    public void NamesWithHyphensOrLong_DecideAsTheParserDoes(string host)
+    {
+        var policy = EgressPolicySnapshot.Create(Encoding.UTF8.GetBytes(Doc("""{"host":"*.example.com"},{"host":"api.example.com","ports":[8443]}""")));
+
+        var byHost = policy.Evaluate(host, 443, null);
+        var byUrl = policy.Evaluate("https://" + host + "/", null);
+
+        byHost.Verdict.Should().Be(byUrl.Verdict, "for {0}", host);
+        byHost.Reason.Should().Be(byUrl.Reason, "for {0}", host);
+        byHost.Rule.Should().Be(byUrl.Rule, "for {0}", host);
+        byHost.Target.Should().Be(byUrl.Target, "for {0}", host);
+        byHost.TargetError.Should().Be(byUrl.TargetError, "for {0}", host);
+    }
+
     [Fact]
     public void OneTrailingDot_IsRemovedByTheParser()
     {

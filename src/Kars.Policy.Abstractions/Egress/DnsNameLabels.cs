@@ -1,0 +1,26 @@
+namespace Kars.Policy.Egress;
+
+/// <summary>
+/// Where the labels of a canonical DNS name are, as
+/// <see cref="EgressTarget.TryCreateDnsName(string?, int, out EgressTarget, out DnsNameLabels)"/> found them while it
+/// checked the name: a policy engine that walks the name's suffixes (<c>com</c>, <c>example.com</c>,
+/// <c>api.example.com</c>) reads them from here instead of searching the name a second time.
+/// </summary>
+/// <remarks>Describes the name it was created with and nothing else; the default value describes no name.</remarks>
+public readonly struct DnsNameLabels
+{
+    internal DnsNameLabels(ulong dotMask, bool hasAceLabel)
+    {
+        DotMask = dotMask;
+        HasAceLabel = hasAceLabel;
+    }
+
+    /// <summary>Gets, for a name of at most 64 characters, a mask with bit <c>i</c> set when character <c>i</c> of the
+    /// name is a dot (a label starts at 0 and after each set bit); 0 for a name of one label and for a name longer than
+    /// 64 characters, whose dots are not recorded.</summary>
+    public ulong DotMask { get; }
+
+    /// <summary>Gets a value indicating whether a label of the name starts with <c>xn--</c> (an IDNA A-label, whose
+    /// punycode the factory does not check).</summary>
+    public bool HasAceLabel { get; }
+}
