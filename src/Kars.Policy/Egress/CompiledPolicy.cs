@@ -213,8 +213,9 @@ internal sealed class CompiledPolicy
     /// <summary>For a name the target factory accepted (canonical shape, see <see cref="CanonicalDnsName"/>), with the
     /// labels the factory found: whether <see cref="DecideName"/> may decide it as it is, without the full parser, that is,
     /// it has no <c>xn--</c> label (only the parser validates punycode) and its last label does not start with a digit;
-    /// and its dot mask (0 for a name over 64 characters, whose walk searches for its dots). The name is not read again,
-    /// apart from the first character of its last label.</summary>
+    /// and its dot mask (0 for a name over 64 characters, whose walk searches for its dots). A name of at most 64
+    /// characters is not read again here, apart from the first character of its last label; a longer one is searched
+    /// for its last dot.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool TakesFastPath(string host, DnsNameLabels labels, out ulong dots)
     {

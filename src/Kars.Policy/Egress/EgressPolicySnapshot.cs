@@ -315,7 +315,8 @@ public sealed class EgressPolicySnapshot : IEgressPolicy
     private EgressDecision EvaluateUncached(string host, int port, string? sandbox)
     {
         // A canonical name is decided without the parser, with the label boundaries the target factory found while it
-        // checked the name (one pass over it in all); anything else, and an xn-- name (only the parser validates
+        // checked the name (for a name of up to 64 characters without two hyphens in a row, the check is one pass and
+        // the engine does not scan the name again); anything else, and an xn-- name (only the parser validates
         // punycode), is parsed fully.
         if (EgressTarget.TryCreateDnsName(host, port, out var target, out var labels) && CompiledPolicy.TakesFastPath(host, labels, out ulong dots))
         {

@@ -121,6 +121,31 @@ public class EgressTargetFactoryTests
     }
 
     [Fact]
+    public void TryCreateDnsName_WithLabels_SixtyFourCharacters_RecordsEveryDot()
+    {
+        string host = new string('a', 31) + "." + new string('b', 29) + ".cd";
+
+        EgressTarget.TryCreateDnsName(host, 443, out _, out var labels).Should().BeTrue();
+
+        host.Length.Should().Be(64);
+        labels.DotMask.Should().Be((1UL << 31) | (1UL << 61));
+        labels.HasAceLabel.Should().BeFalse();
+    }
+
+    [Fact]
+    public void TryCreateDnsName_WithLabels_LongerThan64WithoutAceLabel_RecordsNoDots()
+    {
+        string host = new string('a', 31) + "." + new string('b', 30) + ".cd";
+
+        EgressTarget.TryCreateDnsName(host, 443, out var target, out var labels).Should().BeTrue();
+
+        host.Length.Should().Be(65);
+        target.Host.Should().BeSameAs(host);
+        labels.DotMask.Should().Be(0UL);
+        labels.HasAceLabel.Should().BeFalse();
+    }
+
+    [Fact]
     public void TryCreateDnsName_WithLabels_LongerThan64_RecordsNoDots()
     {
         string host = new string('a', 60) + ".xn--zz." + new string('b', 10) + ".example";
@@ -134,6 +159,7 @@ public class EgressTargetFactoryTests
 
     [Theory]
     [InlineData(null, 443)]
+    [InlineData("", 443)]
     [InlineData("Example.com", 443)]
     [InlineData("example.123", 443)]
     [InlineData("a..b", 443)]

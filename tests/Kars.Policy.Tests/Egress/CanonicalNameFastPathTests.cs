@@ -106,12 +106,19 @@ public class CanonicalNameFastPathTests
     [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b--xn--c.example.com")]
     [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.xn--mnchen-3ya.example.com")]
     [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.xn--zz.example.com")]
+    [InlineData("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.x.example.com")]
+    [InlineData("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.x.example.com")]
+    [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x.example.1com")]
     public void NamesWithHyphensOrLong_DecideAsTheParserDoes(string host)
     {
-        var policy = EgressPolicySnapshot.Create(Encoding.UTF8.GetBytes(Doc("""{"host":"*.example.com"},{"host":"api.example.com","ports":[8443]}""")));
+        // Two snapshots of one document: each has its own decision cache identity, so the URL's decision is the
+        // parser's own and not the host-and-port path's, answered from the thread's cache.
+        byte[] document = Encoding.UTF8.GetBytes(Doc("""{"host":"*.example.com"},{"host":"api.example.com","ports":[8443]}"""));
+        var byHostPolicy = EgressPolicySnapshot.Create(document);
+        var byUrlPolicy = EgressPolicySnapshot.Create(document);
 
-        var byHost = policy.Evaluate(host, 443, null);
-        var byUrl = policy.Evaluate("https://" + host + "/", null);
+        var byHost = byHostPolicy.Evaluate(host, 443, null);
+        var byUrl = byUrlPolicy.Evaluate("https://" + host + "/", null);
 
         byHost.Verdict.Should().Be(byUrl.Verdict, "for {0}", host);
         byHost.Reason.Should().Be(byUrl.Reason, "for {0}", host);
