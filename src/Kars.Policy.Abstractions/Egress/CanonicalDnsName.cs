@@ -50,11 +50,11 @@ internal static class CanonicalDnsName
     {
         hasAceLabel = false;
         dots = 0;
+        ulong shortDots = 0;
         if (name.Length is >= 1 and <= 64)
         {
-            if (!ScanShortName(name, out dots, out ulong hyphens))
+            if (!ScanShortName(name, out shortDots, out ulong hyphens))
             {
-                dots = 0;
                 return false;
             }
 
@@ -63,19 +63,19 @@ internal static class CanonicalDnsName
             // a digit. Two hyphens in a row may start an xn-- label: the general path below finds it.
             if ((hyphens & (hyphens >> 1)) == 0)
             {
-                if (!LabelsNonEmpty(dots, name.Length) || (name.Length == 64 && dots == 0) || (char.IsAsciiDigit(name[LastLabelStart(dots)]) && EndsInNumber(name)))
+                if (!LabelsNonEmpty(shortDots, name.Length) || (name.Length == 64 && shortDots == 0)
+                    || (char.IsAsciiDigit(name[LastLabelStart(shortDots)]) && EndsInNumber(name)))
                 {
-                    dots = 0;
                     return false;
                 }
 
+                dots = shortDots;
                 return true;
             }
         }
 
         if (name.IsEmpty || name.Length > MaxNameLength || name.ContainsAnyExcept(CanonicalChars))
         {
-            dots = 0;
             return false;
         }
 
@@ -86,7 +86,6 @@ internal static class CanonicalDnsName
             ReadOnlySpan<char> label = dot < 0 ? rest : rest[..dot];
             if (label.IsEmpty || label.Length > MaxLabelLength)
             {
-                dots = 0;
                 return false;
             }
 
@@ -105,10 +104,12 @@ internal static class CanonicalDnsName
 
         if (EndsInNumber(name))
         {
-            dots = 0;
             return false;
         }
 
+        // A name of up to 64 characters that came here (two hyphens in a row) has its mask from the vector pass; a
+        // longer one has none.
+        dots = shortDots;
         return true;
     }
 
