@@ -44,9 +44,10 @@ internal sealed class TablesOnlyDecider(EgressPolicySnapshot snapshot)
             return false;
         }
 
-        // One vector pass for the label boundaries, as the policy makes after the target factory's check (not repeated
-        // here: the names are canonical).
-        ulong dots = NameIndex.DotAndDoubleHyphenMasks(name, out _);
+        // One vector pass for the label boundaries: the target factory's shape check, whose dot mask the policy walks
+        // (the names are canonical, so its verdict is not needed here).
+        EgressTarget.TryCreateDnsName(host, 443, out _, out DnsNameLabels labels);
+        ulong dots = labels.DotMask;
 
         ref char first = ref MemoryMarshal.GetReference(name);
         ulong hash = NameIndex.StartHash;

@@ -229,8 +229,19 @@ internal sealed class CompiledPolicy
         return !char.IsAsciiDigit(host[lastLabel]);
     }
 
-    private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable) =>
-        EvaluateName(target, target.Host.Length <= 64 ? NameIndex.DotAndDoubleHyphenMasks(target.Host, out _) : 0, mode, clock, out learn, out cacheable);
+    /// <summary>A target the engine's parser produced (canonical): its dot mask comes from the shape check's own vector
+    /// pass, which finds it as it checks the characters.</summary>
+    private EgressDecision EvaluateName(in EgressTarget target, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
+    {
+        ulong dots = 0;
+        if (target.Host.Length <= 64)
+        {
+            bool canonical = CanonicalDnsName.ScanShortName(target.Host, out dots, out _);
+            System.Diagnostics.Debug.Assert(canonical, "a valid DNS-name target's host is canonical");
+        }
+
+        return EvaluateName(target, dots, mode, clock, out learn, out cacheable);
+    }
 
     private EgressDecision EvaluateName(in EgressTarget target, ulong dots, EgressMode mode, TimeProvider clock, out bool learn, out bool cacheable)
     {
@@ -248,7 +259,7 @@ internal sealed class CompiledPolicy
     /// that is then copied out (docs/benchmarks.md, 2026-12-01 05:35).</summary>
     /// <param name="host">The host of a valid DNS-name target.</param>
     /// <param name="port">The port.</param>
-    /// <param name="dots">The dot mask of the name (<see cref="NameIndex.DotAndDoubleHyphenMasks"/>) when it has at most 64 characters.</param>
+    /// <param name="dots">The dot mask of the name (<see cref="DnsNameLabels.DotMask"/>) when it has at most 64 characters.</param>
     /// <param name="mode">The mode in force.</param>
     /// <param name="clock">The clock for approvals.</param>
     /// <param name="outcome">The verdict, reason and flags.</param>

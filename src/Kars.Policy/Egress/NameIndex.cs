@@ -137,49 +137,8 @@ internal sealed class NameIndex
         return x;
     }
 
-    /// <summary>For a name of 1–64 characters whose shape is already known to be canonical: bit i of the result set
-    /// when <c>name[i] == '.'</c>, and bit i of <paramref name="doubleHyphens"/> when <c>name[i]</c> and
-    /// <c>name[i + 1]</c> are both <c>'-'</c> (only such a name can hold an <c>xn--</c> label). One vector pass, eight
-    /// characters per step, the last step overlapping the one before it; nothing is validated.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ulong DotAndDoubleHyphenMasks(ReadOnlySpan<char> name, out ulong doubleHyphens)
-    {
-        int length = name.Length;
-        ref ushort r = ref Unsafe.As<char, ushort>(ref MemoryMarshal.GetReference(name));
-        ulong dots = 0;
-        ulong hyphens = 0;
-        if (Vector128.IsHardwareAccelerated && length >= 8)
-        {
-            int i = 0;
-            while (true)
-            {
-                var v = Vector128.LoadUnsafe(ref r, (nuint)i);
-                dots |= (ulong)Vector128.Equals(v, Vector128.Create((ushort)'.')).ExtractMostSignificantBits() << i;
-                hyphens |= (ulong)Vector128.Equals(v, Vector128.Create((ushort)'-')).ExtractMostSignificantBits() << i;
-                if (i + 8 == length)
-                {
-                    break;
-                }
-
-                i = Math.Min(i + 8, length - 8);
-            }
-        }
-        else
-        {
-            for (int i = 0; i < length; i++)
-            {
-                char c = name[i];
-                dots |= (c == '.' ? 1UL : 0UL) << i;
-                hyphens |= (c == '-' ? 1UL : 0UL) << i;
-            }
-        }
-
-        doubleHyphens = hyphens & (hyphens >> 1);
-        return dots;
-    }
-
     /// <summary>One step of a right-to-left walk over the labels of a name of at most 64 characters: where the last label
-    /// still in <paramref name="dots"/> (its dot mask, <see cref="DotAndDoubleHyphenMasks"/>) starts, with the dot
+    /// still in <paramref name="dots"/> (its dot mask, as <see cref="CanonicalDnsName.ScanShortName"/> finds it) starts, with the dot
     /// before that label removed from the mask, so the next step finds the label before it (0: the whole name).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int NextLabelStart(ref ulong dots)
